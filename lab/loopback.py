@@ -1,0 +1,139 @@
+"""The loopback lab: a real multi-process TF cluster and decoys on 127.0.0.1, for `netaudit lab` and tests.
+
+Its state file records every process and endpoint, so `lab down` and `lab status` work from any later
+process, and tests assert exact scan results against what the lab says it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .processes import LabError, LabProcess, alive, free_port, spawn, stop, wait_ready
+
+# Two clusters (tf-wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
+# two-worker MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service.
+TF_CLUSTERS: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("train", "server", {"chief": 1, "worker": 2, "ps": 1}),
+    ("mwms", "mwms", {"worker": 2}),
+)
+# What each decoy must be reported as.
+DECOYS: dict[str, str] = {"grpc": "grpc", "http": "http", "tls": "tls", "banner": "unknown", "silent": "unknown"}
+HOST = "127.0.0.1"
+START_TIMEOUT = 180.0
+
+
+@dataclass
+class LabEndpoint:
+    name: str
+    host: str
+    port: int
+    kind: str
+    process: str
+    job: str | None = None
+    task: int | None = None
+    coordination_leader: bool = False
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
+
+
+class LoopbackLab:
+    def __init__(self, state_dir: Path | None = None, decoys: bool = True):
+        self.dir = Path(state_dir) if state_dir else default_state_dir()
+        self.with_decoys = decoys
+        self.processes: list[LabProcess] = []
+        self.endpoints: list[LabEndpoint] = []
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def load(self) -> bool:
+        if not self.state_file.exists():
+            return False
+        state = json.loads(self.state_file.read_text())
+        self.processes = [LabProcess(**p) for p in state["processes"]]
+        self.endpoints = [LabEndpoint(**e) for e in state["endpoints"]]
+        return True
+
+    def _save(self) -> None:
+        state = {"kind": "loopback", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "processes": [p.to_dict() for p in self.processes],
+                 "endpoints": [asdict(e) for e in self.endpoints]}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def _plan_tf(self) -> None:
+        for cluster, mode, jobs in TF_CLUSTERS:
+            spec = {job: [f"{HOST}:{free_port()}" for _ in range(count)] for job, count in jobs.items()}
+            for job, addresses in spec.items():
+                for task, address in enumerate(addresses):
+                    name = f"{cluster}-{job}-{task}"
+                    self.processes.append(spawn(name, "netaudit.lab.tf_task",
+                                                ["--cluster", json.dumps(spec), "--job", job, "--task", str(task),
+                                                 "--mode", mode], self.dir))
+                    self.endpoints.append(LabEndpoint(f"{cluster}/{job}:{task}", HOST, int(address.rsplit(":", 1)[1]),
+                                                      "tf-server", name, job, task,
+                                                      coordination_leader=mode == "mwms" and task == 0))
+            self._save()
+
+    def _plan_decoys(self) -> None:
+        ports = {kind: free_port() for kind in DECOYS}
+        self.processes.append(spawn("decoys", "netaudit.lab.decoys", ["--ports", json.dumps(ports), "--dir", str(self.dir)],
+                                    self.dir))
+        self.endpoints += [LabEndpoint(f"decoy/{kind}", HOST, port, DECOYS[kind], "decoys") for kind, port in ports.items()]
+        self._save()
+
+    def up(self, timeout: float = START_TIMEOUT) -> "LoopbackLab":
+        if self.load() and any(alive(p) for p in self.processes):
+            raise LabError(f"the lab in {self.dir} is already up; run `netaudit lab down` first")
+        self.processes, self.endpoints = [], []
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._plan_tf()
+            if self.with_decoys:
+                self._plan_decoys()
+            wait_ready(self.processes, time.monotonic() + timeout)
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> list[str]:
+        """Stop everything the state file names and remove the state. Returns processes that needed SIGKILL."""
+        if not self.processes:
+            self.load()
+        killed = stop(self.processes)
+        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("decoy.lab.*")]:
+            path.unlink(missing_ok=True)
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass
+        self.processes, self.endpoints = [], []
+        return killed
+
+    def status(self) -> dict:
+        up = self.load()
+        return {"up": up and any(alive(p) for p in self.processes), "dir": str(self.dir),
+                "processes": [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in self.processes],
+                "endpoints": [asdict(e) for e in self.endpoints]}
+
+    def targets(self) -> list[str]:
+        return [e.target for e in self.endpoints]
+
+    def __enter__(self) -> "LoopbackLab":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()

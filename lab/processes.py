@@ -1,0 +1,136 @@
+"""Start lab processes, wait until they say READY, and make sure they die.
+
+TF servers may keep serving after SIGTERM (tf-wire-facts.md §5), so stopping always ends in SIGKILL
+of the whole process group. A pid is only signalled if its start time still matches the one recorded,
+so a stale state file can never kill an unrelated process that reused the pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+class LabError(RuntimeError):
+    """The lab could not start or stop; the message says which process and shows its log."""
+
+
+@dataclass
+class LabProcess:
+    name: str
+    pid: int
+    start_ticks: int
+    log: str
+    argv: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def free_port() -> int:
+    """A TCP port free on every interface (TF binds 0.0.0.0), picked by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return sock.getsockname()[1]
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks, or None when it is gone (or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def alive(proc: LabProcess) -> bool:
+    return start_ticks(proc.pid) == proc.start_ticks
+
+
+def lab_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "grpc_proxy")}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def spawn(name: str, module: str, args: list[str], log_dir: Path) -> LabProcess:
+    log = log_dir / f"{name}.log"
+    argv = [sys.executable, "-m", module, *args]
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=lab_env(), start_new_session=True)
+    ticks = start_ticks(popen.pid)
+    return LabProcess(name, popen.pid, ticks or 0, str(log), argv)
+
+
+def log_tail(proc: LabProcess, lines: int = 15) -> str:
+    try:
+        text = Path(proc.log).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def wait_ready(procs: list[LabProcess], deadline: float) -> None:
+    waiting = list(procs)
+    while waiting:
+        for proc in list(waiting):
+            if "READY" in Path(proc.log).read_text(errors="replace"):
+                waiting.remove(proc)
+            elif not alive(proc):
+                raise LabError(f"lab process {proc.name} exited during start-up; its log:\n{log_tail(proc)}")
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(p.name for p in waiting)
+            raise LabError(f"lab processes not ready in time: {names}; last log:\n{log_tail(waiting[0])}")
+        time.sleep(0.2)
+
+
+def _signal_group(proc: LabProcess, sig: signal.Signals) -> None:
+    if not alive(proc):
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop(procs: list[LabProcess], grace: float = 3.0) -> list[str]:
+    """SIGTERM, a short grace period, then SIGKILL. Returns the names that needed SIGKILL."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        for proc in procs:
+            _reap(proc.pid)
+        if not any(alive(p) for p in procs):
+            return []
+        time.sleep(0.1)
+    killed = [p.name for p in procs if alive(p)]
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in procs) and time.monotonic() < deadline:
+        for proc in procs:
+            _reap(proc.pid)
+        time.sleep(0.05)
+    still = [p.name for p in procs if alive(p)]
+    if still:
+        raise LabError(f"lab processes survived SIGKILL: {', '.join(still)}")
+    return killed

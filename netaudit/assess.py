@@ -1,0 +1,52 @@
+"""Assessment: endpoint facts in, findings out. The rules are data (data/rules.toml), not branches."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .model import Endpoint, Finding
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    when: dict[str, Any]
+    title: str
+    remediation: str
+    references: tuple[str, ...]
+    compliance: dict[str, list[str]]
+
+    def matches(self, ep: Endpoint) -> bool:
+        for key, want in self.when.items():
+            if key == "service":
+                if want not in ep.services:
+                    return False
+            elif key == "detail_prefix":
+                if not all(str(ep.details.get(k, "")).startswith(v) for k, v in want.items()):
+                    return False
+            elif getattr(ep, key) != want:
+                return False
+        return True
+
+    def finding(self, ep: Endpoint) -> Finding:
+        fields = {"address": ep.address, "host": ep.host, "port": ep.port}
+        return Finding(rule=self.id, severity=self.severity, host=ep.host, port=ep.port,
+                       title=self.title.format(**fields), evidence=list(ep.evidence),
+                       remediation=self.remediation.format(**fields), references=list(self.references),
+                       compliance=self.compliance)
+
+
+@cache
+def load_rules() -> tuple[Rule, ...]:
+    data = tomllib.loads(resources.files("netaudit").joinpath("data/rules.toml").read_text())
+    return tuple(Rule(r["id"], r["severity"], r["when"], r["title"], r["remediation"],
+                      tuple(r.get("references", ())), r.get("compliance", {})) for r in data["rule"])
+
+
+def assess(endpoints: list[Endpoint]) -> list[Finding]:
+    return [rule.finding(ep) for ep in endpoints if ep.state == "open" for rule in load_rules() if rule.matches(ep)]

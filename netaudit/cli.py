@@ -1,0 +1,244 @@
+"""The netaudit command line. It parses options and calls the library; heavy imports wait until needed,
+so `netaudit --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
+FORMAT_CHOICES = ("text", "json", "html")
+SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text"}
+
+EPILOG = """\
+exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
+            2 bad usage or input (nothing was scanned); 3 scan did not finish (output marked incomplete);
+            4 internal error
+"""
+
+SCAN_EXAMPLES = """\
+targets:
+  198.18.1.10            an IP address          gpu-node-3.internal   a hostname
+  198.18.1.0/24          a CIDR                 198.18.1.10-20        a range (or A.B.C.D-A.B.C.E)
+  198.18.1.10:2222       one host and port      tf-config:tf.json     every task in a TF_CONFIG / ClusterSpec
+  -                      read targets from stdin, one per line
+
+examples:
+  netaudit scan 198.18.1.0/24 --scope 198.18.0.0/15
+  netaudit scan tf-config:$HOME/tf_config.json --fail-on critical
+  netaudit lab status --targets | netaudit scan - --format json -o scan.json
+""" + EPILOG
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors use the documented exit code 2 with a one-line hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"netaudit: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text == "0" else positive_int(text)
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMAT_CHOICES,
+                   help="output format (default: text on the terminal, or taken from the -o file's suffix)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the output here instead of stdout")
+    p.add_argument("--fail-on", choices=SEVERITY_CHOICES, metavar="SEVERITY",
+                   help="exit 1 when any finding is at or above this severity: " + "|".join(SEVERITY_CHOICES))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="netaudit", description="Find TensorFlow servers (tf.distribute.Server, TF Serving) on a "
+                    "network and prove what an outsider can do with them.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="netaudit 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    scan = sub.add_parser("scan", help="scan targets from where this process runs (one vantage)",
+                          description="Discover open ports, fingerprint TF servers with read-only RPCs, and report "
+                          "findings. Probes never change a server's state.",
+                          epilog=SCAN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see targets below)")
+    scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
+                      help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
+    scan.add_argument("--engine", choices=["connect"], default="connect",
+                      help="discovery engine: connect (TCP connect, no privileges needed)")
+    scan.add_argument("--scope", metavar="CIDR[,CIDR...]",
+                      help="addresses this scan may touch; any target outside is refused before a packet is sent. "
+                           "Required for more than a /16")
+    scan.add_argument("--vantage", metavar="NAME", help="name of the place this scan runs from (a policy segment)")
+    scan.add_argument("--timeout", type=positive_float, default=2.0, metavar="SECONDS",
+                      help="deadline for each connection and each RPC (default 2)")
+    scan.add_argument("--concurrency", type=positive_int, default=512, metavar="N",
+                      help="parallel connections during discovery (default 512)")
+    scan.add_argument("--rate", type=positive_float, default=0, metavar="N",
+                      help="at most N new connections per second (default: unlimited)")
+    scan.add_argument("--retries", type=non_negative_int, default=1, metavar="N",
+                      help="retries for a port that gave no answer (default 1)")
+    scan.add_argument("--max-time", type=positive_float, metavar="SECONDS",
+                      help="stop after this long; the output is marked incomplete and the exit code is 3")
+    scan.add_argument("--all-states", action="store_true",
+                      help="also list closed and undetermined ports of swept ranges (host:port targets always are)")
+    add_output_options(scan)
+
+    lab = sub.add_parser("lab", help="the built-in lab: real TF servers and decoys on loopback",
+                         description="Start, stop or inspect the built-in lab: a chief/worker/ps tf.distribute.Server "
+                         "cluster, a two-worker MultiWorkerMirroredStrategy cluster and decoy services, all real "
+                         "processes on 127.0.0.1. Needs the lab extra: pip install 'netaudit[lab]'.")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
+    lab.add_argument("--no-decoys", action="store_true", help="up: start only the TF servers")
+
+    demo = sub.add_parser("demo", help="lab up -> scan -> HTML, JSON and text reports -> lab down",
+                          description="Bring the lab up, scan it, write report.html, scan.json and summary.txt into "
+                          "one folder, print the report's path and a summary, and bring the lab down.")
+    demo.add_argument("-o", "--output", default="netaudit-demo", metavar="DIR",
+                      help="folder for the reports (default ./netaudit-demo)")
+    return parser
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Write atomically, so an interrupted run never leaves half a report over a good one."""
+    if path is None:
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        from .errors import UsageError
+
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def exit_code(result, fail_on: str | None) -> int:
+    from .model import severity_rank
+
+    if not result.complete:
+        return EXIT_INCOMPLETE
+    worst = result.worst_severity()
+    if fail_on and worst and severity_rank(worst) >= severity_rank(fail_on):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .render import FORMATS
+    from .scan import ScanOptions, scan
+    from .targets import build_targets
+
+    fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
+    targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
+    opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
+                       max_time=args.max_time, vantage=args.vantage, all_states=args.all_states)
+    result = scan(targets, opts)
+    write_output(FORMATS[fmt](result), args.output)
+    if not result.complete:
+        print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
+    return exit_code(result, args.fail_on)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .lab.loopback import LoopbackLab
+
+    lab = LoopbackLab(decoys=not args.no_decoys)
+    if args.action == "up":
+        print("starting the loopback lab (real TensorFlow processes; this takes a few seconds)…", file=sys.stderr)
+        lab.up()
+        print_lab(lab.status())
+    elif args.action == "down":
+        killed = lab.down()
+        print("lab is down" + (f" (SIGKILL needed for: {', '.join(killed)})" if killed else ""))
+    else:
+        status = lab.status()
+        if args.targets:
+            print("\n".join(e["host"] + ":" + str(e["port"]) for e in status["endpoints"]))
+        else:
+            print_lab(status)
+    return EXIT_OK
+
+
+def print_lab(status: dict) -> None:
+    if not status["processes"]:
+        print(f"lab is down (state dir {status['dir']})")
+        return
+    print(f"lab is {'up' if status['up'] else 'DOWN (stale state)'}; state in {status['dir']}")
+    alive = {p["name"]: p["alive"] for p in status["processes"]}
+    for e in status["endpoints"]:
+        role = f"{e['job']}:{e['task']}" if e["job"] else ""
+        extra = " coordination leader" if e["coordination_leader"] else ""
+        state = "running" if alive.get(e["process"]) else "stopped"
+        print(f"  {e['host']}:{e['port']:<6} {e['name']:<18} expect {e['kind']:<10} {role}{extra}  [{state}]")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output))
+
+
+COMMANDS = {"scan": cmd_scan, "lab": cmd_lab, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    from .errors import UsageError
+
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"netaudit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("netaudit: interrupted", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except ModuleNotFoundError as exc:
+        print(f"netaudit: error: {exc.name} is not installed; the lab needs: pip install 'netaudit[lab]'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # the contract's exit 4: one line, the traceback only on request
+        if os.environ.get("NETAUDIT_DEBUG"):
+            raise
+        from .lab.processes import LabError
+
+        if isinstance(exc, LabError):
+            print(f"netaudit: lab error: {exc}", file=sys.stderr)
+        else:
+            print(f"netaudit: internal error: {type(exc).__name__}: {exc} (set NETAUDIT_DEBUG=1 for a traceback)",
+                  file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The data model shared by every stage: what a scan saw (endpoints) and what it means (findings)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+State = Literal["open", "closed", "filtered", "undetermined"]
+Kind = Literal["tf-server", "modelserver-grpc", "modelserver-rest", "grpc", "http", "tls", "unknown"]
+Transport = Literal["plaintext", "tls", "mtls", "unknown"]
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+SCHEMA = "netaudit/scan-v1"
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+@dataclass
+class Endpoint:
+    host: str
+    port: int
+    state: State
+    kind: Kind | None = None
+    transport: Transport | None = None
+    authenticated: bool | None = None
+    services: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Finding:
+    rule: str
+    severity: str
+    host: str
+    port: int
+    title: str
+    evidence: list[str]
+    remediation: str
+    references: list[str]
+    compliance: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """Stable across runs: the same rule on the same endpoint always gets the same id."""
+        return hashlib.sha256(f"{self.rule}|{self.host}|{self.port}".encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+
+@dataclass
+class ScanResult:
+    vantage: str | None
+    started: str
+    finished: str | None = None
+    complete: bool = False
+    endpoints: list[Endpoint] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "vantage": self.vantage,
+            "started": self.started,
+            "finished": self.finished,
+            "complete": self.complete,
+            "endpoints": [e.to_dict() for e in self.endpoints],
+            "findings": [f.to_dict() for f in self.findings],
+            "stats": self.stats,
+            "options": self.options,
+        }
+
+    def worst_severity(self) -> str | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=severity_rank)

@@ -1,0 +1,50 @@
+"""Progress on stderr, only when a person is watching (stderr is a terminal)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from .discovery import PortResult
+from .model import Endpoint
+
+
+class Progress:
+    def __init__(self, total: int, stream: TextIO | None = None, interval: float = 0.2):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.total = total
+        self.done_count = self.open_count = self.identified = 0
+        self.interval = interval
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def discovered(self, found: PortResult) -> None:
+        self.done_count += 1
+        self.open_count += found.state == "open"
+        self._draw()
+
+    def fingerprinted(self, endpoint: Endpoint) -> None:
+        self.identified += 1
+        if self.enabled and endpoint.kind not in (None, "unknown"):
+            self._line(f"found {endpoint.kind} at {endpoint.address}")
+        self._draw(force=True)
+
+    def _line(self, text: str) -> None:
+        self.stream.write("\r\033[K" + text + "\n")
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < self.interval):
+            return
+        self.last = now
+        pct = 100 * self.done_count / self.total if self.total else 100
+        self.stream.write(f"\r\033[Kscanning: {self.done_count}/{self.total} ports ({pct:.0f}%), "
+                          f"{self.open_count} open, {self.identified} fingerprinted, {now - self.started:.1f}s")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()

@@ -1,0 +1,93 @@
+"""Output formats for a scan result: the contract's JSON, a terminal summary table, and HTML."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Callable
+
+from .model import SEVERITIES, ScanResult
+
+AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
+
+
+def to_json(result: ScanResult) -> str:
+    return json.dumps(result.to_dict(), indent=2) + "\n"
+
+
+def endpoint_summary(ep: dict[str, Any]) -> str:
+    """One line that says what matters about an endpoint: its role, devices and version, or what it is."""
+    details = ep.get("details", {})
+    parts = []
+    if "job" in details:
+        parts.append(f"{details['job']}:{details['task']}")
+    if details.get("devices"):
+        kinds = Counter(d["device_type"] for d in details["devices"])
+        parts.append(", ".join(f"{n}x{t}" for t, n in sorted(kinds.items())))
+    if "tf_version" in details:
+        parts.append(f"TF {details['tf_version']['range']}")
+    if str(details.get("coordination_service", "")).startswith("enabled"):
+        parts.append("coordination leader")
+    if details.get("reflection_services"):
+        parts.append("reflection: " + ", ".join(details["reflection_services"]))
+    if "banner" in details:
+        parts.append(f"banner {details['banner'][:40]!r}")
+    if "http_status" in details:
+        parts.append(details["http_status"])
+    if details.get("tls"):
+        parts.append(f"{details['tls'].get('version')}, ALPN {details['tls'].get('alpn') or 'none'}")
+    if "target_name" in details:
+        parts.append(f"({details['target_name']})")
+    if not parts and ep["state"] != "open":
+        parts.append(ep["evidence"][0] if ep["evidence"] else "")
+    return "; ".join(p for p in parts if p)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+
+
+def to_text(result: ScanResult) -> str:
+    data = result.to_dict()
+    stats = data["stats"]
+    status = "complete" if data["complete"] else f"INCOMPLETE ({stats.get('incomplete_reason', 'stopped')})"
+    lines = [f"netaudit scan  {data['started']} -> {data['finished']}  vantage: {data['vantage'] or '-'}  {status}",
+             f"{stats.get('probes', 0)} ports probed, states: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items())), ""]
+    if data["endpoints"]:
+        rows = [["ENDPOINT", "STATE", "KIND", "TRANSPORT", "AUTH", "DETAILS"]]
+        for ep in data["endpoints"]:
+            addr = f"[{ep['host']}]:{ep['port']}" if ":" in ep["host"] else f"{ep['host']}:{ep['port']}"
+            rows.append([addr, ep["state"], ep["kind"] or "-", ep["transport"] or "-",
+                         AUTH_TEXT[ep["authenticated"]] if ep["state"] == "open" else "-", endpoint_summary(ep)])
+        lines += _table(rows)
+    else:
+        lines.append("no open ports found")
+    counts = Counter(f["severity"] for f in data["findings"])
+    lines += ["", f"FINDINGS ({len(data['findings'])})"
+              + (": " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s]) if counts else "")]
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    for f in sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"])):
+        lines.append(f"  {f['severity'].upper():8}  {f['title']}  [{f['rule']}]")
+    return "\n".join(lines) + "\n"
+
+
+def to_html(result: ScanResult) -> str:
+    from importlib import resources
+
+    from jinja2 import Environment, FileSystemLoader
+
+    templates = resources.files("netaudit.report_templates")
+    env = Environment(loader=FileSystemLoader(str(templates)), autoescape=True)
+    env.filters["summary"] = endpoint_summary
+    data = result.to_dict()
+    counts = Counter(f["severity"] for f in data["findings"])
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    findings = sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"]))
+    return env.get_template("scan.html.j2").render(
+        result=data, findings=findings, counts=counts, severities=list(reversed(SEVERITIES)),
+        css=templates.joinpath("report.css").read_text())
+
+
+FORMATS: dict[str, Callable[[ScanResult], str]] = {"json": to_json, "text": to_text, "html": to_html}

@@ -1,0 +1,109 @@
+"""One gRPC channel per endpoint, shared by all of its probes, with a deadline and a transcript line per call.
+
+Requests and replies stay raw bytes (no generated stubs), so the scanner needs neither tensorflow nor
+tensorflow-serving-api. Every request passes the safety check first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+
+from .probes.safety import MALFORMED, check_call
+
+CHANNEL_OPTIONS = [
+    ("grpc.enable_http_proxy", 0),  # never let an http_proxy variable send probes somewhere else
+    ("grpc.enable_retries", 0),
+    ("grpc.primary_user_agent", "netaudit"),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
+
+
+@dataclass(frozen=True)
+class Reply:
+    method: str
+    code: str
+    details: str
+    body: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "OK"
+
+    def matches(self, code: str, details_prefix: str | None = None) -> bool:
+        return self.code == code and (details_prefix is None or self.details.startswith(details_prefix))
+
+    @property
+    def speaks_grpc(self) -> bool:
+        """The peer answered with a gRPC status, not an HTTP/2 error page or a broken connection."""
+        return self.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN") and \
+            not self.details.startswith("Received http2 header")
+
+    @property
+    def registered(self) -> bool:
+        """gRPC core answers an unknown method UNIMPLEMENTED with empty details; anything else reached the service."""
+        return not (self.code == "UNIMPLEMENTED" and not self.details)
+
+
+def describe_request(request: bytes) -> str:
+    if request == MALFORMED:
+        return "malformed request (unparseable, rejected before any handler)"
+    return "empty request" if not request else f"{len(request)}-byte request"
+
+
+class RpcSession:
+    def __init__(self, address: str, timeout: float, credentials: grpc.ChannelCredentials | None = None,
+                 transport: str = "plaintext"):
+        self.address = address
+        self.timeout = timeout
+        self.transport = transport
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        self.transcript: list[str] = []
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), self.timeout)
+            return True
+        except (asyncio.TimeoutError, grpc.aio.AioRpcError):
+            self.transcript.append(f"-> {self.address}: gRPC channel not ready within {self.timeout:g}s")
+            return False
+
+    async def unary(self, method: str, request: bytes = b"") -> Reply:
+        check_call(method, request)
+        self.calls.append((method, request))
+        call = self.channel.unary_unary(method)
+        try:
+            body = await call(request, timeout=self.timeout)
+            reply = Reply(method, "OK", "", body)
+        except grpc.aio.AioRpcError as exc:
+            reply = Reply(method, exc.code().name, exc.details() or "")
+        self.transcript.append(
+            f"-> {method} ({describe_request(request)}, no credentials, {self.transport}) "
+            f"<- {reply.code}" + (f" {reply.details!r}" if reply.details else "")
+            + (f" [{len(reply.body)}-byte response]" if reply.ok else ""))
+        return reply
+
+    async def stream_first(self, method: str, request: bytes) -> Reply:
+        """A bidi-streaming call that sends one message and reads one reply (server reflection)."""
+        check_call(method, request)
+        self.calls.append((method, request))
+        call = self.channel.stream_stream(method)(iter([request]), timeout=self.timeout)
+        try:
+            body = await call.read()
+            call.cancel()
+            reply = Reply(method, "OK", "", body if isinstance(body, bytes) else b"")
+        except grpc.aio.AioRpcError as exc:
+            reply = Reply(method, exc.code().name, exc.details() or "")
+        self.transcript.append(f"-> {method} (stream, {describe_request(request)}) <- {reply.code}"
+                               + (f" {reply.details!r}" if reply.details else ""))
+        return reply
+
+    async def close(self) -> None:
+        await self.channel.close()

@@ -1,0 +1,116 @@
+"""One scan from one vantage: targets -> discovery -> fingerprint -> assess -> ScanResult.
+
+Fingerprinting starts the moment discovery finds an open port, so a sweep and its probes overlap.
+An interrupt or a spent time budget still returns everything gathered so far, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .assess import assess
+from .discovery import PortResult, connect_scan
+from .fingerprint import fingerprint
+from .model import Endpoint, ScanResult
+from .progress import Progress
+from .targets import TargetSet
+
+
+@dataclass
+class ScanOptions:
+    timeout: float = 2.0
+    concurrency: int = 512
+    rate: float = 0
+    retries: int = 1
+    max_time: float | None = None
+    vantage: str | None = None
+    all_states: bool = False  # list closed/undetermined ports of swept ranges too, not only of host:port targets
+    probe_concurrency: int = 32
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress) -> None:
+    probe_slots = asyncio.Semaphore(opts.probe_concurrency)
+    pending: list[asyncio.Task] = []
+
+    async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
+        async with probe_slots:
+            await fingerprint(endpoint, opts.timeout)
+        progress.fingerprinted(endpoint)
+
+    def on_result(found: PortResult) -> None:
+        progress.discovered(found)
+        if found.state != "open" and found.block.ports is None and not opts.all_states:
+            return
+        rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
+        endpoint = Endpoint(found.host, found.port, found.state,
+                            evidence=[f"TCP connect to {found.host} port {found.port}: {found.reason}{rtt}"])
+        if found.block.name:
+            endpoint.details["target_name"] = found.block.name
+        result.endpoints.append(endpoint)
+        if found.state == "open":
+            pending.append(asyncio.create_task(probe_open(found, endpoint)))
+
+    stats = await connect_scan(targets.probes(), concurrency=opts.concurrency, rate=opts.rate,
+                               timeout=opts.timeout, retries=opts.retries, on_result=on_result)
+    result.stats.update({"engine": "connect", "probes": stats.probes, "retried": stats.retried,
+                         "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3)})
+    try:
+        await asyncio.gather(*pending)
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:
+    progress = progress or Progress(total=targets.probe_count())
+    result = ScanResult(vantage=opts.vantage, started=now())
+    result.options = {"ports": list(targets.ports), "targets": [b.spec for b in targets.blocks],
+                      "timeout": opts.timeout, "concurrency": opts.concurrency, "rate": opts.rate}
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stopped: list[str] = []
+
+    def stop(reason: str) -> None:
+        stopped.append(reason)
+        task.cancel()
+
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, f"interrupted by {sig.name}")
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    budget = loop.call_later(opts.max_time, stop, f"time budget of {opts.max_time:g}s spent") \
+        if opts.max_time else None
+    try:
+        await _scan(targets, opts, result, progress)
+        result.complete = True
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        result.stats["incomplete_reason"] = stopped[0]
+        task.uncancel()
+    finally:
+        if budget:
+            budget.cancel()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        progress.done()
+    result.endpoints.sort(key=lambda e: (ipaddress.ip_address(e.host).version, ipaddress.ip_address(e.host), e.port))
+    result.findings = assess(result.endpoints)
+    result.finished = now()
+    return result
+
+
+def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
+    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress))

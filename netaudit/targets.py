@@ -1,0 +1,256 @@
+"""Turn what the user typed into address blocks and ports, and refuse anything outside the scope.
+
+Blocks stay as networks rather than expanded address lists, so a /16 sweep costs no memory up front
+and scope checks are set arithmetic, done before a single packet leaves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Iterable, Iterator, TextIO
+
+from .errors import UsageError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_UNSCOPED_ADDRESSES = 1 << 16
+RESOLVE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class TargetBlock:
+    """A set of addresses from one TARGET argument, with fixed ports when the target named them."""
+
+    spec: str
+    networks: tuple[IPNetwork, ...]
+    ports: tuple[int, ...] | None = None
+    name: str | None = None
+    skip_edges: bool = False  # a CIDR written by the user: skip its network and broadcast addresses
+
+    def _edged(self) -> bool:
+        net = self.networks[0]
+        return self.skip_edges and net.version == 4 and net.prefixlen < 31
+
+    def addresses(self) -> Iterator[IPAddress]:
+        if self._edged():
+            yield from self.networks[0].hosts()
+            return
+        for net in self.networks:
+            yield from net
+
+    def address_count(self) -> int:
+        total = sum(n.num_addresses for n in self.networks)
+        return total - 2 if self._edged() else total
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    blocks: tuple[TargetBlock, ...]
+    ports: tuple[int, ...]
+
+    def probes(self) -> Iterator[tuple[str, int, TargetBlock]]:
+        """Every (address, port) pair to try, lazily, in target order."""
+        for block in self.blocks:
+            ports = block.ports or self.ports
+            for addr in block.addresses():
+                for port in ports:
+                    yield str(addr), port, block
+
+    def probe_count(self) -> int:
+        return sum(b.address_count() * len(b.ports or self.ports) for b in self.blocks)
+
+    def address_count(self) -> int:
+        return sum(b.address_count() for b in self.blocks)
+
+
+@cache
+def named_port_sets() -> dict[str, tuple[int, ...]]:
+    data = tomllib.loads(resources.files("netaudit").joinpath("data/ports.toml").read_text())
+    return {name: tuple(entry["ports"]) for name, entry in data.items()}
+
+
+def _port(text: str, spec: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"bad port {text!r} in {spec!r}: ports are numbers 1-65535 or a named set "
+                         f"({', '.join(named_port_sets())})") from None
+    if not 1 <= value <= 65535:
+        raise UsageError(f"port {value} in {spec!r} is out of range 1-65535")
+    return value
+
+
+def parse_ports(spec: str) -> tuple[int, ...]:
+    """`2222,8500-8501,tf` -> sorted unique ports."""
+    ports: set[int] = set()
+    sets = named_port_sets()
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            raise UsageError(f"empty entry in port list {spec!r}")
+        if part in sets:
+            ports.update(sets[part])
+        elif "-" in part:
+            lo, _, hi = part.partition("-")
+            first, last = _port(lo, spec), _port(hi, spec)
+            if first > last:
+                raise UsageError(f"port range {part!r} runs backwards")
+            ports.update(range(first, last + 1))
+        else:
+            ports.add(_port(part, spec))
+    return tuple(sorted(ports))
+
+
+def parse_scope(spec: str) -> tuple[IPNetwork, ...]:
+    nets = []
+    for part in (p.strip() for p in spec.split(",")):
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise UsageError(f"bad --scope entry {part!r}: expected a CIDR such as 198.18.0.0/15") from None
+    if not nets:
+        raise UsageError("--scope is empty")
+    return tuple(nets)
+
+
+def _resolve(host: str, timeout: float = RESOLVE_TIMEOUT) -> IPAddress:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(socket.getaddrinfo, host, None, 0, socket.SOCK_STREAM)
+        try:
+            infos = future.result(timeout=timeout)
+        except FutureTimeout:
+            raise UsageError(f"cannot resolve {host!r}: no answer within {timeout:g}s") from None
+        except (socket.gaierror, UnicodeError) as exc:
+            raise UsageError(f"cannot resolve {host!r}: {exc}") from None
+    addrs = [ipaddress.ip_address(info[4][0]) for info in infos]
+    return next((a for a in addrs if a.version == 4), addrs[0])
+
+
+def _host(text: str, spec: str) -> tuple[IPAddress, str | None]:
+    try:
+        return ipaddress.ip_address(text), None
+    except ValueError:
+        pass
+    if not text or any(c in text for c in "/ ,") or text.replace(".", "").isdigit():
+        raise UsageError(f"bad target {spec!r}: not an IP address, hostname, CIDR or range")
+    return _resolve(text), text
+
+
+def _split_host_port(text: str) -> tuple[str, str] | None:
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise UsageError(f"bad target {text!r}: expected [IPv6]:PORT")
+        return host, rest[1:]
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    return None
+
+
+def _range(text: str) -> tuple[IPNetwork, ...]:
+    first_text, _, last_text = text.partition("-")
+    try:
+        first = ipaddress.ip_address(first_text)
+    except ValueError:
+        raise UsageError(f"bad range {text!r}: {first_text!r} is not an IP address") from None
+    try:
+        last = ipaddress.ip_address(last_text)
+    except ValueError:
+        if first.version != 4 or not last_text.isdigit() or int(last_text) > 255:
+            raise UsageError(f"bad range {text!r}: expected A.B.C.D-E or A.B.C.D-A.B.C.E") from None
+        last = ipaddress.ip_address(int(first) - (int(first) & 0xFF) + int(last_text))
+    if last.version != first.version or last < first:
+        raise UsageError(f"bad range {text!r}: the end comes before the start")
+    return tuple(ipaddress.summarize_address_range(first, last))
+
+
+def _tf_config_blocks(path: str) -> list[TargetBlock]:
+    """Every task address in a TF_CONFIG (with "cluster") or a bare ClusterSpec dict."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read TF_CONFIG {path!r}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"TF_CONFIG {path!r} is not valid JSON: {exc}") from None
+    cluster = data.get("cluster", data) if isinstance(data, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise UsageError(f"TF_CONFIG {path!r} has no cluster spec (expected {{\"cluster\": {{job: [host:port, …]}}}})")
+    blocks = []
+    for job, tasks in cluster.items():
+        if isinstance(tasks, list):
+            items = list(enumerate(tasks))
+        elif isinstance(tasks, dict):
+            items = list(tasks.items())
+        else:
+            raise UsageError(f"TF_CONFIG {path!r}: job {job!r} is neither a list nor a dict of addresses")
+        for index, address in items:
+            hp = _split_host_port(address) if isinstance(address, str) else None
+            if hp is None:
+                raise UsageError(f"TF_CONFIG {path!r}: task {job}:{index} address {address!r} is not host:port")
+            addr, _ = _host(hp[0], address)
+            blocks.append(TargetBlock(address, (ipaddress.ip_network(addr),), (_port(hp[1], address),),
+                                      f"{job}:{index}"))
+    return blocks
+
+
+def parse_target(text: str) -> list[TargetBlock]:
+    text = text.strip()
+    if text.startswith("tf-config:"):
+        return _tf_config_blocks(text[len("tf-config:"):])
+    if "/" in text:
+        try:
+            return [TargetBlock(text, (ipaddress.ip_network(text, strict=False),), skip_edges=True)]
+        except ValueError as exc:
+            raise UsageError(f"bad CIDR {text!r}: {exc}") from None
+    hp = _split_host_port(text)
+    if hp is not None:
+        addr, name = _host(hp[0], text)
+        return [TargetBlock(text, (ipaddress.ip_network(addr),), (_port(hp[1], text),), name)]
+    if "-" in text and text.split("-", 1)[0].replace(".", "").isdigit():
+        return [TargetBlock(text, _range(text))]
+    addr, name = _host(text, text)
+    return [TargetBlock(text, (ipaddress.ip_network(addr),), None, name)]
+
+
+def read_target_lines(stream: TextIO) -> list[str]:
+    return [line.strip() for line in stream if line.strip() and not line.lstrip().startswith("#")]
+
+
+def build_targets(args: Iterable[str], ports: str = "tf", scope: str | None = None,
+                  stdin: TextIO | None = None) -> TargetSet:
+    """Parse and validate everything; raises UsageError before anything is sent."""
+    texts: list[str] = []
+    for arg in args:
+        texts.extend(read_target_lines(stdin or sys.stdin) if arg == "-" else [arg])
+    if not texts:
+        raise UsageError("no targets given (pass IPs, CIDRs, ranges, host:port, tf-config:FILE, or - for stdin)")
+    blocks = [block for text in texts for block in parse_target(text)]
+    targets = TargetSet(tuple(blocks), parse_ports(ports))
+    if scope is None:
+        if targets.address_count() > MAX_UNSCOPED_ADDRESSES:
+            raise UsageError(f"{targets.address_count()} addresses is more than a /16; "
+                             "pass --scope CIDR to confirm the range you are allowed to scan")
+    else:
+        check_scope(targets, parse_scope(scope))
+    return targets
+
+
+def check_scope(targets: TargetSet, scope: tuple[IPNetwork, ...]) -> None:
+    allowed = {4: list(ipaddress.collapse_addresses(n for n in scope if n.version == 4)),
+               6: list(ipaddress.collapse_addresses(n for n in scope if n.version == 6))}
+    for block in targets.blocks:
+        for net in block.networks:
+            if not any(net.subnet_of(s) for s in allowed[net.version]):
+                raise UsageError(f"target {block.spec!r} ({net}) is outside --scope "
+                                 f"{','.join(str(s) for s in scope)}; nothing was scanned")

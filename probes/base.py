@@ -1,0 +1,23 @@
+"""What a probe hands back to the runner: a claim about the endpoint plus the evidence for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A reply that proves something: this status code, with details starting with this text (None = any)."""
+
+    code: str
+    details: str | None = None
+
+
+@dataclass
+class Outcome:
+    kind: str | None = None
+    services: list[str] = field(default_factory=list)
+    authenticated: bool | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)

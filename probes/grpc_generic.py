@@ -1,0 +1,38 @@
+"""Generic gRPC: the standard health and reflection services, which ordinary grpc servers often enable."""
+
+from __future__ import annotations
+
+from netaudit import protowire
+from netaudit.rpc import RpcSession
+
+from .base import Outcome
+
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+REFLECTION = ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+              "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+# ServerReflectionRequest.list_services = 7 (reflection.proto); HealthCheckResponse.status = 1.
+LIST_SERVICES = protowire.field(7, "")
+HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def decode_service_list(body: bytes) -> list[str]:
+    """ServerReflectionResponse.list_services_response (6) -> service (1) -> name (1)."""
+    listing = protowire.decode(body).message(6)
+    return [svc.str(1) for svc in listing.messages(1)]
+
+
+async def probe(session: RpcSession) -> Outcome:
+    out = Outcome()
+    health = await session.unary(HEALTH_CHECK)
+    if health.ok:
+        out.services.append("grpc.health.v1.Health")
+        out.details["health"] = HEALTH_STATUS.get(protowire.decode(health.body).int(1), "UNKNOWN")
+    for method in REFLECTION:
+        reply = await session.stream_first(method, LIST_SERVICES)
+        if reply.ok:
+            out.services.append(method.split("/")[1])
+            out.details["reflection_services"] = decode_service_list(reply.body)
+            break
+    if health.speaks_grpc:
+        out.kind = "grpc"
+    return out

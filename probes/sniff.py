@@ -1,0 +1,145 @@
+"""What protocol answers on an open port, from the first bytes each side sends.
+
+gRPC C-core servers (tf.distribute.Server, TF Serving, grpcio) send an HTTP/2 SETTINGS frame as soon as
+the TCP connection is up (tf-wire-facts.md §5, nmap's NULL-probe grpc match). Other servers wait for the
+client: an HTTP/2 prior-knowledge preface then tells h2c, HTTP/1.x and silence apart, and a TLS
+handshake on a fresh connection tells TLS apart. Nothing here is specific to TensorFlow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_FRAME_SETTINGS = 0x04
+READ_SIZE = 4096
+
+
+@dataclass
+class Sniff:
+    protocol: str  # h2 | http | tls | banner | silent
+    evidence: list[str] = field(default_factory=list)
+    banner: bytes = b""
+    http_status: str | None = None
+    tls: dict | None = None
+
+
+def is_h2_settings(data: bytes) -> bool:
+    """An HTTP/2 frame header for SETTINGS on stream 0 with a length that is a multiple of 6."""
+    if len(data) < 9:
+        return False
+    length = int.from_bytes(data[:3], "big")
+    stream = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+    return data[3] == H2_FRAME_SETTINGS and stream == 0 and length % 6 == 0 and length <= 16384
+
+
+def printable(data: bytes, limit: int = 80) -> str:
+    return repr(data[:limit])[2:-1] + ("…" if len(data) > limit else "")
+
+
+async def _read(reader: asyncio.StreamReader, wait: float) -> bytes | None:
+    """Bytes the peer sent within `wait` seconds; b"" when it closed, None when it stayed silent."""
+    try:
+        return await asyncio.wait_for(reader.read(READ_SIZE), wait)
+    except asyncio.TimeoutError:
+        return None
+    except (ConnectionError, OSError):
+        return b""
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
+        pass
+
+
+def _classify_reply(data: bytes, sent: str) -> Sniff | None:
+    if is_h2_settings(data):
+        return Sniff("h2", [f"{sent}: server sent an HTTP/2 SETTINGS frame ({printable(data, 24)})"])
+    if data.startswith(b"HTTP/"):
+        status = data.split(b"\r\n", 1)[0].decode("latin-1")
+        return Sniff("http", [f"{sent}: server answered HTTP/1.x {status!r}"], http_status=status)
+    return None
+
+
+async def _tls_handshake(host: str, port: int, timeout: float) -> Sniff | None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=None), timeout)
+    except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError):
+        return None
+    ssl_obj: ssl.SSLObject = writer.get_extra_info("ssl_object")
+    info = {"version": ssl_obj.version(), "alpn": ssl_obj.selected_alpn_protocol(),
+            "cipher": ssl_obj.cipher()[0] if ssl_obj.cipher() else None}
+    await _close(writer)
+    return Sniff("tls", [f"TLS handshake completed: {info['version']}, ALPN {info['alpn'] or 'none'}"], tls=info)
+
+
+async def _http_get(host: str, port: int, timeout: float) -> Sniff | None:
+    """Some HTTP/1.x servers answer the HTTP/2 preface with a bare error page; a plain GET settles it."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (asyncio.TimeoutError, OSError):
+        return None
+    try:
+        writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netaudit\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        reply = await _read(reader, timeout)
+    except (ConnectionError, OSError):
+        reply = None
+    finally:
+        await _close(writer)
+    return _classify_reply(reply, "after HTTP/1.1 GET /") if reply else None
+
+
+async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5) -> Sniff:
+    """Classify one open port. Each step has its own deadline; the whole costs at most a few of them."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (asyncio.TimeoutError, OSError) as exc:
+        return Sniff("silent", [f"connection failed during fingerprinting: {exc!r}"])
+    reply: bytes | None = None
+    closed_early = ""
+    try:
+        first = await _read(reader, banner_wait)
+        if first:
+            found = _classify_reply(first, "on connect")
+            if found:
+                return found
+            return Sniff("banner", [f"on connect: server sent {len(first)} bytes: {printable(first)}"],
+                         banner=first)
+        if first == b"":
+            closed_early = "server closed the connection without sending anything"
+        else:
+            writer.write(H2_PREFACE + H2_EMPTY_SETTINGS)
+            await writer.drain()
+            reply = await _read(reader, timeout)
+            if reply:
+                found = _classify_reply(reply, "after HTTP/2 preface")
+                if found:
+                    return found
+    except (ConnectionError, OSError):
+        closed_early = "connection reset during fingerprinting"
+    finally:
+        await _close(writer)
+    tls, http = await asyncio.gather(_tls_handshake(host, port, timeout), _http_get(host, port, timeout))
+    if tls:
+        return tls
+    if http:
+        return http
+    if closed_early:
+        return Sniff("silent", [closed_early])
+    if reply:
+        return Sniff("banner", [f"after HTTP/2 preface: server sent {len(reply)} bytes: {printable(reply)}"],
+                     banner=reply)
+    return Sniff("silent", [f"accepted the connection but sent nothing, neither on connect nor after an HTTP/2 "
+                            f"preface ({banner_wait + timeout:g}s); no TLS handshake; no reply to HTTP/1.1 GET"])
