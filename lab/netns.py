@@ -1,0 +1,78 @@
+"""Linux network namespaces for lab segments, tests and benchmarks (root only).
+
+Everything a namespace holds dies with it: `close()` SIGKILLs every process still inside, then deletes
+the namespace, which removes its interfaces, routes and nftables tables too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+
+
+class NetnsError(RuntimeError):
+    pass
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if proc.returncode:
+        raise NetnsError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+class Netns:
+    def __init__(self, prefix: str = "na"):
+        self.name = f"{prefix}-{secrets.token_hex(3)}"
+        _ip("netns", "add", self.name)
+        try:
+            _ip("-n", self.name, "link", "set", "lo", "up")
+        except NetnsError:
+            self.close()
+            raise
+
+    def argv(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*argv), capture_output=True, text=True, timeout=timeout, **kw)
+        if check and proc.returncode:
+            raise NetnsError(f"{' '.join(argv)} in {self.name} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def popen(self, *argv: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*argv), **kw)
+
+    def add_local_route(self, cidr: str) -> None:
+        """Every address in `cidr` becomes local, so a sweep gets a real answer from each one."""
+        _ip("-n", self.name, "route", "add", "local", cidr, "dev", "lo")
+
+    def nft(self, ruleset: str) -> None:
+        proc = subprocess.run(self.argv("nft", "-f", "-"), input=ruleset, capture_output=True, text=True, timeout=10)
+        if proc.returncode:
+            raise NetnsError(f"nft in {self.name}: {proc.stderr.strip()}")
+
+    def pids(self) -> list[int]:
+        proc = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True, timeout=10)
+        return [int(p) for p in proc.stdout.split()]
+
+    def close(self) -> None:
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+
+    def __enter__(self) -> "Netns":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,43 @@
+"""Shared fixtures: a real loopback lab (TF processes and decoys) started once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netaudit.lab.loopback import LoopbackLab
+from netaudit.scan import ScanOptions, scan
+from netaudit.targets import build_targets
+
+NETAUDIT = [sys.executable, "-m", "netaudit"]
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    with LoopbackLab(tmp_path_factory.mktemp("lab")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def lab_scan(lab):
+    """One full scan of every lab endpoint, shared by the assertions that only read it."""
+    return scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback"))
+
+
+def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*NETAUDIT, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def require_root_tools(*tools: str) -> None:
+    """Namespace tests need root and the Debian tools .ci/run installs; say which is missing."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces (CI runs as root)")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (.ci/run installs it)")

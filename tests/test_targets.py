@@ -1,0 +1,106 @@
+"""Target, port and scope parsing, and the CLI's answer to bad input: one line, exit 2, nothing sent."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+
+import pytest
+
+from netaudit.errors import UsageError
+from netaudit.targets import build_targets, named_port_sets, parse_ports
+
+from conftest import run_cli
+
+
+def pairs(targets):
+    return [(host, port) for host, port, _ in targets.probes()]
+
+
+def test_every_target_form(tmp_path):
+    tf_config = tmp_path / "tf.json"
+    tf_config.write_text(json.dumps({"cluster": {"chief": ["127.0.0.1:2300"], "worker": ["127.0.0.1:2301", "localhost:2302"]},
+                                     "task": {"type": "worker", "index": 0}}))
+    targets = build_targets(["198.18.1.10", "198.18.2.0/30", "198.18.3.10-12", "198.18.4.1:2222", "localhost",
+                             f"tf-config:{tf_config}", "[::1]:8500", "198.18.5.1-198.18.5.2"], ports="2222,8500")
+    got = pairs(targets)
+    assert got[:2] == [("198.18.1.10", 2222), ("198.18.1.10", 8500)]
+    assert ("198.18.2.1", 2222) in got and ("198.18.2.2", 8500) in got
+    assert ("198.18.2.0", 2222) not in got and ("198.18.2.3", 2222) not in got  # CIDR skips network/broadcast
+    assert [h for h, p in got if h.startswith("198.18.3.") and p == 2222] == ["198.18.3.10", "198.18.3.11", "198.18.3.12"]
+    assert ("198.18.4.1", 2222) in got and ("198.18.4.1", 8500) not in got  # host:port means that port only
+    assert ("127.0.0.1", 2222) in got  # localhost resolved
+    assert [(h, p) for h, p in got if p in (2300, 2301, 2302)] == [("127.0.0.1", 2300), ("127.0.0.1", 2301), ("127.0.0.1", 2302)]
+    assert ("::1", 8500) in got
+    assert ("198.18.5.2", 8500) in got
+    assert targets.probe_count() == len(got)
+    names = {b.spec: b.name for b in targets.blocks}
+    assert names["127.0.0.1:2300"] == "chief:0" and names["localhost:2302"] == "worker:1"
+
+
+def test_cluster_spec_without_tf_config_wrapper_and_stdin(tmp_path):
+    spec = tmp_path / "cluster.json"
+    spec.write_text(json.dumps({"ps": {"0": "198.18.9.1:2222"}, "worker": ["198.18.9.2:2222"]}))
+    targets = build_targets(["-"], stdin=io.StringIO(f"# lab\n198.18.9.3:2222\n\ntf-config:{spec}\n"))
+    assert pairs(targets) == [("198.18.9.3", 2222), ("198.18.9.1", 2222), ("198.18.9.2", 2222)]
+
+
+def test_named_tf_port_set_covers_the_reference_ports():
+    tf = set(named_port_sets()["tf"])
+    assert {2222, 2223, 2224, 2225, 2226, 8470, 8888, 12345, 23456, 8500, 8501, 9000} == tf
+    assert parse_ports("tf,1-3") == tuple(sorted(tf | {1, 2, 3}))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["198.18.1.0/33"], "bad CIDR '198.18.1.0/33'"),
+    (["198.18.1.1", "-p", "70000"], "port 70000"),
+    (["198.18.1.1", "-p", "2222,x"], "bad port 'x'"),
+    (["198.18.1.1", "-p", "9-3"], "runs backwards"),
+    (["tf-config:/nonexistent/tf.json"], "cannot read TF_CONFIG '/nonexistent/tf.json'"),
+    ([], "no targets given"),
+    (["10.0.0.0/15"], "more than a /16"),
+    (["198.18.1.1-0"], "the end comes before the start"),
+    (["no-such-host.invalid"], "cannot resolve 'no-such-host.invalid'"),
+    (["198.18.1.1", "--scope", "nonsense"], "bad --scope entry"),
+    (["198.18.1.1", "--timeout", "0"], "must be greater than 0"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_cli("scan", *args, stdin="")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
+
+
+def test_bad_tf_config_json(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    proc = run_cli("scan", f"tf-config:{bad}")
+    assert proc.returncode == 2 and "is not valid JSON" in proc.stderr
+    bad.write_text(json.dumps({"cluster": {"worker": ["no-port-here"]}}))
+    proc = run_cli("scan", f"tf-config:{bad}")
+    assert proc.returncode == 2 and "is not host:port" in proc.stderr
+
+
+def test_large_range_is_allowed_with_an_explicit_scope():
+    targets = build_targets(["198.18.0.0/15"], ports="2222", scope="198.18.0.0/15")
+    assert targets.address_count() == (1 << 17) - 2
+
+
+def test_out_of_scope_target_is_refused_before_any_packet():
+    """A listener of our own is the target; with the scope elsewhere it must never see a connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        proc = run_cli("scan", f"127.0.0.1:{port}", "198.18.1.1", "--scope", "198.18.0.0/15")
+        assert proc.returncode == 2
+        assert f"target '127.0.0.1:{port}' (127.0.0.1/32) is outside --scope 198.18.0.0/15" in proc.stderr
+        with pytest.raises(TimeoutError):
+            listener.accept()
+
+
+def test_scope_accepts_targets_inside_it():
+    build_targets(["198.18.1.0/24", "198.18.2.5-9", "198.18.3.3:2222"], scope="198.18.0.0/15")
+    with pytest.raises(UsageError, match="outside --scope"):
+        build_targets(["198.18.0.0/14"], scope="198.18.0.0/15")
