@@ -1,0 +1,68 @@
+"""The connect engine in a network namespace where a whole /28 answers: open, closed and undetermined."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import require_root_tools
+
+DROP_RULES = """
+table inet netaudit_test {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        ip daddr 198.18.0.5 tcp dport 2222 drop
+    }
+}
+"""
+
+
+@pytest.fixture
+def sweep_ns():
+    require_root_tools("ip", "nft")
+    from netaudit.lab.netns import Netns
+
+    with Netns() as ns:
+        ns.add_local_route("198.18.0.0/24")
+        ns.nft(DROP_RULES)
+        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
+                          "--job", "worker", "--task", "0", stdout=-1, stderr=-3, text=True)
+        assert server.stdout.readline().startswith("READY"), "TF server in the namespace did not start"
+        yield ns
+        server.kill()
+
+
+def test_cidr_sweep_states_and_fingerprints(sweep_ns):
+    proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.0/28", "-p", "2222,2223",
+                        "--all-states", "--timeout", "1", "--retries", "1", "--format", "json")
+    data = json.loads(proc.stdout)
+    states = {(e["host"], e["port"]): e["state"] for e in data["endpoints"]}
+    hosts = [f"198.18.0.{i}" for i in range(1, 15)]
+    assert len(states) == 28
+    for host in hosts:
+        assert states[(host, 2223)] == "closed"
+        assert states[(host, 2222)] == ("undetermined" if host == "198.18.0.5" else "open")
+    dropped = next(e for e in data["endpoints"] if e["host"] == "198.18.0.5" and e["port"] == 2222)
+    assert dropped["evidence"] == ["TCP connect to 198.18.0.5 port 2222: no reply within 1s"]
+    assert data["stats"]["retried"] == 1 and data["stats"]["states"] == {"open": 13, "closed": 14, "undetermined": 1}
+    tf = [e for e in data["endpoints"] if e["kind"] == "tf-server"]
+    assert len(tf) == 13 and all(e["details"]["job"] == "worker" and e["details"]["task"] == 0 for e in tf)
+
+
+def test_without_all_states_only_open_ports_of_a_sweep_are_listed(sweep_ns):
+    proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.1-3", "-p", "2222,2223",
+                        "--format", "json")
+    data = json.loads(proc.stdout)
+    assert [(e["host"], e["port"], e["state"]) for e in data["endpoints"]] == [
+        (f"198.18.0.{i}", 2222, "open") for i in (1, 2, 3)]
+    assert data["stats"]["states"] == {"open": 3, "closed": 3}
+
+
+def test_rate_limit_spaces_connections(sweep_ns):
+    proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.0/28", "-p", "2223", "--rate", "20",
+                        "--format", "json")
+    data = json.loads(proc.stdout)
+    assert data["stats"]["states"] == {"closed": 14}
+    assert data["stats"]["discovery_seconds"] >= 13 / 20
