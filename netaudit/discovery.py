@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
+import multiprocessing
+import os
 import resource
+import select
 import socket
 import struct
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection
+from typing import Callable, Iterator
 
-from .targets import TargetBlock
+from .targets import TargetBlock, TargetSet
 
 LINGER_RST = struct.pack("ii", 1, 0)
+MAX_WORKERS = 4
+PROCESS_THRESHOLD = 4096  # below this, forking costs more than it saves
 
 
 @dataclass
@@ -34,6 +42,9 @@ class PortResult:
     attempts: int = 1
 
 
+Emit = Callable[[int, list[PortResult]], None]
+
+
 @dataclass
 class DiscoveryStats:
     probes: int = 0
@@ -42,28 +53,10 @@ class DiscoveryStats:
     seconds: float = 0.0
 
 
-class RateLimiter:
-    """Spaces connection starts evenly at `rate` per second (0 = unlimited)."""
-
-    def __init__(self, rate: float):
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next_slot = 0.0
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self.next_slot)
-        self.next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 def raise_fd_limit(wanted: int) -> int:
     """Concurrency is bounded by open files; lift the soft limit as far as allowed and report it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(hard, max(soft, wanted + 256)) if hard != resource.RLIM_INFINITY else max(soft, wanted + 256)
+    target = wanted + 256 if hard == resource.RLIM_INFINITY else min(hard, wanted + 256)
     if target > soft:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
@@ -73,53 +66,218 @@ def raise_fd_limit(wanted: int) -> int:
     return max(1, min(wanted, soft - 128))
 
 
-async def _connect_once(host: str, port: int, timeout: float) -> tuple[str, str, float | None]:
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, (host, port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
-        return "open", "syn-ack", (time.perf_counter() - started) * 1000
-    except ConnectionRefusedError:
-        return "closed", "conn-refused (RST)", (time.perf_counter() - started) * 1000
-    except TimeoutError:
-        return "undetermined", f"no reply within {timeout:g}s", None
-    except OSError as exc:
-        name = errno.errorcode.get(exc.errno or 0, "error")
-        return "undetermined", f"{name}: {exc.strerror}", None
-    finally:
+class _Sweep:
+    """A non-blocking connect() loop on epoll.
+
+    Python's per-connection cost decides the speed of a sweep; asyncio futures and timeout contexts cost
+    more than the syscalls, so the sweep drives sockets directly and hands results back in batches.
+    """
+
+    def __init__(self, probes: Iterator[tuple[str, int, TargetBlock]], concurrency: int, rate: float,
+                 timeout: float, retries: int, report_all: bool, emit: Emit, stop: threading.Event):
+        self.source = probes
+        self.report_all = report_all
+        self.done = 0
+        self.concurrency = concurrency
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.timeout = timeout
+        self.retries = retries
+        self.emit = emit
+        self.stop = stop
+        self.epoll = select.epoll()
+        self.inflight: dict[int, tuple[socket.socket, str, int, TargetBlock, float, int]] = {}
+        self.expiry: deque[tuple[float, int, socket.socket]] = deque()
+        self.retry: deque[tuple[str, int, TargetBlock, int]] = deque()
+        self.batch: list[PortResult] = []
+        self.stats = DiscoveryStats()
+        self.next_slot = 0.0
+
+    def _finish(self, host: str, port: int, block: TargetBlock, state: str, reason: str, rtt: float | None,
+                attempts: int) -> None:
+        if state == "undetermined" and attempts <= self.retries:
+            self.retry.append((host, port, block, attempts + 1))
+            return
+        self.stats.probes += 1
+        self.stats.retried += attempts > 1
+        self.stats.states[state] += 1
+        self.done += 1
+        if state == "open" or self.report_all or block.ports is not None:
+            self.batch.append(PortResult(host, port, state, reason, block, rtt, attempts))
+
+    def _start(self, host: str, port: int, block: TargetBlock, attempts: int) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        started = time.perf_counter()
+        err = sock.connect_ex((host, port))
+        if err == errno.EINPROGRESS:
+            fd = sock.fileno()
+            self.inflight[fd] = (sock, host, port, block, started, attempts)
+            self.expiry.append((started + self.timeout, fd, sock))
+            self.epoll.register(fd, select.EPOLLOUT)
+            return
+        self._settle(sock, host, port, block, started, attempts, err)
+
+    def _settle(self, sock: socket.socket, host: str, port: int, block: TargetBlock, started: float,
+                attempts: int, err: int) -> None:
+        rtt = (time.perf_counter() - started) * 1000
+        if err == 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            self._finish(host, port, block, "open", "syn-ack", rtt, attempts)
+        elif err == errno.ECONNREFUSED:
+            self._finish(host, port, block, "closed", "conn-refused (RST)", rtt, attempts)
+        else:
+            self._finish(host, port, block, "undetermined",
+                         f"{errno.errorcode.get(err, 'error')}: {os.strerror(err)}", None, attempts)
         sock.close()
 
+    def _next(self) -> tuple[str, int, TargetBlock, int] | None:
+        if self.retry:
+            return self.retry.popleft()
+        item = next(self.source, None)
+        return None if item is None else (*item, 1)
 
-async def connect_scan(probes: Iterable[tuple[str, int, TargetBlock]], *, concurrency: int = 512,
-                       rate: float = 0, timeout: float = 2.0, retries: int = 1,
-                       on_result: Callable[[PortResult], None]) -> DiscoveryStats:
-    """TCP connect scan; every result goes to `on_result` as soon as it is known."""
-    stats = DiscoveryStats()
-    limiter = RateLimiter(rate)
-    source: Iterator[tuple[str, int, TargetBlock]] = iter(probes)
-    started = time.perf_counter()
-
-    async def worker() -> None:
-        for host, port, block in source:
-            attempts = 0
-            while True:
-                attempts += 1
-                await limiter.wait()
-                state, reason, rtt = await _connect_once(host, port, timeout)
-                if state != "undetermined" or attempts > retries:
+    def run(self) -> DiscoveryStats:
+        started = time.perf_counter()
+        pending = None
+        exhausted = False
+        last_emit = started
+        try:
+            while not self.stop.is_set():
+                now = time.perf_counter()
+                while len(self.inflight) < self.concurrency:
+                    pending = pending or self._next()
+                    if pending is None:
+                        exhausted = True
+                        break
+                    if self.interval:
+                        if now < self.next_slot:
+                            break
+                        self.next_slot = max(now, self.next_slot) + self.interval
+                    self._start(*pending)
+                    pending = None
+                    exhausted = False
+                if exhausted and not self.inflight and not self.retry:
                     break
-            if attempts > 1:
-                stats.retried += 1
-            stats.probes += 1
-            stats.states[state] += 1
-            on_result(PortResult(host, port, state, reason, block, rtt, attempts))
+                waits = [0.05]
+                if self.expiry:
+                    waits.append(self.expiry[0][0] - now)
+                if pending is not None and self.interval:
+                    waits.append(self.next_slot - now)
+                for fd, _ in self.epoll.poll(max(0.0, min(waits)) if self.inflight or pending else 0):
+                    sock, host, port, block, t0, attempts = self.inflight.pop(fd)
+                    self.epoll.unregister(fd)
+                    self._settle(sock, host, port, block, t0, attempts, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+                now = time.perf_counter()
+                while self.expiry and self.expiry[0][0] <= now:
+                    _, fd, sock = self.expiry.popleft()
+                    entry = self.inflight.get(fd)
+                    if entry is None or entry[0] is not sock:
+                        continue
+                    del self.inflight[fd]
+                    self.epoll.unregister(fd)
+                    sock.close()
+                    self._finish(entry[1], entry[2], entry[3], "undetermined", f"no reply within {self.timeout:g}s",
+                                 None, entry[5])
+                if self.done and (now - last_emit > 0.05 or len(self.batch) > 2048):
+                    self.emit(self.done, self.batch)
+                    self.batch, self.done, last_emit = [], 0, now
+        finally:
+            for sock, *_ in self.inflight.values():
+                sock.close()
+            self.epoll.close()
+            if self.done:
+                self.emit(self.done, self.batch)
+        self.stats.seconds = time.perf_counter() - started
+        return self.stats
 
-    workers = raise_fd_limit(concurrency)
-    await asyncio.gather(*(worker() for _ in range(workers)))
+
+def _child_sweep(targets: TargetSet, share: int, shares: int, concurrency: int, rate: float, timeout: float,
+                 retries: int, report_all: bool, conn: Connection) -> None:
+    """One forked worker's part of a large sweep: every `shares`-th probe, results sent back compactly."""
+    index = {id(block): i for i, block in enumerate(targets.blocks)}
+
+    def emit(done: int, batch: list[PortResult]) -> None:
+        conn.send((done, [(r.host, r.port, index[id(r.block)], r.state, r.reason, r.rtt_ms, r.attempts)
+                          for r in batch]))
+
+    stats = _Sweep(itertools.islice(targets.probes(), share, None, shares), concurrency, rate, timeout, retries,
+                   report_all, emit, threading.Event()).run()
+    conn.send(stats)
+    conn.close()
+
+
+async def _sweep_in_processes(targets: TargetSet, workers: int, concurrency: int, rate: float, timeout: float,
+                              retries: int, report_all: bool, emit: Emit) -> DiscoveryStats:
+    """Python spends as long in the kernel as in itself per connect(); forked workers use every core.
+
+    The fork happens before any gRPC channel exists, and the children only touch sockets and epoll.
+    """
+    ctx = multiprocessing.get_context("fork")
+    procs, pipes = [], []
+    for share in range(workers):
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child_sweep, daemon=True,
+                           args=(targets, share, workers, max(1, concurrency // workers), rate / workers,
+                                 timeout, retries, report_all, child_end))
+        proc.start()
+        child_end.close()
+        procs.append(proc)
+        pipes.append(parent_end)
+
+    def drain(conn: Connection) -> DiscoveryStats:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                raise RuntimeError("a discovery worker process died") from None
+            if isinstance(message, DiscoveryStats):
+                return message
+            done, records = message
+            emit(done, [PortResult(h, p, st, why, targets.blocks[b], rtt, n) for h, p, b, st, why, rtt, n in records])
+
+    try:
+        parts = await asyncio.gather(*(asyncio.to_thread(drain, conn) for conn in pipes))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(1)
+        for conn in pipes:
+            conn.close()
+    total = DiscoveryStats()
+    for part in parts:
+        total.probes += part.probes
+        total.retried += part.retried
+        total.states.update(part.states)
+    return total
+
+
+async def connect_scan(targets: TargetSet, *, concurrency: int = 512, rate: float = 0, timeout: float = 2.0,
+                       retries: int = 1, report_all: bool = False, on_result: Callable[[PortResult], None],
+                       on_progress: Callable[[int], None] = lambda done: None) -> DiscoveryStats:
+    """TCP connect scan. Open ports, and every port of a host:port target (or all with `report_all`),
+    reach `on_result` on the event loop as soon as their batch lands; `on_progress` gets counts."""
+    loop = asyncio.get_running_loop()
+
+    def deliver(done: int, batch: list[PortResult]) -> None:
+        for found in batch:
+            on_result(found)
+        on_progress(done)
+
+    def emit(done: int, batch: list[PortResult]) -> None:
+        loop.call_soon_threadsafe(deliver, done, batch)
+
+    concurrency = raise_fd_limit(concurrency)
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    started = time.perf_counter()
+    if workers > 1 and targets.probe_count() >= PROCESS_THRESHOLD:
+        stats = await _sweep_in_processes(targets, workers, concurrency, rate, timeout, retries, report_all, emit)
+    else:
+        stop = threading.Event()
+        try:
+            stats = await asyncio.to_thread(
+                _Sweep(targets.probes(), concurrency, rate, timeout, retries, report_all, emit, stop).run)
+        finally:
+            stop.set()
     stats.seconds = time.perf_counter() - started
     return stats

@@ -6,7 +6,6 @@ import sys
 import time
 from typing import TextIO
 
-from .discovery import PortResult
 from .model import Endpoint
 
 
@@ -15,14 +14,13 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
         self.total = total
-        self.done_count = self.open_count = self.identified = 0
+        self.done_count = self.identified = 0
         self.interval = interval
         self.started = time.monotonic()
         self.last = 0.0
 
-    def discovered(self, found: PortResult) -> None:
-        self.done_count += 1
-        self.open_count += found.state == "open"
+    def discovered(self, done: int) -> None:
+        self.done_count += done
         self._draw()
 
     def fingerprinted(self, endpoint: Endpoint) -> None:
@@ -41,7 +39,7 @@ class Progress:
         self.last = now
         pct = 100 * self.done_count / self.total if self.total else 100
         self.stream.write(f"\r\033[Kscanning: {self.done_count}/{self.total} ports ({pct:.0f}%), "
-                          f"{self.open_count} open, {self.identified} fingerprinted, {now - self.started:.1f}s")
+                          f"{self.identified} open ports fingerprinted, {now - self.started:.1f}s")
         self.stream.flush()
 
     def done(self) -> None:

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 
 from .assess import assess
 from .discovery import PortResult, connect_scan
-from .fingerprint import fingerprint
 from .model import Endpoint, ScanResult
 from .progress import Progress
 from .targets import TargetSet
@@ -41,14 +40,15 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     pending: list[asyncio.Task] = []
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
+        # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
+        # worker processes are forked before grpc is loaded.
+        from .fingerprint import fingerprint
+
         async with probe_slots:
             await fingerprint(endpoint, opts.timeout)
         progress.fingerprinted(endpoint)
 
     def on_result(found: PortResult) -> None:
-        progress.discovered(found)
-        if found.state != "open" and found.block.ports is None and not opts.all_states:
-            return
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
         endpoint = Endpoint(found.host, found.port, found.state,
                             evidence=[f"TCP connect to {found.host} port {found.port}: {found.reason}{rtt}"])
@@ -58,8 +58,9 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         if found.state == "open":
             pending.append(asyncio.create_task(probe_open(found, endpoint)))
 
-    stats = await connect_scan(targets.probes(), concurrency=opts.concurrency, rate=opts.rate,
-                               timeout=opts.timeout, retries=opts.retries, on_result=on_result)
+    stats = await connect_scan(targets, concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout,
+                               retries=opts.retries, report_all=opts.all_states, on_result=on_result,
+                               on_progress=progress.discovered)
     result.stats.update({"engine": "connect", "probes": stats.probes, "retried": stats.retried,
                          "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3)})
     try:

@@ -35,22 +35,14 @@ class TargetBlock:
     networks: tuple[IPNetwork, ...]
     ports: tuple[int, ...] | None = None
     name: str | None = None
-    skip_edges: bool = False  # a CIDR written by the user: skip its network and broadcast addresses
-
-    def _edged(self) -> bool:
-        net = self.networks[0]
-        return self.skip_edges and net.version == 4 and net.prefixlen < 31
 
     def addresses(self) -> Iterator[IPAddress]:
-        if self._edged():
-            yield from self.networks[0].hosts()
-            return
+        """Every address, network and broadcast included, as nmap does: a /24 can hide a server on .0."""
         for net in self.networks:
             yield from net
 
     def address_count(self) -> int:
-        total = sum(n.num_addresses for n in self.networks)
-        return total - 2 if self._edged() else total
+        return sum(n.num_addresses for n in self.networks)
 
 
 @dataclass(frozen=True)
@@ -63,8 +55,9 @@ class TargetSet:
         for block in self.blocks:
             ports = block.ports or self.ports
             for addr in block.addresses():
+                host = str(addr)
                 for port in ports:
-                    yield str(addr), port, block
+                    yield host, port, block
 
     def probe_count(self) -> int:
         return sum(b.address_count() * len(b.ports or self.ports) for b in self.blocks)
@@ -210,7 +203,7 @@ def parse_target(text: str) -> list[TargetBlock]:
         return _tf_config_blocks(text[len("tf-config:"):])
     if "/" in text:
         try:
-            return [TargetBlock(text, (ipaddress.ip_network(text, strict=False),), skip_edges=True)]
+            return [TargetBlock(text, (ipaddress.ip_network(text, strict=False),))]
         except ValueError as exc:
             raise UsageError(f"bad CIDR {text!r}: {exc}") from None
     hp = _split_host_port(text)

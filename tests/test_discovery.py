@@ -39,16 +39,16 @@ def test_cidr_sweep_states_and_fingerprints(sweep_ns):
                         "--all-states", "--timeout", "1", "--retries", "1", "--format", "json")
     data = json.loads(proc.stdout)
     states = {(e["host"], e["port"]): e["state"] for e in data["endpoints"]}
-    hosts = [f"198.18.0.{i}" for i in range(1, 15)]
-    assert len(states) == 28
+    hosts = [f"198.18.0.{i}" for i in range(16)]
+    assert len(states) == 32
     for host in hosts:
         assert states[(host, 2223)] == "closed"
         assert states[(host, 2222)] == ("undetermined" if host == "198.18.0.5" else "open")
     dropped = next(e for e in data["endpoints"] if e["host"] == "198.18.0.5" and e["port"] == 2222)
     assert dropped["evidence"] == ["TCP connect to 198.18.0.5 port 2222: no reply within 1s"]
-    assert data["stats"]["retried"] == 1 and data["stats"]["states"] == {"open": 13, "closed": 14, "undetermined": 1}
+    assert data["stats"]["retried"] == 1 and data["stats"]["states"] == {"open": 15, "closed": 16, "undetermined": 1}
     tf = [e for e in data["endpoints"] if e["kind"] == "tf-server"]
-    assert len(tf) == 13 and all(e["details"]["job"] == "worker" and e["details"]["task"] == 0 for e in tf)
+    assert len(tf) == 15 and all(e["details"]["job"] == "worker" and e["details"]["task"] == 0 for e in tf)
 
 
 def test_without_all_states_only_open_ports_of_a_sweep_are_listed(sweep_ns):
@@ -64,5 +64,5 @@ def test_rate_limit_spaces_connections(sweep_ns):
     proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.0/28", "-p", "2223", "--rate", "20",
                         "--format", "json")
     data = json.loads(proc.stdout)
-    assert data["stats"]["states"] == {"closed": 14}
-    assert data["stats"]["discovery_seconds"] >= 13 / 20
+    assert data["stats"]["states"] == {"closed": 16}
+    assert data["stats"]["discovery_seconds"] >= 15 / 20

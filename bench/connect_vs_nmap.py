@@ -1,0 +1,97 @@
+"""Benchmark: netaudit's connect engine against `nmap -sT -n -Pn -T4` on the same targets, in one run.
+
+Runs as root. A fresh network namespace gets `ip route add local 198.18.0.0/20 dev lo`, so every one of
+the 4096 addresses answers (a RST for a closed port); both tools sweep the `tf` port set there. Also
+prints `netaudit --help` cold start and the scan's peak RSS. Nothing leaves the namespace.
+
+    python bench/connect_vs_nmap.py [--cidr 198.18.0.0/20] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netaudit.lab.netns import Netns  # noqa: E402
+from netaudit.targets import named_port_sets  # noqa: E402
+
+
+def timed(ns: Netns, argv: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in MB (GNU time) and stdout of one command inside the namespace."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as rss:
+        started = time.perf_counter()
+        proc = ns.run("/usr/bin/time", "-f", "%M", "-o", rss.name, *argv, timeout=1800)
+        seconds = time.perf_counter() - started
+        kb = int(rss.read().strip().splitlines()[-1])
+    return seconds, kb // 1024, proc.stdout
+
+
+def nmap_counts(xml_text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for host in ET.fromstring(xml_text).iter("host"):
+        for extra in host.iter("extraports"):
+            counts[extra.get("state")] = counts.get(extra.get("state"), 0) + int(extra.get("count"))
+        for port in host.iter("port"):
+            state = port.find("state").get("state")
+            counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def cold_start(runs: int = 10) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "netaudit", "--help"], capture_output=True, check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cidr", default="198.18.0.0/20")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=512)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root for the network namespace")
+    ports = named_port_sets()["tf"]
+    port_list = ",".join(map(str, ports))
+    with Netns("bench") as ns:
+        ns.add_local_route(args.cidr)
+        rows = {"netaudit": [], "nmap": []}
+        for _ in range(args.repeat):
+            secs, rss, out = timed(ns, [sys.executable, "-m", "netaudit", "scan", args.cidr, "--scope", args.cidr,
+                                        "-p", "tf", "--concurrency", str(args.concurrency), "--format", "json"])
+            data = json.loads(out)
+            rows["netaudit"].append((secs, rss, data["stats"]["states"]))
+            secs, rss, out = timed(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", port_list, args.cidr, "-oX", "-"])
+            rows["nmap"].append((secs, rss, nmap_counts(out)))
+    help_s = cold_start()
+    na = statistics.median(r[0] for r in rows["netaudit"])
+    nm = statistics.median(r[0] for r in rows["nmap"])
+    probes = rows["netaudit"][0][2]
+    print(f"targets: {args.cidr} x {len(ports)} tf ports = {sum(probes.values())} probes, every address local "
+          f"(closed ports answer RST); {args.repeat} runs each, medians")
+    print(f"{'tool':10} {'seconds':>8} {'probes/s':>9} {'peak RSS MB':>12}  states")
+    for tool, median in (("netaudit", na), ("nmap", nm)):
+        rss = max(r[1] for r in rows[tool])
+        states = rows[tool][-1][2]
+        print(f"{tool:10} {median:8.2f} {sum(probes.values()) / median:9.0f} {rss:12d}  {states}")
+    print(f"ratio nmap/netaudit: {nm / na:.2f}x  (>1 means netaudit is faster)")
+    print(f"same verdicts: {rows['netaudit'][-1][2] == rows['nmap'][-1][2]}")
+    print(f"netaudit --help cold start: {help_s * 1000:.0f} ms (median of 10)")
+
+
+if __name__ == "__main__":
+    main()
