@@ -40,24 +40,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"netaudit: error: {message} (see {self.prog} --help)\n")
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+def _positive(convert, noun: str, minimum: str):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {minimum}")
+        return value
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+positive_float = _positive(float, "a number", "greater than 0")
+positive_int = _positive(int, "a whole number", "at least 1")
 
 
 def non_negative_int(text: str) -> int:
