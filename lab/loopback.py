@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .processes import LabError, LabProcess, alive, free_port, spawn, stop, wait_ready
+from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
+from .processes import LabError, LabProcess, alive, free_port, module_argv, spawn, stop, wait_ready
 
 # Two clusters (tf-wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
 # two-worker MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service.
@@ -36,6 +38,7 @@ class LabEndpoint:
     job: str | None = None
     task: int | None = None
     coordination_leader: bool = False
+    facts: dict = field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -47,9 +50,10 @@ def default_state_dir() -> Path:
 
 
 class LoopbackLab:
-    def __init__(self, state_dir: Path | None = None, decoys: bool = True):
+    def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True):
         self.dir = Path(state_dir) if state_dir else default_state_dir()
         self.with_decoys = decoys
+        self.with_modelserver = modelserver
         self.processes: list[LabProcess] = []
         self.endpoints: list[LabEndpoint] = []
 
@@ -79,9 +83,9 @@ class LoopbackLab:
             for job, addresses in spec.items():
                 for task, address in enumerate(addresses):
                     name = f"{cluster}-{job}-{task}"
-                    self.processes.append(spawn(name, "netaudit.lab.tf_task",
-                                                ["--cluster", json.dumps(spec), "--job", job, "--task", str(task),
-                                                 "--mode", mode], self.dir))
+                    self.processes.append(spawn(name, module_argv(
+                        "netaudit.lab.tf_task", "--cluster", json.dumps(spec), "--job", job, "--task", str(task),
+                        "--mode", mode), self.dir))
                     self.endpoints.append(LabEndpoint(f"{cluster}/{job}:{task}", HOST, int(address.rsplit(":", 1)[1]),
                                                       "tf-server", name, job, task,
                                                       coordination_leader=mode == "mwms" and task == 0))
@@ -89,9 +93,22 @@ class LoopbackLab:
 
     def _plan_decoys(self) -> None:
         ports = {kind: free_port() for kind in DECOYS}
-        self.processes.append(spawn("decoys", "netaudit.lab.decoys", ["--ports", json.dumps(ports), "--dir", str(self.dir)],
-                                    self.dir))
+        self.processes.append(spawn("decoys", module_argv("netaudit.lab.decoys", "--ports", json.dumps(ports),
+                                                          "--dir", str(self.dir)), self.dir))
         self.endpoints += [LabEndpoint(f"decoy/{kind}", HOST, port, DECOYS[kind], "decoys") for kind, port in ports.items()]
+        self._save()
+
+    def _plan_modelserver(self, deadline: float) -> None:
+        models = self.dir / "models"
+        config, secret = write_lab_models(models, self.processes, self.dir, deadline)
+        spec = ModelServerSpec(grpc_port=free_port(), rest_port=free_port(), model_config_file=config,
+                               monitoring=True, audit_log=self.dir / "modelserver-audit.jsonl")
+        proc, binary = start_modelserver("modelserver", spec, self.dir)
+        self.processes.append(proc)
+        facts = {"models": {"half_plus_two": [1, 2], secret: [1]}, "secret_model": secret, "binary": binary,
+                 "audit_log": None if binary else str(spec.audit_log)}
+        self.endpoints += [LabEndpoint("modelserver/grpc", HOST, spec.grpc_port, "modelserver-grpc", proc.name, facts=facts),
+                           LabEndpoint("modelserver/rest", HOST, spec.rest_port, "modelserver-rest", proc.name, facts=facts)]
         self._save()
 
     def up(self, timeout: float = START_TIMEOUT) -> "LoopbackLab":
@@ -100,10 +117,13 @@ class LoopbackLab:
         self.processes, self.endpoints = [], []
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
+            deadline = time.monotonic() + timeout
             self._plan_tf()
             if self.with_decoys:
                 self._plan_decoys()
-            wait_ready(self.processes, time.monotonic() + timeout)
+            if self.with_modelserver:
+                self._plan_modelserver(deadline)
+            wait_ready(self.processes, deadline)
         except BaseException:
             self.down()
             raise
@@ -114,8 +134,10 @@ class LoopbackLab:
         if not self.processes:
             self.load()
         killed = stop(self.processes)
-        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("decoy.lab.*")]:
+        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("decoy.lab.*"),
+                                                             *self.dir.glob("modelserver*")]:
             path.unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "models", ignore_errors=True)
         try:
             self.dir.rmdir()
         except OSError:

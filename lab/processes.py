@@ -28,6 +28,7 @@ class LabProcess:
     start_ticks: int
     log: str
     argv: list[str]
+    ready_marker: str = "READY"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,14 +61,17 @@ def lab_env() -> dict[str, str]:
     return env
 
 
-def spawn(name: str, module: str, args: list[str], log_dir: Path) -> LabProcess:
+def module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def spawn(name: str, argv: list[str], log_dir: Path, ready_marker: str = "READY") -> LabProcess:
     log = log_dir / f"{name}.log"
-    argv = [sys.executable, "-m", module, *args]
     with open(log, "wb") as out:
         popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=lab_env(), start_new_session=True)
     ticks = start_ticks(popen.pid)
-    return LabProcess(name, popen.pid, ticks or 0, str(log), argv)
+    return LabProcess(name, popen.pid, ticks or 0, str(log), argv, ready_marker)
 
 
 def log_tail(proc: LabProcess, lines: int = 15) -> str:
@@ -82,7 +86,7 @@ def wait_ready(procs: list[LabProcess], deadline: float) -> None:
     waiting = list(procs)
     while waiting:
         for proc in list(waiting):
-            if "READY" in Path(proc.log).read_text(errors="replace"):
+            if proc.ready_marker in Path(proc.log).read_text(errors="replace"):
                 waiting.remove(proc)
             elif not alive(proc):
                 raise LabError(f"lab process {proc.name} exited during start-up; its log:\n{log_tail(proc)}")

@@ -24,12 +24,16 @@ class Rule:
     def matches(self, ep: Endpoint) -> bool:
         for key, want in self.when.items():
             if key == "service":
-                if want not in ep.services:
-                    return False
+                ok = want in ep.services
             elif key == "detail_prefix":
-                if not all(str(ep.details.get(k, "")).startswith(v) for k, v in want.items()):
-                    return False
-            elif getattr(ep, key) != want:
+                ok = all(str(ep.details.get(k, "")).startswith(v) for k, v in want.items())
+            elif key == "detail_present":
+                ok = all(ep.details.get(k) for k in want)
+            elif isinstance(want, list):
+                ok = getattr(ep, key) in want
+            else:
+                ok = getattr(ep, key) == want
+            if not ok:
                 return False
         return True
 

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="retries for a port that gave no answer (default 1)")
     scan.add_argument("--max-time", type=positive_float, metavar="SECONDS",
                       help="stop after this long; the output is marked incomplete and the exit code is 3")
+    scan.add_argument("--model-names", metavar="FILE",
+                      help="extra model names to try on ModelServer endpoints, one per line (the built-in list "
+                           "and names leaked by the server's metrics are always tried)")
     scan.add_argument("--all-states", action="store_true",
                       help="also list closed and undetermined ports of swept ranges (host:port targets always are)")
     add_output_options(scan)
@@ -145,6 +148,23 @@ def exit_code(result, fail_on: str | None) -> int:
     return EXIT_OK
 
 
+def read_model_names(path: str | None) -> tuple[str, ...]:
+    from .errors import UsageError
+    from .targets import read_target_lines
+
+    if path is None:
+        return ()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            names = read_target_lines(fh)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --model-names {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    bad = [n for n in names if "/" in n or ":" in n or " " in n]
+    if bad:
+        raise UsageError(f"--model-names {path}: {bad[0]!r} is not a model name (no '/', ':' or spaces)")
+    return tuple(names)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from .render import FORMATS
     from .scan import ScanOptions, scan
@@ -153,7 +173,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
     opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
-                       max_time=args.max_time, vantage=args.vantage, all_states=args.all_states)
+                       max_time=args.max_time, vantage=args.vantage, all_states=args.all_states,
+                       extra_model_names=read_model_names(args.model_names))
     result = scan(targets, opts)
     write_output(FORMATS[fmt](result), args.output)
     if not result.complete:

@@ -28,6 +28,11 @@ def endpoint_summary(ep: dict[str, Any]) -> str:
         parts.append(f"TF {details['tf_version']['range']}")
     if str(details.get("coordination_service", "")).startswith("enabled"):
         parts.append("coordination leader")
+    if details.get("models"):
+        parts.append("models: " + ", ".join(
+            f"{name} v{','.join(str(v['version']) for v in model['versions'])}" for name, model in details["models"].items()))
+    if str(details.get("admin_reload", "")).startswith("reachable"):
+        parts.append("reload API open")
     if details.get("reflection_services"):
         parts.append("reflection: " + ", ".join(details["reflection_services"]))
     if "banner" in details:

@@ -75,7 +75,8 @@ class RpcSession:
             self.transcript.append(f"-> {self.address}: gRPC channel not ready within {self.timeout:g}s")
             return False
 
-    async def unary(self, method: str, request: bytes = b"") -> Reply:
+    async def unary(self, method: str, request: bytes = b"", note: str | None = None) -> Reply:
+        """`note` says what the request holds, for the transcript (e.g. the model name asked for)."""
         check_call(method, request)
         self.calls.append((method, request))
         call = self.channel.unary_unary(method)
@@ -85,7 +86,7 @@ class RpcSession:
         except grpc.aio.AioRpcError as exc:
             reply = Reply(method, exc.code().name, exc.details() or "")
         self.transcript.append(
-            f"-> {method} ({describe_request(request)}, no credentials, {self.transport}) "
+            f"-> {method} ({note or describe_request(request)}, no credentials, {self.transport}) "
             f"<- {reply.code}" + (f" {reply.details!r}" if reply.details else "")
             + (f" [{len(reply.body)}-byte response]" if reply.ok else ""))
         return reply

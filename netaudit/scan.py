@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from .assess import assess
 from .discovery import PortResult, connect_scan
 from .model import Endpoint, ScanResult
+from .probes.base import ProbeContext
+from .probes.serving import BUILTIN_MODEL_NAMES
 from .progress import Progress
 from .targets import TargetSet
 
@@ -29,6 +31,7 @@ class ScanOptions:
     vantage: str | None = None
     all_states: bool = False  # list closed/undetermined ports of swept ranges too, not only of host:port targets
     probe_concurrency: int = 32
+    extra_model_names: tuple[str, ...] = ()
 
 
 def now() -> str:
@@ -37,6 +40,7 @@ def now() -> str:
 
 async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress) -> None:
     probe_slots = asyncio.Semaphore(opts.probe_concurrency)
+    ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)))
     pending: list[asyncio.Task] = []
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
@@ -45,7 +49,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         from .fingerprint import fingerprint
 
         async with probe_slots:
-            await fingerprint(endpoint, opts.timeout)
+            await fingerprint(endpoint, opts.timeout, ctx)
         progress.fingerprinted(endpoint)
 
     def on_result(found: PortResult) -> None:
@@ -68,6 +72,10 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     finally:
         for task in pending:
             task.cancel()
+    if pending:
+        from .fingerprint import cross_reference
+
+        await cross_reference(result.endpoints, opts.timeout, ctx)
 
 
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:

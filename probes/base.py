@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .serving import BUILTIN_MODEL_NAMES
+
 
 @dataclass(frozen=True)
 class Expect:
@@ -21,3 +23,10 @@ class Outcome:
     authenticated: bool | None = None
     details: dict[str, Any] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a scan knows before it probes: the model names to try (built-in list plus --model-names)."""
+
+    model_names: tuple[str, ...] = BUILTIN_MODEL_NAMES

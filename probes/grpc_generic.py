@@ -5,7 +5,7 @@ from __future__ import annotations
 from netaudit import protowire
 from netaudit.rpc import RpcSession
 
-from .base import Outcome
+from .base import Outcome, ProbeContext
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 REFLECTION = ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -21,7 +21,7 @@ def decode_service_list(body: bytes) -> list[str]:
     return [svc.str(1) for svc in listing.messages(1)]
 
 
-async def probe(session: RpcSession) -> Outcome:
+async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     out = Outcome()
     health = await session.unary(HEALTH_CHECK)
     if health.ok:

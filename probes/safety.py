@@ -69,17 +69,18 @@ DO_NOT_CALL: frozenset[str] = frozenset({
     "/tensorflow.ProfilerService/StartContinuousProfiling",
     "/tensorflow.ProfilerService/StopContinuousProfiling",
     "/tensorflow.ProfilerService/GetSnapshot",
-    # TF Serving: inference on real models, and any reload config other than an empty one.
+})
+
+# Methods whose only allowed request is the empty message (tf-wire-facts.md §2.4, §4): an empty
+# HandleReloadConfigRequest stops at the `default:` branch before ServerCore::ReloadConfig, and an
+# empty inference request fails with "Missing ModelSpec" (or "ModelSpec has no name specified.")
+# before any model runs. With a model name or a config they run models or replace them.
+EMPTY_ONLY: frozenset[str] = frozenset({
+    "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
     "/tensorflow.serving.PredictionService/Predict",
     "/tensorflow.serving.PredictionService/Classify",
     "/tensorflow.serving.PredictionService/Regress",
     "/tensorflow.serving.PredictionService/MultiInference",
-})
-
-# Methods whose only allowed request is the empty message (tf-wire-facts.md §2.4: an empty
-# HandleReloadConfigRequest stops at the `default:` branch before ServerCore::ReloadConfig).
-EMPTY_ONLY: frozenset[str] = frozenset({
-    "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
 })
 
 

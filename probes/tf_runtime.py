@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from netaudit import protowire
 from netaudit.rpc import Reply, RpcSession
 
-from .base import Expect, Outcome
+from .base import Expect, Outcome, ProbeContext
 from .safety import MALFORMED
 
 
@@ -131,7 +131,7 @@ def _proves(sig: Signature, reply: Reply) -> bool:
     return any(reply.matches(e.code, e.details) for e in sig.proves)
 
 
-async def probe(session: RpcSession) -> Outcome:
+async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     replies = await asyncio.gather(*(session.unary(sig.method, sig.request) for sig in SIGNATURES))
     found = {sig.service: reply for sig, reply in zip(SIGNATURES, replies) if _proves(sig, reply)}
     status = replies[0]

@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
-from netaudit.probes import grpc_generic, tf_runtime
+from netaudit.fingerprint import GRPC_PROBES
+from netaudit.probes import grpc_generic, modelserver_grpc, tf_runtime
+from netaudit.probes.base import ProbeContext
 from netaudit.probes.safety import DO_NOT_CALL, EMPTY_ONLY, MALFORMED, UnsafeCall, check_call
 from netaudit.rpc import RpcSession
 
@@ -20,7 +22,12 @@ REFERENCE_DO_NOT_CALL = {
     "/tensorflow.CoordinationService/ReportErrorToService", "/tensorflow.CoordinationService/ShutdownTask",
     "/tensorflow.CoordinationService/Barrier", "/tensorflow.CoordinationService/InsertKeyValue",
     "/tensorflow.ProfilerService/Profile", "/tensorflow.ProfilerService/Terminate",
-    "/tensorflow.serving.PredictionService/Predict",
+}
+# §4 Serving rows: these run or replace models as soon as the request names a model or carries a config.
+REFERENCE_EMPTY_ONLY = {
+    "/tensorflow.serving.ModelService/HandleReloadConfigRequest", "/tensorflow.serving.PredictionService/Predict",
+    "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.PredictionService/Regress",
+    "/tensorflow.serving.PredictionService/MultiInference",
 }
 
 
@@ -28,11 +35,15 @@ def declared_calls() -> list[tuple[str, bytes]]:
     calls = [(sig.method, sig.request) for sig in tf_runtime.SIGNATURES]
     calls += [(m.method, MALFORMED) for m in tf_runtime.VERSION_MARKERS]
     calls += [(grpc_generic.HEALTH_CHECK, b"")] + [(m, grpc_generic.LIST_SERVICES) for m in grpc_generic.REFLECTION]
+    calls += [(modelserver_grpc.MODEL_STATUS, b""), (modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec("m")),
+              (modelserver_grpc.METADATA, modelserver_grpc.metadata_request("m")), (modelserver_grpc.RELOAD, b""),
+              (modelserver_grpc.PREDICT, b""), (modelserver_grpc.PROFILER_MONITOR, b"")]
     return calls
 
 
 def test_do_not_call_list_covers_the_reference():
     assert REFERENCE_DO_NOT_CALL <= DO_NOT_CALL
+    assert REFERENCE_EMPTY_ONLY <= EMPTY_ONLY
 
 
 def test_no_declared_probe_call_is_a_do_not_call_method_with_a_real_request():
@@ -57,28 +68,36 @@ async def _send(method: str, request: bytes):
         await session.close()
 
 
-def test_reload_config_only_ever_empty():
-    (method,) = EMPTY_ONLY
+@pytest.mark.parametrize("method", sorted(REFERENCE_EMPTY_ONLY))
+def test_serving_methods_only_ever_get_an_empty_request(method):
     check_call(method, b"")
     with pytest.raises(UnsafeCall):
-        check_call(method, b"\x0a\x02\x0a\x00")  # config { model_config_list {} }: unloads every model
+        check_call(method, b"\x0a\x02\x0a\x00")  # reload: config { model_config_list {} } unloads every model
+    with pytest.raises(UnsafeCall):
+        check_call(method, modelserver_grpc.model_spec("half_plus_two"))  # inference: runs the model
 
 
-def test_a_real_probe_run_sends_only_safe_calls(lab):
-    """Run the probes against a real TF server and inspect exactly what went on the wire."""
-    endpoint = next(e for e in lab.endpoints if e.kind == "tf-server")
+@pytest.mark.parametrize("kind", ["tf-server", "modelserver-grpc"])
+def test_a_real_probe_run_sends_only_safe_calls(lab, kind):
+    """Run every gRPC probe against a real server and inspect exactly what went on the wire."""
+    endpoint = next(e for e in lab.endpoints if e.kind == kind)
+    ctx = ProbeContext()
 
     async def run():
         session = RpcSession(endpoint.target, 5.0)
         try:
             assert await session.ready()
-            await tf_runtime.probe(session)
-            await grpc_generic.probe(session)
+            for probe in GRPC_PROBES:
+                await probe(session, ctx)
             return session.calls
         finally:
             await session.close()
 
     calls = asyncio.run(run())
-    assert len(calls) == len(declared_calls())
+    methods = {m for m, _ in calls}
+    assert methods <= {m for m, _ in declared_calls()}
+    if kind == "modelserver-grpc":
+        assert modelserver_grpc.RELOAD in methods and modelserver_grpc.METADATA in methods
     for method, request in calls:
         assert method not in DO_NOT_CALL or request == MALFORMED, method
+        assert method not in EMPTY_ONLY or request == b"", method

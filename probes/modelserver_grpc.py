@@ -1,0 +1,127 @@
+"""TensorFlow Serving on gRPC: presence, model inventory, and which dangerous RPCs answer without credentials.
+
+Requests and expected replies come from tf-wire-facts.md §2.4 and §4. Nothing here runs a model or
+changes the server: Predict gets only an empty request (rejected with "Missing ModelSpec" before any
+model is touched) and HandleReloadConfigRequest only an empty one (rejected before ReloadConfig).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from netaudit import protowire
+from netaudit.rpc import RpcSession
+
+from .base import Expect, Outcome, ProbeContext
+from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, tensor
+
+MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
+RELOAD = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+PROFILER_MONITOR = "/tensorflow.ProfilerService/Monitor"
+
+MISSING_SPEC = Expect("INVALID_ARGUMENT", "Missing ModelSpec")
+UNKNOWN_MODEL = Expect("NOT_FOUND", "Could not find any versions of model ")
+RELOAD_REJECTED = Expect("INVALID_ARGUMENT", "ServerModelConfig type not supported by HandleReloadConfigRequest")
+PROFILER_PRESENT = Expect("UNIMPLEMENTED", "unimplemented.")
+REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+INVENTORY_PARALLEL = 16
+
+
+def model_spec(name: str) -> bytes:
+    return protowire.field(1, protowire.field(1, name))  # request.model_spec (1) . name (1)
+
+
+def metadata_request(name: str) -> bytes:
+    return model_spec(name) + protowire.field(2, "signature_def")  # metadata_field (2)
+
+
+def decode_model_status(body: bytes) -> list[dict]:
+    """GetModelStatusResponse.model_version_status (1) {version 1, state 2, status 3 {error_code 1, error_message 2}}."""
+    out = []
+    for status in protowire.decode(body).messages(1):
+        detail = status.message(3)
+        code = detail.int(1)
+        out.append({"version": status.signed(1), "state": MODEL_STATES.get(status.int(2), str(status.int(2))),
+                    "error_code": ERROR_CODES[code] if code < len(ERROR_CODES) else str(code),
+                    "error_message": detail.str(2)})
+    return sorted(out, key=lambda v: v["version"])
+
+
+def _tensor_info(info: protowire.Fields) -> dict:
+    """TensorInfo {name 1, dtype 2, tensor_shape 3 {dim 2 {size 1}, unknown_rank 3}}."""
+    shape = info.message(3)
+    dims = None if shape.int(3) else [d.signed(1) for d in shape.messages(2)]
+    return tensor(DTYPES.get(info.int(2), str(info.int(2))), dims, info.str(1))
+
+
+def _map(fields: protowire.Fields, number: int) -> dict[str, protowire.Fields]:
+    """A proto map<string, Message> is repeated entries {key 1, value 2}."""
+    return {entry.str(1): entry.message(2) for entry in fields.messages(number)}
+
+
+def decode_signatures(body: bytes) -> tuple[int | None, dict]:
+    """GetModelMetadataResponse {model_spec 1 {version 2 {value 1}}, metadata 2: map<string, Any {value 2}>};
+    metadata["signature_def"] is a SignatureDefMap {signature_def 1: map<string, SignatureDef
+    {inputs 1, outputs 2, method_name 3}>}."""
+    response = protowire.decode(body)
+    version = response.message(1).message(2).signed(1) if response.message(1).blobs(2) else None
+    packed = _map(response, 2).get("signature_def")
+    signatures = {}
+    if packed is not None:
+        for name, sig in _map(protowire.decode(packed.blobs(2)[-1] if packed.blobs(2) else b""), 1).items():
+            if name in INTERNAL_SIGNATURES:
+                continue
+            signatures[name] = {"method_name": sig.str(3),
+                                "inputs": {k: _tensor_info(v) for k, v in sorted(_map(sig, 1).items())},
+                                "outputs": {k: _tensor_info(v) for k, v in sorted(_map(sig, 2).items())}}
+    return version, dict(sorted(signatures.items()))
+
+
+async def inventory(session: RpcSession, names: tuple[str, ...]) -> dict[str, dict]:
+    """Versions, states and signatures of every name the server knows; unknown names cost one NOT_FOUND."""
+    slots = asyncio.Semaphore(INVENTORY_PARALLEL)
+
+    async def one(name: str) -> tuple[str, dict] | None:
+        async with slots:
+            status = await session.unary(MODEL_STATUS, model_spec(name), f"model_spec.name={name!r}")
+            if not status.ok:
+                return None
+            meta = await session.unary(METADATA, metadata_request(name),
+                                       f"model_spec.name={name!r}, metadata_field=['signature_def']")
+        model = {"versions": decode_model_status(status.body), "signatures": {}}
+        if meta.ok:
+            model["metadata_version"], model["signatures"] = decode_signatures(meta.body)
+        return name, model
+
+    found = await asyncio.gather(*(one(n) for n in names))
+    return dict(sorted(item for item in found if item))
+
+
+async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
+    random_name = f"netaudit-probe-{secrets.token_hex(6)}"
+    empty, unknown = await asyncio.gather(session.unary(MODEL_STATUS), session.unary(MODEL_STATUS, model_spec(random_name),
+                                                                  f"model_spec.name={random_name!r}"))
+    out = Outcome()
+    if not (empty.matches(MISSING_SPEC.code, MISSING_SPEC.details)
+            or unknown.matches(UNKNOWN_MODEL.code, UNKNOWN_MODEL.details + random_name)):
+        return out
+    out.kind = "modelserver-grpc"
+    out.authenticated = False
+    out.services.append("tensorflow.serving.ModelService")
+    reload_reply, predict_reply, monitor = await asyncio.gather(
+        session.unary(RELOAD), session.unary(PREDICT), session.unary(PROFILER_MONITOR))
+    if predict_reply.matches(MISSING_SPEC.code, MISSING_SPEC.details):
+        out.services.append("tensorflow.serving.PredictionService")
+        out.details["predict"] = "reachable without credentials (empty Predict reached the handler)"
+    if reload_reply.matches(RELOAD_REJECTED.code, RELOAD_REJECTED.details):
+        out.details["admin_reload"] = "reachable without credentials (empty HandleReloadConfigRequest reached the handler)"
+    elif reload_reply.code in REFUSED:
+        out.details["admin_reload"] = f"refused: {reload_reply.code}"
+    if monitor.matches(PROFILER_PRESENT.code, PROFILER_PRESENT.details):
+        out.services.append("tensorflow.ProfilerService")
+    out.details["models"] = await inventory(session, ctx.model_names)
+    out.details["model_names_tried"] = len(ctx.model_names)
+    return out

@@ -1,0 +1,27 @@
+"""What the ModelServer gRPC and REST probes share: model names to try and how a model is described."""
+
+from __future__ import annotations
+
+# tf-wire-facts.md §2.6: default and documented model names, most common first.
+BUILTIN_MODEL_NAMES = ("half_plus_two", "model", "default", "saved_model_half_plus_three",
+                       "saved_model_half_plus_two_cpu", "resnet", "mnist", "my_model")
+
+# tensorflow/core/framework/types.proto DataType values (tests check them against TensorFlow's enum).
+DTYPES = {1: "DT_FLOAT", 2: "DT_DOUBLE", 3: "DT_INT32", 4: "DT_UINT8", 5: "DT_INT16", 6: "DT_INT8",
+          7: "DT_STRING", 8: "DT_COMPLEX64", 9: "DT_INT64", 10: "DT_BOOL", 14: "DT_BFLOAT16", 17: "DT_UINT16",
+          18: "DT_COMPLEX128", 19: "DT_HALF", 20: "DT_RESOURCE", 21: "DT_VARIANT", 22: "DT_UINT32", 23: "DT_UINT64"}
+
+# tensorflow_serving/apis/get_model_status.proto ModelVersionStatus.State.
+MODEL_STATES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
+
+# tensorflow/core/protobuf/error_codes.proto (the same numbers as gRPC status codes).
+ERROR_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+               "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+
+# SavedModel bookkeeping signatures that are not an inference API.
+INTERNAL_SIGNATURES = ("__saved_model_init_op",)
+
+
+def tensor(dtype: str, dims: list[int] | None, name: str) -> dict:
+    return {"dtype": dtype, "shape": dims, "tensor_name": name}

@@ -1,0 +1,321 @@
+"""TF Serving: the lab stand-in follows the wire facts, and netaudit inventories it without changing it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from netaudit import httpwire, protowire
+from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
+from netaudit.lab.processes import free_port, stop, wait_ready
+from netaudit.probes import modelserver_grpc, serving
+from netaudit.probes.safety import DO_NOT_CALL, EMPTY_ONLY
+from netaudit.scan import ScanOptions, scan
+from netaudit.targets import build_targets
+
+from conftest import run_cli
+
+HALF_PLUS_TWO_SIGNATURE = {"serving_default": {
+    "method_name": "tensorflow/serving/predict",
+    "inputs": {"x": {"dtype": "DT_FLOAT", "shape": [-1], "tensor_name": "serving_default_x:0"}},
+    "outputs": {"y": {"dtype": "DT_FLOAT", "shape": [-1], "tensor_name": "StatefulPartitionedCall:0"}}}}
+SCORER_SIGNATURE = {"serving_default": {
+    "method_name": "tensorflow/serving/predict",
+    "inputs": {"features": {"dtype": "DT_FLOAT", "shape": [-1, 3], "tensor_name": "serving_default_features:0"}},
+    "outputs": {"score": {"dtype": "DT_FLOAT", "shape": [-1, 1], "tensor_name": "StatefulPartitionedCall:0"}}}}
+
+
+def available(*versions: int) -> list[dict]:
+    return [{"version": v, "state": "AVAILABLE", "error_code": "OK", "error_message": ""} for v in versions]
+
+
+def expected_models(secret: str) -> dict:
+    return {"half_plus_two": {"versions": available(1, 2), "signatures": HALF_PLUS_TWO_SIGNATURE, "metadata_version": 2},
+            secret: {"versions": available(1), "signatures": SCORER_SIGNATURE, "metadata_version": 1}}
+
+
+def lab_modelserver(lab, kind: str):
+    return next(e for e in lab.endpoints if e.kind == kind)
+
+
+# --- decoding is byte-compatible with tensorflow-serving-api ------------------------------------------
+
+def test_enum_tables_match_tensorflow():
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import error_codes_pb2
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    for number, name in serving.DTYPES.items():
+        assert types_pb2.DataType.Name(number) == name
+    for number, name in serving.MODEL_STATES.items():
+        assert get_model_status_pb2.ModelVersionStatus.State.Name(number) == name
+    for number, name in enumerate(serving.ERROR_CODES):
+        assert error_codes_pb2.Code.Name(number) == name
+
+
+def test_requests_parse_in_tensorflow_serving_api():
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+    assert get_model_status_pb2.GetModelStatusRequest.FromString(modelserver_grpc.model_spec("m")).model_spec.name == "m"
+    meta = get_model_metadata_pb2.GetModelMetadataRequest.FromString(modelserver_grpc.metadata_request("m"))
+    assert (meta.model_spec.name, list(meta.metadata_field)) == ("m", ["signature_def"])
+
+
+def test_responses_decode_like_tensorflow_serving_api():
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+    status = get_model_status_pb2.GetModelStatusResponse()
+    status.model_version_status.add(version=7, state=30)
+    status.model_version_status.add(version=3, state=20).status.error_message = "loading"
+    assert modelserver_grpc.decode_model_status(status.SerializeToString()) == [
+        {"version": 3, "state": "LOADING", "error_code": "OK", "error_message": "loading"},
+        {"version": 7, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}]
+
+    sigmap = get_model_metadata_pb2.SignatureDefMap()
+    sig = sigmap.signature_def["classify"]
+    sig.method_name = "tensorflow/serving/classify"
+    sig.inputs["inputs"].name = "tf_example:0"
+    sig.inputs["inputs"].dtype = types_pb2.DT_STRING
+    sig.inputs["inputs"].tensor_shape.unknown_rank = True
+    sig.outputs["scores"].dtype = types_pb2.DT_HALF
+    for size in (-1, 10):
+        sig.outputs["scores"].tensor_shape.dim.add(size=size)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = "m"
+    response.model_spec.version.value = 12
+    response.metadata["signature_def"].Pack(sigmap)
+    assert modelserver_grpc.decode_signatures(response.SerializeToString()) == (12, {"classify": {
+        "method_name": "tensorflow/serving/classify",
+        "inputs": {"inputs": {"dtype": "DT_STRING", "shape": None, "tensor_name": "tf_example:0"}},
+        "outputs": {"scores": {"dtype": "DT_HALF", "shape": [-1, 10], "tensor_name": ""}}}})
+
+
+# --- the scan against the lab ModelServer -----------------------------------------------------------
+
+def test_grpc_inventory_is_exact(lab, lab_scan):
+    target = lab_modelserver(lab, "modelserver-grpc")
+    ep = next(e for e in lab_scan.endpoints if e.port == target.port)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-grpc", "plaintext", False)
+    assert ep.services == ["tensorflow.serving.ModelService", "tensorflow.serving.PredictionService",
+                           "tensorflow.ProfilerService"]
+    secret = target.facts["secret_model"]
+    assert ep.details["models"] == expected_models(secret)
+    assert ep.details["models_learned"] == [secret]  # only the REST port's metrics revealed it
+    assert ep.details["admin_reload"].startswith("reachable without credentials")
+    rules = {f.rule: f for f in lab_scan.findings if f.port == target.port}
+    assert {r: f.severity for r, f in rules.items()} == {
+        "modelserver-reload-exposed": "critical", "modelserver-predict-exposed": "high",
+        "modelserver-plaintext": "medium", "tf-profiler-exposed": "medium"}
+    reload_finding = rules["modelserver-reload-exposed"]
+    assert any("HandleReloadConfigRequest (empty request" in line and "ServerModelConfig type not supported" in line
+               for line in reload_finding.evidence)
+    assert "client_verify: true" in reload_finding.remediation and "proxy" in reload_finding.remediation
+
+
+def test_rest_inventory_is_exact(lab, lab_scan):
+    target = lab_modelserver(lab, "modelserver-rest")
+    ep = next(e for e in lab_scan.endpoints if e.port == target.port)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-rest", "plaintext", False)
+    secret = target.facts["secret_model"]
+    assert ep.details["metrics_model_names"] == sorted(["half_plus_two", secret])
+    assert ep.details["models"] == expected_models(secret)
+    assert "GET / <- libevent's 90-byte 404 page" in ep.evidence
+    rules = {f.rule: f.severity for f in lab_scan.findings if f.port == target.port}
+    assert rules == {"modelserver-predict-exposed": "high", "modelserver-plaintext": "medium",
+                     "modelserver-metrics-leak-model-names": "medium"}
+
+
+def test_scan_changed_nothing_on_the_server(lab, lab_scan):
+    """The audit log holds every request every test's scan sent; all are read-only, models still load."""
+    target = lab_modelserver(lab, "modelserver-grpc")
+    if target.facts["audit_log"] is None:
+        pytest.skip("the real tensorflow_model_server keeps no audit log")
+    entries = [json.loads(line) for line in Path(target.facts["audit_log"]).read_text().splitlines()]
+    grpc_calls = [e for e in entries if e["transport"] == "grpc"]
+    assert grpc_calls and any(e["method"].endswith("/HandleReloadConfigRequest") for e in grpc_calls)
+    for e in grpc_calls:
+        assert e["method"] not in DO_NOT_CALL or e.get("parsed") is False, e
+        if e["method"] in EMPTY_ONLY:
+            assert e["request_bytes"] == 0 and e["status"] == "INVALID_ARGUMENT", e
+    for e in entries:
+        if e["transport"] == "http":
+            assert e["method"] == "GET" or (e["method"] == "POST" and e["body_bytes"] == 0
+                                            and "/v1/models/netaudit-probe-" in e["path"]), e
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    with grpc.insecure_channel(target.target) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        for name, versions in target.facts["models"].items():
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = name
+            states = stub.GetModelStatus(request, timeout=10).model_version_status
+            assert sorted((s.version, s.state) for s in states) == [(v, 30) for v in versions]
+
+
+# --- the stand-in follows tf-wire-facts.md §2 ---------------------------------------------------------
+
+def test_stand_in_rest_wire_facts(lab):
+    import asyncio
+
+    target = lab_modelserver(lab, "modelserver-rest")
+
+    def get(path: str, method: str = "GET"):
+        return asyncio.run(httpwire.request(target.host, target.port, method, path, 10))
+
+    root = get("/")
+    assert (root.status, root.header("content-type"), root.header("connection"), len(root.body)) == (404, "text/html", "close", 90)
+    assert root.header("server") is None
+    malformed = get("/v1/foo")
+    assert malformed.status == 400 and json.loads(malformed.body) == {"error": "Malformed request: GET /v1/foo"}
+    assert json.loads(get("/v1/models").body) == {"error": "Missing model name in request."}
+    missing = get("/v1/models/nope/metadata")
+    assert missing.status == 404 and json.loads(missing.body) == {"error": "Servable not found for request: Latest(nope)"}
+    assert get("/v1/models/half_plus_two", "TRACE").status == 501
+    status = json.loads(get("/v1/models/half_plus_two/versions/1").body)
+    assert status == {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                                "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def test_stand_in_grpc_wire_facts_and_real_inference(lab):
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    target = lab_modelserver(lab, "modelserver-grpc")
+    with grpc.insecure_channel(target.target) as channel:
+        def raw(method: str, payload: bytes):
+            try:
+                channel.unary_unary(method)(payload, timeout=10)
+                return "OK", ""
+            except grpc.RpcError as exc:
+                return exc.code().name, exc.details()
+
+        assert raw("/tensorflow.serving.PredictionService/MultiInference", b"") == (
+            "INVALID_ARGUMENT", "ModelSpec has no name specified.")
+        assert raw("/tensorflow.serving.PredictionService/GetModelMetadata", modelserver_grpc.model_spec("x")) == (
+            "INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field")
+        assert raw("/tensorflow.serving.PredictionService/GetModelMetadata", modelserver_grpc.metadata_request("x")) == (
+            "NOT_FOUND", "Servable not found for request: Latest(x)")
+        assert raw("/tensorflow.serving.ModelService/GetModelStatus", b"\x08\x80") == ("INTERNAL", "")
+        assert raw("/tensorflow.serving.SessionService/SessionRun", b"") == ("UNIMPLEMENTED", "")
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "half_plus_two"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0, 2.0, 5.0], dtype=np.float32)))
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        assert tf.make_ndarray(reply.outputs["y"]).tolist() == [2.5, 3.0, 4.5]
+
+
+# --- a dedicated ModelServer per variant: no metrics, TLS, mTLS ---------------------------------------
+
+def write_tls_material(directory: Path) -> dict[str, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def issue(name: str, issuer_key=None, issuer_name=None, ca=False):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                critical=False)
+        return key, builder.sign(issuer_key or key, hashes.SHA256()), subject
+
+    ca_key, ca_cert, ca_name = issue("netaudit lab CA", ca=True)
+    srv_key, srv_cert, _ = issue("modelserver", ca_key, ca_name)
+    cli_key, cli_cert, _ = issue("client", ca_key, ca_name)
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
+    key_pem = lambda k: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,  # noqa: E731
+                                        serialization.NoEncryption())
+    files = {"ca": pem(ca_cert), "server_cert": pem(srv_cert), "server_key": key_pem(srv_key),
+             "client_cert": pem(cli_cert), "client_key": key_pem(cli_key)}
+    out = {}
+    for name, data in files.items():
+        out[name] = directory / f"{name}.pem"
+        out[name].write_bytes(data)
+    return out
+
+
+def ssl_config(directory: Path, tls: dict[str, Path], client_verify: bool) -> Path:
+    path = directory / f"ssl-{client_verify}.config"
+    path.write_text(f"server_key: {json.dumps(tls['server_key'].read_text())}\n"
+                    f"server_cert: {json.dumps(tls['server_cert'].read_text())}\n"
+                    f"custom_ca: {json.dumps(tls['ca'].read_text())}\n"
+                    f"client_verify: {'true' if client_verify else 'false'}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def variants(lab, tmp_path_factory):
+    """Three more ModelServers on the lab's models: no metrics, TLS, and mTLS (client_verify)."""
+    directory = tmp_path_factory.mktemp("modelservers")
+    tls = write_tls_material(directory)
+    config = Path(lab.dir) / "models" / "models.config"
+    specs = {"plain": ModelServerSpec(free_port(), free_port(), config),
+             "tls": ModelServerSpec(free_port(), free_port(), config, ssl_config_file=ssl_config(directory, tls, False)),
+             "mtls": ModelServerSpec(free_port(), free_port(), config, ssl_config_file=ssl_config(directory, tls, True))}
+    procs = [start_modelserver(f"ms-{name}", spec, directory)[0] for name, spec in specs.items()]
+    try:
+        wait_ready(procs, time.monotonic() + 120)
+        yield specs, tls
+    finally:
+        stop(procs)
+
+
+def test_model_names_file_finds_what_no_wordlist_guesses(lab, variants, tmp_path):
+    specs, _ = variants
+    secret = lab_modelserver(lab, "modelserver-grpc").facts["secret_model"]
+    target = f"127.0.0.1:{specs['plain'].grpc_port}"
+    without = json.loads(run_cli("scan", target, "--format", "json").stdout)
+    assert list(without["endpoints"][0]["details"]["models"]) == ["half_plus_two"]
+    names = tmp_path / "names.txt"
+    names.write_text(f"# internal models\n{secret}\n")
+    found = json.loads(run_cli("scan", target, "--model-names", str(names), "--format", "json").stdout)
+    assert found["endpoints"][0]["details"]["models"] == expected_models(secret)
+    bad = run_cli("scan", target, "--model-names", str(tmp_path / "missing.txt"))
+    assert bad.returncode == 2 and "cannot read --model-names" in bad.stderr
+
+
+@pytest.mark.parametrize("variant", ["tls", "mtls"])
+def test_tls_modelserver_is_never_reported_as_plaintext(variants, variant):
+    specs, tls = variants
+    spec = specs[variant]
+    result = scan(build_targets([f"127.0.0.1:{spec.grpc_port}", f"127.0.0.1:{spec.rest_port}"]), ScanOptions())
+    grpc_ep, rest_ep = sorted(result.endpoints, key=lambda e: e.port != spec.grpc_port)
+    assert (grpc_ep.kind, grpc_ep.transport) == ("tls", "tls")
+    assert grpc_ep.details["tls"]["alpn"] == "h2"
+    assert not [f for f in result.findings if f.port == spec.grpc_port and "plaintext" in f.rule]
+    # REST has no TLS option in TF Serving (§2.2): it stays plaintext whatever --ssl_config_file says.
+    assert (rest_ep.kind, rest_ep.transport) == ("modelserver-rest", "plaintext")
+
+
+def test_mtls_modelserver_serves_only_clients_with_a_certificate(variants):
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    specs, tls = variants
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "half_plus_two"
+    target = f"localhost:{specs['mtls'].grpc_port}"
+    with_cert = grpc.ssl_channel_credentials(tls["ca"].read_bytes(), tls["client_key"].read_bytes(),
+                                             tls["client_cert"].read_bytes())
+    with grpc.secure_channel(target, with_cert) as channel:
+        assert len(model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+                   .model_version_status) == 2
+    with grpc.secure_channel(target, grpc.ssl_channel_credentials(tls["ca"].read_bytes())) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
