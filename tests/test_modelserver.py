@@ -261,11 +261,11 @@ def ssl_config(directory: Path, tls: dict[str, Path], client_verify: bool) -> Pa
 
 @pytest.fixture(scope="module")
 def variants(lab, tmp_path_factory):
-    """Three more ModelServers on the lab's models: no metrics, TLS, and mTLS (client_verify)."""
+    """Three more ModelServers on the lab's models: no metrics but CORS on, TLS, and mTLS (client_verify)."""
     directory = tmp_path_factory.mktemp("modelservers")
     tls = write_tls_material(directory)
     config = Path(lab.dir) / "models" / "models.config"
-    specs = {"plain": ModelServerSpec(free_port(), free_port(), config),
+    specs = {"plain": ModelServerSpec(free_port(), free_port(), config, cors=True),
              "tls": ModelServerSpec(free_port(), free_port(), config, ssl_config_file=ssl_config(directory, tls, False)),
              "mtls": ModelServerSpec(free_port(), free_port(), config, ssl_config_file=ssl_config(directory, tls, True))}
     procs = [start_modelserver(f"ms-{name}", spec, directory)[0] for name, spec in specs.items()]
@@ -288,6 +288,16 @@ def test_model_names_file_finds_what_no_wordlist_guesses(lab, variants, tmp_path
     assert found["endpoints"][0]["details"]["models"] == expected_models(secret)
     bad = run_cli("scan", target, "--model-names", str(tmp_path / "missing.txt"))
     assert bad.returncode == 2 and "cannot read --model-names" in bad.stderr
+
+
+def test_cors_wildcard_and_no_metrics(variants):
+    specs, _ = variants
+    result = scan(build_targets([f"127.0.0.1:{specs['plain'].rest_port}"]), ScanOptions())
+    (ep,) = result.endpoints
+    assert ep.kind == "modelserver-rest" and ep.details["cors"].startswith("*")
+    assert "metrics_model_names" not in ep.details and list(ep.details["models"]) == ["half_plus_two"]
+    assert {f.rule for f in result.findings} == {"modelserver-rest-cors-wildcard", "modelserver-predict-exposed",
+                                                 "modelserver-plaintext"}
 
 
 @pytest.mark.parametrize("variant", ["tls", "mtls"])
