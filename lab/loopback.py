@@ -13,7 +13,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
+from .certs import LabCA
+from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models, write_ssl_config
+from .nginx import start_nginx_mtls
 from .processes import LabError, LabProcess, alive, free_port, module_argv, spawn, stop, wait_ready
 
 # Two clusters (tf-wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
@@ -25,6 +27,7 @@ TF_CLUSTERS: tuple[tuple[str, str, dict[str, int]], ...] = (
 # What each decoy must be reported as.
 DECOYS: dict[str, str] = {"grpc": "grpc", "http": "http", "tls": "tls", "banner": "unknown", "silent": "unknown"}
 HOST = "127.0.0.1"
+LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx")
 START_TIMEOUT = 180.0
 
 
@@ -50,10 +53,12 @@ def default_state_dir() -> Path:
 
 
 class LoopbackLab:
-    def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True):
+    def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True,
+                 tls: bool = True):
         self.dir = Path(state_dir) if state_dir else default_state_dir()
         self.with_decoys = decoys
         self.with_modelserver = modelserver
+        self.with_tls = tls
         self.processes: list[LabProcess] = []
         self.endpoints: list[LabEndpoint] = []
 
@@ -98,7 +103,7 @@ class LoopbackLab:
         self.endpoints += [LabEndpoint(f"decoy/{kind}", HOST, port, DECOYS[kind], "decoys") for kind, port in ports.items()]
         self._save()
 
-    def _plan_modelserver(self, deadline: float) -> None:
+    def _plan_modelserver(self, deadline: float) -> Path:
         models = self.dir / "models"
         config, secret = write_lab_models(models, self.processes, self.dir, deadline)
         spec = ModelServerSpec(grpc_port=free_port(), rest_port=free_port(), model_config_file=config,
@@ -109,6 +114,49 @@ class LoopbackLab:
                  "audit_log": None if binary else str(spec.audit_log)}
         self.endpoints += [LabEndpoint("modelserver/grpc", HOST, spec.grpc_port, "modelserver-grpc", proc.name, facts=facts),
                            LabEndpoint("modelserver/rest", HOST, spec.rest_port, "modelserver-rest", proc.name, facts=facts)]
+        self._save()
+        return config
+
+    def _plan_tls(self, models_config: Path | None) -> None:
+        """TLS variants: TF servers behind TLS proxies with good and bad certificates, an nginx mTLS proxy,
+        and ModelServers with --ssl_config_file. Each endpoint's `kind` is what a scan without a client
+        certificate reports; facts say what the certificate is and where the client identity lives."""
+        ca = LabCA(self.dir / "pki")
+        good = ca.issue("server", "localhost")
+        client_cert, client_key = ca.issue("client", "netaudit lab client")
+        pki = {"ca": str(ca.cert_path), "client_cert": str(client_cert), "client_key": str(client_key)}
+        backends = {e.name: e for e in self.endpoints if e.kind == "tf-server"}
+        proxies = (("no-alpn", "train/worker:0", good, ["--no-alpn"]),
+                   ("expired", "train/worker:1", ca.issue("expired", "localhost", expired=True), []),
+                   ("self-signed", "train/ps:0", ca.issue("self-signed", "localhost", self_signed=True), []),
+                   ("mismatch", "mwms/worker:1", ca.issue("mismatch", "wrong.example", sans=("wrong.example",)), []),
+                   ("dual", "train/chief:0", good, ["--dual"]))
+        for variant, backend, (cert, key), flags in proxies:
+            port, tf = free_port(), backends[backend]
+            proc = spawn(f"tls-{variant}", module_argv("netaudit.lab.tlsproxy", "--listen", str(port), "--backend",
+                                                       tf.target, "--cert", str(cert), "--key", str(key), *flags),
+                         self.dir)
+            self.processes.append(proc)
+            self.endpoints.append(LabEndpoint(f"tls/{variant}", HOST, port, "tf-server", proc.name, tf.job, tf.task,
+                                              facts={"variant": variant, "backend": backend, **pki}))
+        if shutil.which("nginx"):
+            port, tf = free_port(), backends["train/chief:0"]
+            proc = start_nginx_mtls(self.dir / "nginx", port, tf.target, good, ca.cert_path)
+            self.processes.append(proc)
+            self.endpoints.append(LabEndpoint("tls/nginx-mtls", HOST, port, "tls", proc.name, tf.job, tf.task,
+                                              facts={"variant": "nginx-mtls", "backend": "train/chief:0",
+                                                     "kind_with_client_cert": "tf-server", **pki}))
+        if models_config:
+            for variant, verify in (("tls", False), ("mtls", True)):
+                ssl_config = write_ssl_config(self.dir / "pki" / f"modelserver-{variant}.config", good, ca.cert_path,
+                                              verify)
+                spec = ModelServerSpec(free_port(), free_port(), models_config, ssl_config_file=ssl_config)
+                proc, _ = start_modelserver(f"modelserver-{variant}", spec, self.dir)
+                self.processes.append(proc)
+                kind = "tls" if verify else "modelserver-grpc"
+                self.endpoints.append(LabEndpoint(f"modelserver-{variant}/grpc", HOST, spec.grpc_port, kind, proc.name,
+                                                  facts={"variant": f"modelserver-{variant}",
+                                                         "kind_with_client_cert": "modelserver-grpc", **pki}))
         self._save()
 
     def up(self, timeout: float = START_TIMEOUT) -> "LoopbackLab":
@@ -121,8 +169,9 @@ class LoopbackLab:
             self._plan_tf()
             if self.with_decoys:
                 self._plan_decoys()
-            if self.with_modelserver:
-                self._plan_modelserver(deadline)
+            models_config = self._plan_modelserver(deadline) if self.with_modelserver else None
+            if self.with_tls:
+                self._plan_tls(models_config)
             wait_ready(self.processes, deadline)
         except BaseException:
             self.down()
@@ -134,10 +183,10 @@ class LoopbackLab:
         if not self.processes:
             self.load()
         killed = stop(self.processes)
-        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("decoy.lab.*"),
-                                                             *self.dir.glob("modelserver*")]:
+        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("modelserver*")]:
             path.unlink(missing_ok=True)
-        shutil.rmtree(self.dir / "models", ignore_errors=True)
+        for sub in LAB_SUBDIRS:
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
         try:
             self.dir.rmdir()
         except OSError:

@@ -5,6 +5,7 @@ Both get the same flags; only the stand-in keeps an audit log.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,14 @@ def write_lab_models(out: Path, processes: list[LabProcess], log_dir: Path, dead
     config = out / "models.config"
     secret = next(line.split('"')[1] for line in config.read_text().splitlines() if "churn_scorer_" in line)
     return config, secret
+
+
+def write_ssl_config(path: Path, server: tuple[Path, Path], ca: Path, client_verify: bool) -> Path:
+    """A text SSLConfig (SRV config/ssl_config.proto: server_key, server_cert, custom_ca, client_verify)."""
+    cert, key = server
+    path.write_text(f"server_key: {json.dumps(key.read_text())}\nserver_cert: {json.dumps(cert.read_text())}\n"
+                    f"custom_ca: {json.dumps(ca.read_text())}\nclient_verify: {str(client_verify).lower()}\n")
+    return path
 
 
 def start_modelserver(name: str, spec: ModelServerSpec, log_dir: Path) -> tuple[LabProcess, str | None]:

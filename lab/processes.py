@@ -82,11 +82,22 @@ def log_tail(proc: LabProcess, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
+def _ready(proc: LabProcess) -> bool:
+    """READY-style markers are read from the log; "port:N" means the process accepts on 127.0.0.1:N."""
+    if proc.ready_marker.startswith("port:"):
+        try:
+            socket.create_connection(("127.0.0.1", int(proc.ready_marker[5:])), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+    return proc.ready_marker in Path(proc.log).read_text(errors="replace")
+
+
 def wait_ready(procs: list[LabProcess], deadline: float) -> None:
     waiting = list(procs)
     while waiting:
         for proc in list(waiting):
-            if proc.ready_marker in Path(proc.log).read_text(errors="replace"):
+            if _ready(proc):
                 waiting.remove(proc)
             elif not alive(proc):
                 raise LabError(f"lab process {proc.name} exited during start-up; its log:\n{log_tail(proc)}")

@@ -29,6 +29,10 @@ class Rule:
                 ok = all(str(ep.details.get(k, "")).startswith(v) for k, v in want.items())
             elif key == "detail_present":
                 ok = all(ep.details.get(k) for k in want)
+            elif key in ("detail_true", "detail_false"):
+                ok = all(detail(ep.details, k) is (key == "detail_true") for k in want)
+            elif key == "detail_any":
+                ok = all(set(detail(ep.details, k) or ()) & set(v) for k, v in want.items())
             elif isinstance(want, list):
                 ok = getattr(ep, key) in want
             else:
@@ -43,6 +47,16 @@ class Rule:
                        title=self.title.format(**fields), evidence=list(ep.evidence),
                        remediation=self.remediation.format(**fields), references=list(self.references),
                        compliance=self.compliance)
+
+
+def detail(details: dict[str, Any], dotted: str) -> Any:
+    """details["tls"]["certificate"]["expired"] for "tls.certificate.expired"; None when any step is missing."""
+    value: Any = details
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 @cache

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--model-names", metavar="FILE",
                       help="extra model names to try on ModelServer endpoints, one per line (the built-in list "
                            "and names leaked by the server's metrics are always tried)")
+    scan.add_argument("--ca-bundle", metavar="FILE", help="PEM trust anchors for certificate checks (an internal CA)")
+    scan.add_argument("--client-cert", metavar="FILE",
+                      help="PEM client certificate, so probes can look inside mTLS endpoints")
+    scan.add_argument("--client-key", metavar="FILE", help="PEM key for --client-cert (if not in the same file)")
     scan.add_argument("--all-states", action="store_true",
                       help="also list closed and undetermined ports of swept ranges (host:port targets always are)")
     add_output_options(scan)
@@ -165,6 +169,30 @@ def read_model_names(path: str | None) -> tuple[str, ...]:
     return tuple(names)
 
 
+def tls_options(args: argparse.Namespace):
+    from .errors import UsageError
+    from .probes.tls import TlsOptions
+
+    paths = {}
+    for option in ("ca_bundle", "client_cert", "client_key"):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        try:
+            text = Path(value).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --{option.replace('_', '-')} {value}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        if "-----BEGIN" not in text:
+            raise UsageError(f"--{option.replace('_', '-')} {value} is not a PEM file")
+        paths[option] = Path(value)
+    if "client_key" in paths and "client_cert" not in paths:
+        raise UsageError("--client-key needs --client-cert")
+    if "client_cert" in paths and "client_key" not in paths:
+        paths["client_key"] = paths["client_cert"]
+    return TlsOptions(**paths)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from .render import FORMATS
     from .scan import ScanOptions, scan
@@ -174,7 +202,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
     opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
                        max_time=args.max_time, vantage=args.vantage, all_states=args.all_states,
-                       extra_model_names=read_model_names(args.model_names))
+                       extra_model_names=read_model_names(args.model_names), tls=tls_options(args))
     result = scan(targets, opts)
     write_output(FORMATS[fmt](result), args.output)
     if not result.complete:

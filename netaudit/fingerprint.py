@@ -8,13 +8,17 @@ tried on the other ModelServer ports of the same host.
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from typing import Awaitable, Callable
 
 from .model import Endpoint
-from .probes import grpc_generic, modelserver_grpc, modelserver_rest, tf_runtime
+from .probes import grpc_generic, modelserver_grpc, modelserver_rest, tf_runtime, tls
 from .probes.base import Outcome, ProbeContext
-from .probes.sniff import Sniff, printable, sniff
+from .probes.sniff import Sniff, printable, sniff, tls_handshake
+from .probes.tls import TlsOptions
 from .rpc import RpcSession
+from .tlsrelay import TlsRelay, client_context
 
 GrpcProbe = Callable[[RpcSession, ProbeContext], Awaitable[Outcome]]
 
@@ -40,18 +44,84 @@ def _session(endpoint: Endpoint, timeout: float) -> RpcSession:
     return RpcSession(endpoint.address, timeout, transport="plaintext h2c")
 
 
-async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
-    session = _session(endpoint, timeout)
+async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeContext) -> list[Outcome]:
+    outcomes: list[Outcome] = []
     try:
-        if not await session.ready():
-            return
-        for probe in GRPC_PROBES:
-            _apply(endpoint, await probe(session, ctx))
+        if await session.ready():
+            for probe in GRPC_PROBES:
+                outcomes.append(await probe(session, ctx))
     finally:
         endpoint.evidence.extend(session.transcript)
-        endpoint.details["rpc_calls"] = len(session.calls)
+        endpoint.details["rpc_calls"] = endpoint.details.get("rpc_calls", 0) + len(session.calls)
         await session.close()
+    return outcomes
+
+
+async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
+    for outcome in await _run_grpc_probes(endpoint, _session(endpoint, timeout), ctx):
+        _apply(endpoint, outcome)
     endpoint.transport = "plaintext"
+
+
+async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, tls_ctx: ssl.SSLContext,
+                         credentials: str) -> tuple[list[Outcome], list[int]]:
+    """The gRPC probes through a TLS relay; returns their outcomes and any HTTP statuses a proxy sent."""
+    relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
+    address = await relay.start()
+    session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials)
+    try:
+        outcomes = await _run_grpc_probes(endpoint, session, ctx)
+    finally:
+        await relay.close()
+    endpoint.evidence.extend(relay.errors[:3])
+    return outcomes, sorted({r.http_status for r in session.replies if r.http_status})
+
+
+async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeContext, options: TlsOptions) -> None:
+    """Judge the TLS layer, then look inside it: first as an outsider without a client certificate,
+    then, when that is refused and the user gave one, with the client identity."""
+    facts = await asyncio.to_thread(tls.inspect, endpoint.host, endpoint.port, timeout, options)
+    details = {**(found.tls or {}), **facts}
+    endpoint.details["tls"] = details
+    endpoint.kind = "tls"
+    if details["client_cert"] == "undetermined":
+        endpoint.evidence.append(f"sslyze could not connect: {details.get('error')}")
+        verdict, why, der = await tls.write_then_read(endpoint.host, endpoint.port, timeout)
+        details["client_cert"] = verdict
+        endpoint.evidence.append(f"client certificate {verdict}: {why}")
+        if der and not details.get("certificate"):
+            details.update(tls.leaf_facts(der, endpoint.host, options.ca_bundle))
+    if details["client_cert"] == "undetermined":
+        endpoint.transport = "unknown"
+        return
+    required = details["client_cert"] == "required"
+    endpoint.transport = "mtls" if required else "tls"
+    if details.get("alpn") not in ("h2", None):
+        endpoint.evidence.append(f"TLS ALPN {details['alpn']!r}, not h2: no gRPC inside")
+        return
+    if details.get("alpn") is None and details.get("version"):
+        details["alpn_note"] = "no ALPN h2 negotiated: current gRPC clients refuse this peer"
+    outcomes: list[Outcome] = []
+    if not required:
+        outcomes, statuses = await _grpc_over_tls(endpoint, timeout, ctx, client_context(), "no credentials")
+        if not any(o.kind for o in outcomes) and 400 in statuses:
+            required = True
+            endpoint.transport = "mtls"
+            details["client_cert"] = "required at the HTTP layer (HTTP 400 without a certificate)"
+    if required:
+        endpoint.authenticated = True
+        endpoint.evidence.append("without a client certificate the server refuses the connection: authenticated")
+        if options.client_cert:
+            outcomes, _ = await _grpc_over_tls(endpoint, timeout, ctx,
+                                               client_context(options.client_cert, options.client_key),
+                                               "the --client-cert identity")
+    kind_found = next((o for o in outcomes if o.kind), None)
+    if kind_found:
+        endpoint.kind = None
+        for outcome in outcomes:
+            if required:
+                outcome.authenticated = True
+            _apply(endpoint, outcome)
 
 
 def _from_sniff(endpoint: Endpoint, found: Sniff) -> None:
@@ -64,21 +134,39 @@ def _from_sniff(endpoint: Endpoint, found: Sniff) -> None:
         endpoint.details["tls"] = found.tls
 
 
-async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
+def _plaintext_error(found: Sniff) -> bool:
+    """A 4xx status line to the HTTP/2 preface: TLS servers such as nginx answer plaintext this way."""
+    return found.protocol == "http" and bool(found.http_status) and found.http_status.split()[1].startswith("4")
+
+
+async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
+                      tls_options: TlsOptions = TlsOptions()) -> None:
     """Fill in kind, transport, services and evidence of an open endpoint."""
     found = await sniff(endpoint.host, endpoint.port, timeout)
     endpoint.evidence.extend(found.evidence)
+    if found.protocol in ("h2", "http"):
+        also = await tls_handshake(endpoint.host, endpoint.port, timeout)
+        if also and _plaintext_error(found):
+            endpoint.evidence.append(f"the plaintext answer {found.http_status!r} is a TLS port refusing plaintext")
+            endpoint.evidence.extend(also.evidence)
+            found = also
+        elif also:
+            # A port that serves plaintext and also completes a TLS handshake lets an attacker strip TLS.
+            endpoint.details["downgrade"] = f"plaintext and TLS ({also.tls.get('version')}) on the same port"
+            endpoint.evidence.extend(also.evidence)
     endpoint.details["protocol"] = found.protocol
-    if found.protocol == "h2":
+    if found.protocol == "tls":
+        await _tls(endpoint, found, timeout, ctx, tls_options)
+    elif found.protocol == "h2":
         await _grpc(endpoint, timeout, ctx)
         if endpoint.kind is None:
             endpoint.kind, endpoint.transport = "unknown", "plaintext"
-        return
-    if found.protocol == "http":
-        _apply(endpoint, await modelserver_rest.probe(endpoint.host, endpoint.port, timeout, ctx))
-    kind = endpoint.kind
-    _from_sniff(endpoint, found)
-    endpoint.kind = kind or endpoint.kind
+    else:
+        if found.protocol == "http":
+            _apply(endpoint, await modelserver_rest.probe(endpoint.host, endpoint.port, timeout, ctx))
+        kind = endpoint.kind
+        _from_sniff(endpoint, found)
+        endpoint.kind = kind or endpoint.kind
 
 
 def _tried(endpoint: Endpoint, ctx: ProbeContext) -> set[str]:

@@ -7,6 +7,7 @@ tensorflow-serving-api. Every request passes the safety check first.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 import grpc
@@ -14,6 +15,7 @@ import grpc.aio
 
 from .probes.safety import MALFORMED, check_call
 
+HTTP_STATUS = re.compile(r"Received http2 header with status: (\d+)")
 CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),  # never let an http_proxy variable send probes somewhere else
     ("grpc.enable_retries", 0),
@@ -40,7 +42,13 @@ class Reply:
     def speaks_grpc(self) -> bool:
         """The peer answered with a gRPC status, not an HTTP/2 error page or a broken connection."""
         return self.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN") and \
-            not self.details.startswith("Received http2 header")
+            self.http_status is None
+
+    @property
+    def http_status(self) -> int | None:
+        """The HTTP status when an HTTP/2 peer answered with a plain HTTP error instead of gRPC (a proxy)."""
+        match = HTTP_STATUS.search(self.details)
+        return int(match[1]) if match else None
 
     @property
     def registered(self) -> bool:
@@ -55,17 +63,19 @@ def describe_request(request: bytes) -> str:
 
 
 class RpcSession:
-    def __init__(self, address: str, timeout: float, credentials: grpc.ChannelCredentials | None = None,
-                 transport: str = "plaintext"):
+    def __init__(self, address: str, timeout: float, transport: str = "plaintext", authority: str | None = None,
+                 credentials: str = "no credentials"):
+        """`address` may be a local TLS relay; `authority` is then the real target, sent as :authority.
+        `credentials` says what identity the calls carry, for transcripts and findings."""
         self.address = address
         self.timeout = timeout
         self.transport = transport
-        if credentials is None:
-            self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        else:
-            self.channel = grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        self.credentials = credentials
+        options = CHANNEL_OPTIONS + ([("grpc.default_authority", authority)] if authority else [])
+        self.channel = grpc.aio.insecure_channel(address, options=options)
         self.transcript: list[str] = []
         self.calls: list[tuple[str, bytes]] = []
+        self.replies: list[Reply] = []
 
     async def ready(self) -> bool:
         try:
@@ -85,8 +95,9 @@ class RpcSession:
             reply = Reply(method, "OK", "", body)
         except grpc.aio.AioRpcError as exc:
             reply = Reply(method, exc.code().name, exc.details() or "")
+        self.replies.append(reply)
         self.transcript.append(
-            f"-> {method} ({note or describe_request(request)}, no credentials, {self.transport}) "
+            f"-> {method} ({note or describe_request(request)}, {self.credentials}, {self.transport}) "
             f"<- {reply.code}" + (f" {reply.details!r}" if reply.details else "")
             + (f" [{len(reply.body)}-byte response]" if reply.ok else ""))
         return reply

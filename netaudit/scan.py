@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .assess import assess
@@ -17,6 +17,7 @@ from .discovery import PortResult, connect_scan
 from .model import Endpoint, ScanResult
 from .probes.base import ProbeContext
 from .probes.serving import BUILTIN_MODEL_NAMES
+from .probes.tls import TlsOptions
 from .progress import Progress
 from .targets import TargetSet
 
@@ -32,6 +33,7 @@ class ScanOptions:
     all_states: bool = False  # list closed/undetermined ports of swept ranges too, not only of host:port targets
     probe_concurrency: int = 32
     extra_model_names: tuple[str, ...] = ()
+    tls: TlsOptions = field(default_factory=TlsOptions)
 
 
 def now() -> str:
@@ -49,7 +51,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         from .fingerprint import fingerprint
 
         async with probe_slots:
-            await fingerprint(endpoint, opts.timeout, ctx)
+            await fingerprint(endpoint, opts.timeout, ctx, opts.tls)
         progress.fingerprinted(endpoint)
 
     def on_result(found: PortResult) -> None:

@@ -115,9 +115,10 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         session.unary(RELOAD), session.unary(PREDICT), session.unary(PROFILER_MONITOR))
     if predict_reply.matches(MISSING_SPEC.code, MISSING_SPEC.details):
         out.services.append("tensorflow.serving.PredictionService")
-        out.details["predict"] = "reachable without credentials (empty Predict reached the handler)"
+        out.details["predict"] = f"reachable with {session.credentials} (an empty Predict reached the handler)"
     if reload_reply.matches(RELOAD_REJECTED.code, RELOAD_REJECTED.details):
-        out.details["admin_reload"] = "reachable without credentials (empty HandleReloadConfigRequest reached the handler)"
+        out.details["admin_reload"] = (f"reachable with {session.credentials} (an empty HandleReloadConfigRequest "
+                                       "reached the handler)")
     elif reload_reply.code in REFUSED:
         out.details["admin_reload"] = f"refused: {reload_reply.code}"
     if monitor.matches(PROFILER_PRESENT.code, PROFILER_PRESENT.details):

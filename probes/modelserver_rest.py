@@ -111,7 +111,7 @@ async def probe(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outc
     if root is not None and root.status == 404 and root.body == LIBEVENT_404:
         out.evidence.append("GET / <- libevent's 90-byte 404 page")
     if predict is not None and _error(predict) == EMPTY_BODY:
-        out.details["predict"] = "reachable without credentials (empty :predict body reached the JSON parser)"
+        out.details["predict"] = "reachable with no credentials (an empty :predict body reached the JSON parser)"
         out.evidence.append(f"POST /v1/models/{name}:predict (empty body) <- {predict.summary()}: {EMPTY_BODY!r}")
     leaked: list[str] = []
     if metrics is not None and metrics.status == 200 and b":tensorflow:" in metrics.body:

@@ -67,7 +67,9 @@ def _classify_reply(data: bytes, sent: str) -> Sniff | None:
     return None
 
 
-async def _tls_handshake(host: str, port: int, timeout: float) -> Sniff | None:
+async def tls_handshake(host: str, port: int, timeout: float) -> Sniff | None:
+    """A TLS handshake without a client certificate. A TLS alert still proves TLS (a server that
+    demands a certificate in TLS 1.2 aborts the handshake with one)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -75,7 +77,12 @@ async def _tls_handshake(host: str, port: int, timeout: float) -> Sniff | None:
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=None), timeout)
-    except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError):
+    except ssl.SSLError as exc:
+        if "ALERT" in (exc.reason or ""):
+            return Sniff("tls", [f"TLS handshake aborted by the server with an alert: {exc.reason}"],
+                         tls={"version": None, "alpn": None, "cipher": None, "handshake_alert": exc.reason})
+        return None
+    except (asyncio.TimeoutError, ConnectionError, OSError):
         return None
     ssl_obj: ssl.SSLObject = writer.get_extra_info("ssl_object")
     info = {"version": ssl_obj.version(), "alpn": ssl_obj.selected_alpn_protocol(),
@@ -131,7 +138,7 @@ async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5) 
         closed_early = "connection reset during fingerprinting"
     finally:
         await _close(writer)
-    tls, http = await asyncio.gather(_tls_handshake(host, port, timeout), _http_get(host, port, timeout))
+    tls, http = await asyncio.gather(tls_handshake(host, port, timeout), _http_get(host, port, timeout))
     if tls:
         return tls
     if http:

@@ -23,8 +23,9 @@ def test_lab_up_status_down_leaves_nothing(tmp_path):
     try:
         assert [e["name"] for e in state["endpoints"]] == [
             "train/chief:0", "train/worker:0", "train/worker:1", "train/ps:0", "mwms/worker:0", "mwms/worker:1",
-            "modelserver/grpc", "modelserver/rest"]
-        assert "coordination leader" in up.stdout and up.stdout.count("[running]") == 8
+            "modelserver/grpc", "modelserver/rest", "tls/no-alpn", "tls/expired", "tls/self-signed", "tls/mismatch",
+            "tls/dual", "tls/nginx-mtls", "modelserver-tls/grpc", "modelserver-mtls/grpc"]
+        assert "coordination leader" in up.stdout and up.stdout.count("[running]") == 16
         again = run_cli("lab", "up", env=env)
         assert again.returncode == 4 and "already up" in again.stderr
         targets = run_cli("lab", "status", "--targets", env=env).stdout.split()
@@ -51,11 +52,11 @@ def test_demo_writes_reports_and_brings_the_lab_down(demo_dir):
     report = out / "report"
     assert sorted(p.name for p in report.iterdir()) == ["report.html", "scan.json", "summary.txt"]
     assert f"report: {(report / 'report.html').resolve()}" in proc.stdout
-    assert "findings: 7 critical, 3 high, 10 medium" in proc.stdout
+    assert "findings: 13 critical, 10 high, 19 medium" in proc.stdout
     data = json.loads((report / "scan.json").read_text())
     kinds = [e["kind"] for e in data["endpoints"]]
-    assert data["vantage"] == "loopback" and kinds.count("tf-server") == 6
-    assert kinds.count("modelserver-grpc") == kinds.count("modelserver-rest") == 1
+    assert data["vantage"] == "loopback" and kinds.count("tf-server") == 11
+    assert kinds.count("modelserver-grpc") == 2 and kinds.count("modelserver-rest") == 1
     assert not (out / "lab-state").exists()
     pids = [int(x) for x in subprocess.run(["pgrep", "-f", "netaudit.lab"], capture_output=True, text=True).stdout.split()]
     assert not [p for p in pids if str(out) in Path(f"/proc/{p}/environ").read_text(errors="replace")]
@@ -77,6 +78,6 @@ def test_html_report_renders_in_headless_chromium(demo_dir):
                                (out / "report" / "report.html").resolve().as_uri()],
                               capture_output=True, text=True, timeout=120)
     dom = proc.stdout
-    assert 'id="summary"' in dom and "7 critical findings" in dom
-    assert dom.count('class="card critical"') == 7
+    assert 'id="summary"' in dom and "13 critical findings" in dom
+    assert dom.count('class="card critical"') == 13
     assert "tf.distribute.Server at 127.0.0.1:" in dom and "/tensorflow.WorkerService/GetStatus" in dom

@@ -106,7 +106,7 @@ def test_grpc_inventory_is_exact(lab, lab_scan):
     secret = target.facts["secret_model"]
     assert ep.details["models"] == expected_models(secret)
     assert ep.details["models_learned"] == [secret]  # only the REST port's metrics revealed it
-    assert ep.details["admin_reload"].startswith("reachable without credentials")
+    assert ep.details["admin_reload"].startswith("reachable with no credentials")
     rules = {f.rule: f for f in lab_scan.findings if f.port == target.port}
     assert {r: f.severity for r, f in rules.items()} == {
         "modelserver-reload-exposed": "critical", "modelserver-predict-exposed": "high",
@@ -210,76 +210,23 @@ def test_stand_in_grpc_wire_facts_and_real_inference(lab):
         assert tf.make_ndarray(reply.outputs["y"]).tolist() == [2.5, 3.0, 4.5]
 
 
-# --- a dedicated ModelServer per variant: no metrics, TLS, mTLS ---------------------------------------
-
-def write_tls_material(directory: Path) -> dict[str, Path]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def issue(name: str, issuer_key=None, issuer_name=None, ca=False):
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if not ca:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
-                critical=False)
-        return key, builder.sign(issuer_key or key, hashes.SHA256()), subject
-
-    ca_key, ca_cert, ca_name = issue("netaudit lab CA", ca=True)
-    srv_key, srv_cert, _ = issue("modelserver", ca_key, ca_name)
-    cli_key, cli_cert, _ = issue("client", ca_key, ca_name)
-    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
-    key_pem = lambda k: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,  # noqa: E731
-                                        serialization.NoEncryption())
-    files = {"ca": pem(ca_cert), "server_cert": pem(srv_cert), "server_key": key_pem(srv_key),
-             "client_cert": pem(cli_cert), "client_key": key_pem(cli_key)}
-    out = {}
-    for name, data in files.items():
-        out[name] = directory / f"{name}.pem"
-        out[name].write_bytes(data)
-    return out
-
-
-def ssl_config(directory: Path, tls: dict[str, Path], client_verify: bool) -> Path:
-    path = directory / f"ssl-{client_verify}.config"
-    path.write_text(f"server_key: {json.dumps(tls['server_key'].read_text())}\n"
-                    f"server_cert: {json.dumps(tls['server_cert'].read_text())}\n"
-                    f"custom_ca: {json.dumps(tls['ca'].read_text())}\n"
-                    f"client_verify: {'true' if client_verify else 'false'}\n")
-    return path
-
+# --- a dedicated ModelServer with CORS on and no metrics -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def variants(lab, tmp_path_factory):
-    """Three more ModelServers on the lab's models: no metrics but CORS on, TLS, and mTLS (client_verify)."""
-    directory = tmp_path_factory.mktemp("modelservers")
-    tls = write_tls_material(directory)
-    config = Path(lab.dir) / "models" / "models.config"
-    specs = {"plain": ModelServerSpec(free_port(), free_port(), config, cors=True),
-             "tls": ModelServerSpec(free_port(), free_port(), config, ssl_config_file=ssl_config(directory, tls, False)),
-             "mtls": ModelServerSpec(free_port(), free_port(), config, ssl_config_file=ssl_config(directory, tls, True))}
-    procs = [start_modelserver(f"ms-{name}", spec, directory)[0] for name, spec in specs.items()]
+def plain_server(lab, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("modelserver")
+    spec = ModelServerSpec(free_port(), free_port(), Path(lab.dir) / "models" / "models.config", cors=True)
+    proc, _ = start_modelserver("ms-plain", spec, directory)
     try:
-        wait_ready(procs, time.monotonic() + 120)
-        yield specs, tls
+        wait_ready([proc], time.monotonic() + 120)
+        yield spec
     finally:
-        stop(procs)
+        stop([proc])
 
 
-def test_model_names_file_finds_what_no_wordlist_guesses(lab, variants, tmp_path):
-    specs, _ = variants
+def test_model_names_file_finds_what_no_wordlist_guesses(lab, plain_server, tmp_path):
     secret = lab_modelserver(lab, "modelserver-grpc").facts["secret_model"]
-    target = f"127.0.0.1:{specs['plain'].grpc_port}"
+    target = f"127.0.0.1:{plain_server.grpc_port}"
     without = json.loads(run_cli("scan", target, "--format", "json").stdout)
     assert list(without["endpoints"][0]["details"]["models"]) == ["half_plus_two"]
     names = tmp_path / "names.txt"
@@ -290,9 +237,8 @@ def test_model_names_file_finds_what_no_wordlist_guesses(lab, variants, tmp_path
     assert bad.returncode == 2 and "cannot read --model-names" in bad.stderr
 
 
-def test_cors_wildcard_and_no_metrics(variants):
-    specs, _ = variants
-    result = scan(build_targets([f"127.0.0.1:{specs['plain'].rest_port}"]), ScanOptions())
+def test_cors_wildcard_and_no_metrics(plain_server):
+    result = scan(build_targets([f"127.0.0.1:{plain_server.rest_port}"]), ScanOptions())
     (ep,) = result.endpoints
     assert ep.kind == "modelserver-rest" and ep.details["cors"].startswith("*")
     assert "metrics_model_names" not in ep.details and list(ep.details["models"]) == ["half_plus_two"]
@@ -300,32 +246,19 @@ def test_cors_wildcard_and_no_metrics(variants):
                                                  "modelserver-plaintext"}
 
 
-@pytest.mark.parametrize("variant", ["tls", "mtls"])
-def test_tls_modelserver_is_never_reported_as_plaintext(variants, variant):
-    specs, tls = variants
-    spec = specs[variant]
-    result = scan(build_targets([f"127.0.0.1:{spec.grpc_port}", f"127.0.0.1:{spec.rest_port}"]), ScanOptions())
-    grpc_ep, rest_ep = sorted(result.endpoints, key=lambda e: e.port != spec.grpc_port)
-    assert (grpc_ep.kind, grpc_ep.transport) == ("tls", "tls")
-    assert grpc_ep.details["tls"]["alpn"] == "h2"
-    assert not [f for f in result.findings if f.port == spec.grpc_port and "plaintext" in f.rule]
-    # REST has no TLS option in TF Serving (§2.2): it stays plaintext whatever --ssl_config_file says.
-    assert (rest_ep.kind, rest_ep.transport) == ("modelserver-rest", "plaintext")
-
-
-def test_mtls_modelserver_serves_only_clients_with_a_certificate(variants):
+def test_mtls_modelserver_serves_only_clients_with_a_certificate(lab):
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    specs, tls = variants
+    target = next(e for e in lab.endpoints if e.name == "modelserver-mtls/grpc")
+    pki = {k: Path(v).read_bytes() for k, v in target.facts.items() if k in ("ca", "client_cert", "client_key")}
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "half_plus_two"
-    target = f"localhost:{specs['mtls'].grpc_port}"
-    with_cert = grpc.ssl_channel_credentials(tls["ca"].read_bytes(), tls["client_key"].read_bytes(),
-                                             tls["client_cert"].read_bytes())
-    with grpc.secure_channel(target, with_cert) as channel:
+    address = f"localhost:{target.port}"
+    with grpc.secure_channel(address, grpc.ssl_channel_credentials(pki["ca"], pki["client_key"],
+                                                                   pki["client_cert"])) as channel:
         assert len(model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
                    .model_version_status) == 2
-    with grpc.secure_channel(target, grpc.ssl_channel_credentials(tls["ca"].read_bytes())) as channel:
+    with grpc.secure_channel(address, grpc.ssl_channel_credentials(pki["ca"])) as channel:
         with pytest.raises(grpc.RpcError) as refused:
             model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

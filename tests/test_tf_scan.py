@@ -12,6 +12,11 @@ def by_port(result):
     return {e.port: e for e in result.endpoints}
 
 
+def plain_tf(lab):
+    """The TF servers themselves, not the TLS proxies in front of some of them (test_transport.py)."""
+    return [e for e in lab.endpoints if e.kind == "tf-server" and e.name.split("/")[0] in ("train", "mwms")]
+
+
 def test_scan_is_complete_and_finds_every_lab_endpoint(lab, lab_scan):
     assert lab_scan.complete
     assert sorted(by_port(lab_scan)) == sorted(e.port for e in lab.endpoints)
@@ -23,7 +28,7 @@ def test_tf_servers_are_identified_exactly(lab, lab_scan):
 
     installed = ".".join(tf.__version__.split(".")[:2])
     found = by_port(lab_scan)
-    tf_endpoints = [e for e in lab.endpoints if e.kind == "tf-server"]
+    tf_endpoints = plain_tf(lab)
     assert len(tf_endpoints) == 6
     for expected in tf_endpoints:
         ep = found[expected.port]
@@ -43,7 +48,7 @@ def test_tf_servers_are_identified_exactly(lab, lab_scan):
 
 
 def test_findings_for_tf_servers(lab, lab_scan):
-    tf_ports = {e.port for e in lab.endpoints if e.kind == "tf-server"}
+    tf_ports = {e.port for e in plain_tf(lab)}
     leader = {e.port for e in lab.endpoints if e.coordination_leader}
     critical = [f for f in lab_scan.findings if f.severity == "critical" and f.port in tf_ports]
     assert {f.port for f in critical} == tf_ports and len(critical) == len(tf_ports)

@@ -1,0 +1,78 @@
+"""Run the gRPC probes through TLS on the scanner's own terms.
+
+grpcio always verifies the server certificate, so it cannot talk to an endpoint whose certificate is
+expired, self-signed or for another name, which are exactly the endpoints a scanner must still identify.
+The relay listens on 127.0.0.1 (a port of our own), and for each connection grpcio makes it opens a TLS
+connection to the target with verification off, ALPN h2 and, when given, the client identity. The
+certificate itself is judged separately (probes/tls.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+COPY_CHUNK = 65536
+
+
+def client_context(client_cert: Path | None = None, client_key: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    if client_cert:
+        ctx.load_cert_chain(client_cert, client_key)
+    return ctx
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(COPY_CHUNK):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
+class TlsRelay:
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float):
+        self.host, self.port, self.ctx, self.timeout = host, port, ctx, timeout
+        self.server: asyncio.Server | None = None
+        self.errors: list[str] = []
+        self.tasks: set[asyncio.Task] = set()
+
+    async def _handle(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            await self._relay(local_reader, local_writer)
+        except asyncio.CancelledError:
+            local_writer.close()
+        finally:
+            self.tasks.discard(task)
+
+    async def _relay(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
+        try:
+            remote_reader, remote_writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=self.ctx, server_hostname=None), self.timeout)
+        except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError) as exc:
+            self.errors.append(f"TLS connection to {self.host}:{self.port} failed: {exc!r}")
+            local_writer.close()
+            return
+        await asyncio.gather(_pipe(local_reader, remote_writer), _pipe(remote_reader, local_writer))
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def close(self) -> None:
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
