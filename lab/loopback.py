@@ -1,22 +1,20 @@
-"""The loopback lab: a real multi-process TF cluster and decoys on 127.0.0.1, for `netaudit lab` and tests.
+"""The loopback lab: real TF clusters, a ModelServer, TLS variants and decoys on 127.0.0.1.
 
-Its state file records every process and endpoint, so `lab down` and `lab status` work from any later
-process, and tests assert exact scan results against what the lab says it started.
+Used by `netaudit lab` without root and by the tests, which assert exact scan results against the
+endpoints the lab says it started.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .base import Lab, LabEndpoint
 from .certs import LabCA
 from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models, write_ssl_config
 from .nginx import start_nginx_mtls
-from .processes import LabError, LabProcess, alive, free_port, module_argv, spawn, stop, wait_ready
+from .processes import free_port, module_argv, spawn
 
 # Two clusters (tf-wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
 # two-worker MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service.
@@ -27,60 +25,17 @@ TF_CLUSTERS: tuple[tuple[str, str, dict[str, int]], ...] = (
 # What each decoy must be reported as.
 DECOYS: dict[str, str] = {"grpc": "grpc", "http": "http", "tls": "tls", "banner": "unknown", "silent": "unknown"}
 HOST = "127.0.0.1"
-LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx")
-START_TIMEOUT = 180.0
 
 
-@dataclass
-class LabEndpoint:
-    name: str
-    host: str
-    port: int
-    kind: str
-    process: str
-    job: str | None = None
-    task: int | None = None
-    coordination_leader: bool = False
-    facts: dict = field(default_factory=dict)
+class LoopbackLab(Lab):
+    kind = "loopback"
 
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
-
-
-class LoopbackLab:
     def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True,
                  tls: bool = True):
-        self.dir = Path(state_dir) if state_dir else default_state_dir()
+        super().__init__(state_dir)
         self.with_decoys = decoys
         self.with_modelserver = modelserver
         self.with_tls = tls
-        self.processes: list[LabProcess] = []
-        self.endpoints: list[LabEndpoint] = []
-
-    @property
-    def state_file(self) -> Path:
-        return self.dir / "state.json"
-
-    def load(self) -> bool:
-        if not self.state_file.exists():
-            return False
-        state = json.loads(self.state_file.read_text())
-        self.processes = [LabProcess(**p) for p in state["processes"]]
-        self.endpoints = [LabEndpoint(**e) for e in state["endpoints"]]
-        return True
-
-    def _save(self) -> None:
-        state = {"kind": "loopback", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "processes": [p.to_dict() for p in self.processes],
-                 "endpoints": [asdict(e) for e in self.endpoints]}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
 
     def _plan_tf(self) -> None:
         for cluster, mode, jobs in TF_CLUSTERS:
@@ -159,52 +114,10 @@ class LoopbackLab:
                                                          "kind_with_client_cert": "modelserver-grpc", **pki}))
         self._save()
 
-    def up(self, timeout: float = START_TIMEOUT) -> "LoopbackLab":
-        if self.load() and any(alive(p) for p in self.processes):
-            raise LabError(f"the lab in {self.dir} is already up; run `netaudit lab down` first")
-        self.processes, self.endpoints = [], []
-        self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            deadline = time.monotonic() + timeout
-            self._plan_tf()
-            if self.with_decoys:
-                self._plan_decoys()
-            models_config = self._plan_modelserver(deadline) if self.with_modelserver else None
-            if self.with_tls:
-                self._plan_tls(models_config)
-            wait_ready(self.processes, deadline)
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def down(self) -> list[str]:
-        """Stop everything the state file names and remove the state. Returns processes that needed SIGKILL."""
-        if not self.processes:
-            self.load()
-        killed = stop(self.processes)
-        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("modelserver*")]:
-            path.unlink(missing_ok=True)
-        for sub in LAB_SUBDIRS:
-            shutil.rmtree(self.dir / sub, ignore_errors=True)
-        try:
-            self.dir.rmdir()
-        except OSError:
-            pass
-        self.processes, self.endpoints = [], []
-        return killed
-
-    def status(self) -> dict:
-        up = self.load()
-        return {"up": up and any(alive(p) for p in self.processes), "dir": str(self.dir),
-                "processes": [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in self.processes],
-                "endpoints": [asdict(e) for e in self.endpoints]}
-
-    def targets(self) -> list[str]:
-        return [e.target for e in self.endpoints]
-
-    def __enter__(self) -> "LoopbackLab":
-        return self.up()
-
-    def __exit__(self, *exc) -> None:
-        self.down()
+    def _plan(self, deadline: float) -> None:
+        self._plan_tf()
+        if self.with_decoys:
+            self._plan_decoys()
+        models_config = self._plan_modelserver(deadline) if self.with_modelserver else None
+        if self.with_tls:
+            self._plan_tls(models_config)

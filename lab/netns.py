@@ -23,9 +23,29 @@ def _ip(*args: str) -> None:
         raise NetnsError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
 
 
+def netns_pids(name: str) -> list[int]:
+    proc = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10)
+    return [int(p) for p in proc.stdout.split()]
+
+
+def delete_netns(name: str) -> None:
+    """SIGKILL whatever still runs inside, then delete the namespace."""
+    for _ in range(50):
+        pids = netns_pids(name)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
 class Netns:
-    def __init__(self, prefix: str = "na"):
-        self.name = f"{prefix}-{secrets.token_hex(3)}"
+    def __init__(self, prefix: str = "na", name: str | None = None):
+        self.name = name or f"{prefix}-{secrets.token_hex(3)}"
         _ip("netns", "add", self.name)
         try:
             _ip("-n", self.name, "link", "set", "lo", "up")
@@ -54,22 +74,8 @@ class Netns:
         if proc.returncode:
             raise NetnsError(f"nft in {self.name}: {proc.stderr.strip()}")
 
-    def pids(self) -> list[int]:
-        proc = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True, timeout=10)
-        return [int(p) for p in proc.stdout.split()]
-
     def close(self) -> None:
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+        delete_netns(self.name)
 
     def __enter__(self) -> "Netns":
         return self

@@ -1,0 +1,136 @@
+"""What every lab shares: a state file naming its processes, namespaces and endpoints, so `lab down`
+and `lab status` work from any later process, and a teardown that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .processes import LabError, LabProcess, alive, stop, wait_ready
+
+START_TIMEOUT = 180.0
+LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx")
+
+
+@dataclass
+class LabEndpoint:
+    name: str
+    host: str
+    port: int
+    kind: str
+    process: str
+    job: str | None = None
+    task: int | None = None
+    coordination_leader: bool = False
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
+
+
+class Lab:
+    kind = "base"
+
+    def __init__(self, state_dir: Path | None = None):
+        self.dir = Path(state_dir) if state_dir else default_state_dir()
+        self.processes: list[LabProcess] = []
+        self.endpoints: list[LabEndpoint] = []
+        self.namespaces: list[str] = []
+        self.info: dict = {}
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def load(self) -> bool:
+        if not self.state_file.exists():
+            return False
+        state = json.loads(self.state_file.read_text())
+        self.processes = [LabProcess(**p) for p in state["processes"]]
+        self.endpoints = [LabEndpoint(**e) for e in state["endpoints"]]
+        self.namespaces = state.get("namespaces", [])
+        self.info = state.get("info", {})
+        return True
+
+    def _save(self) -> None:
+        state = {"kind": self.kind, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "processes": [p.to_dict() for p in self.processes], "namespaces": self.namespaces,
+                 "info": self.info, "endpoints": [asdict(e) for e in self.endpoints]}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def _plan(self, deadline: float) -> None:
+        raise NotImplementedError
+
+    def up(self, timeout: float = START_TIMEOUT) -> "Lab":
+        if self.load() and (any(alive(p) for p in self.processes) or self.namespaces):
+            raise LabError(f"the lab in {self.dir} is already up; run `netaudit lab down` first")
+        self.processes, self.endpoints, self.namespaces, self.info = [], [], [], {}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            deadline = time.monotonic() + timeout
+            self._plan(deadline)
+            self._save()
+            wait_ready(self.processes, deadline)
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> list[str]:
+        """Stop every process, delete every namespace (and with it its links, routes and nftables tables),
+        remove the files the lab wrote. Returns the processes that needed SIGKILL."""
+        if not self.processes and not self.namespaces:
+            self.load()
+        killed = stop(self.processes)
+        from .netns import delete_netns
+
+        for name in reversed(self.namespaces):
+            delete_netns(name)
+        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("modelserver*")]:
+            path.unlink(missing_ok=True)
+        for sub in LAB_SUBDIRS:
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass
+        self.processes, self.endpoints, self.namespaces = [], [], []
+        return killed
+
+    def status(self) -> dict:
+        up = self.load()
+        return {"kind": self.kind, "up": up and any(alive(p) for p in self.processes), "dir": str(self.dir),
+                "processes": [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in self.processes],
+                "namespaces": self.namespaces, "info": self.info, "endpoints": [asdict(e) for e in self.endpoints]}
+
+    def targets(self) -> list[str]:
+        return [e.target for e in self.endpoints]
+
+    def __enter__(self):
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+
+def saved_kind(state_dir: Path | None = None) -> str | None:
+    state = (Path(state_dir) if state_dir else default_state_dir()) / "state.json"
+    try:
+        return json.loads(state.read_text()).get("kind")
+    except (OSError, ValueError):
+        return None
