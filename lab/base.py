@@ -101,7 +101,8 @@ class Lab:
 
         for name in reversed(self.namespaces):
             delete_netns(name)
-        for path in [Path(p.log) for p in self.processes] + [self.state_file, *self.dir.glob("modelserver*")]:
+        for path in [Path(p.log) for p in self.processes] + [self.state_file, self.dir / "policy.toml",
+                                                             *self.dir.glob("modelserver*")]:
             path.unlink(missing_ok=True)
         for sub in LAB_SUBDIRS:
             shutil.rmtree(self.dir / sub, ignore_errors=True)

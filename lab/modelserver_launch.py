@@ -50,7 +50,10 @@ def write_ssl_config(path: Path, server: tuple[Path, Path], ca: Path, client_ver
     return path
 
 
-def start_modelserver(name: str, spec: ModelServerSpec, log_dir: Path) -> tuple[LabProcess, str | None]:
+def start_modelserver(name: str, spec: ModelServerSpec, log_dir: Path,
+                      netns: str | None = None) -> tuple[LabProcess, str | None]:
+    """Start the server (inside `netns` when given); returns the process and the real binary's path, if used."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     flags = [f"--port={spec.grpc_port}", f"--rest_api_port={spec.rest_port}",
              f"--model_config_file={spec.model_config_file}"]
     if spec.monitoring:
@@ -63,7 +66,7 @@ def start_modelserver(name: str, spec: ModelServerSpec, log_dir: Path) -> tuple[
         flags.append("--rest_api_enable_cors_support=true")
     binary = shutil.which("tensorflow_model_server")
     if binary:
-        return spawn(name, [binary, *flags], log_dir, BINARY_READY), binary
+        return spawn(name, [*prefix, binary, *flags], log_dir, BINARY_READY), binary
     if spec.audit_log:
         flags.append(f"--audit_log={spec.audit_log}")
-    return spawn(name, module_argv("netaudit.lab.modelserver", *flags), log_dir), None
+    return spawn(name, [*prefix, *module_argv("netaudit.lab.modelserver", *flags)], log_dir), None

@@ -17,7 +17,7 @@ class NetnsError(RuntimeError):
     pass
 
 
-def _ip(*args: str) -> None:
+def ip_command(*args: str) -> None:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
     if proc.returncode:
         raise NetnsError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
@@ -46,9 +46,9 @@ def delete_netns(name: str) -> None:
 class Netns:
     def __init__(self, prefix: str = "na", name: str | None = None):
         self.name = name or f"{prefix}-{secrets.token_hex(3)}"
-        _ip("netns", "add", self.name)
+        ip_command("netns", "add", self.name)
         try:
-            _ip("-n", self.name, "link", "set", "lo", "up")
+            ip_command("-n", self.name, "link", "set", "lo", "up")
         except NetnsError:
             self.close()
             raise
@@ -67,7 +67,7 @@ class Netns:
 
     def add_local_route(self, cidr: str) -> None:
         """Every address in `cidr` becomes local, so a sweep gets a real answer from each one."""
-        _ip("-n", self.name, "route", "add", "local", cidr, "dev", "lo")
+        ip_command("-n", self.name, "route", "add", "local", cidr, "dev", "lo")
 
     def nft(self, ruleset: str) -> None:
         proc = subprocess.run(self.argv("nft", "-f", "-"), input=ruleset, capture_output=True, text=True, timeout=10)

@@ -11,6 +11,7 @@ from pathlib import Path
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
 FORMAT_CHOICES = ("text", "json", "html")
+ENGINES = ("connect", "nmap")
 SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text"}
 
 EPILOG = """\
@@ -82,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see targets below)")
     scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
-    scan.add_argument("--engine", choices=["connect"], default="connect",
-                      help="discovery engine: connect (TCP connect, no privileges needed)")
+    scan.add_argument("--engine", choices=ENGINES, default="connect",
+                      help="discovery engine: connect (TCP connect, no privileges), nmap (the nmap binary, -sT, "
+                           "or -sS as root)")
     scan.add_argument("--scope", metavar="CIDR[,CIDR...]",
                       help="addresses this scan may touch; any target outside is refused before a packet is sent. "
                            "Required for more than a /16")
@@ -109,13 +111,36 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also list closed and undetermined ports of swept ranges (host:port targets always are)")
     add_output_options(scan)
 
-    lab = sub.add_parser("lab", help="the built-in lab: real TF servers and decoys on loopback",
-                         description="Start, stop or inspect the built-in lab: a chief/worker/ps tf.distribute.Server "
-                         "cluster, a two-worker MultiWorkerMirroredStrategy cluster and decoy services, all real "
-                         "processes on 127.0.0.1. Needs the lab extra: pip install 'netaudit[lab]'.")
-    lab.add_argument("action", choices=["up", "down", "status"])
+    lab = sub.add_parser("lab", help="the built-in lab: real TF servers in network segments (root) or on loopback",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Start, stop, inspect or scan from the built-in lab. As root, `up` builds "
+                         "network namespaces in 198.18.0.0/15 (segments cluster, apps, corp, edge) joined by a router "
+                         "whose nftables ruleset plays the VPC firewall, with a TF cluster and a ModelServer in "
+                         "`cluster`. Without root (or with --loopback) it starts the loopback lab on 127.0.0.1: TF "
+                         "clusters, a ModelServer, TLS variants and decoys. Needs: pip install 'netaudit[lab]'.",
+                         epilog="examples:\n  netaudit lab up\n  netaudit lab scan edge -o edge.json\n"
+                                "  netaudit lab ruleset isolated\n  netaudit lab down")
+    lab.add_argument("action", choices=["up", "down", "status", "scan", "ruleset"],
+                     help="scan VANTAGE: scan the cluster segment from that segment; ruleset NAME: swap the firewall")
+    lab.add_argument("name", nargs="?", metavar="VANTAGE|RULESET", help="for scan and ruleset")
     lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
-    lab.add_argument("--no-decoys", action="store_true", help="up: start only the TF servers")
+    lab.add_argument("--no-decoys", action="store_true", help="up, loopback lab: start no decoys")
+    lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")
+    lab.add_argument("--ruleset", default="leaky", choices=["leaky", "isolated"],
+                     help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
+    lab.add_argument("--engine", choices=ENGINES, default="connect", help="scan: discovery engine")
+    lab.add_argument("-o", "--output", metavar="FILE", help="scan: write the JSON result here (default stdout)")
+
+    report = sub.add_parser("report", help="merge scans from several vantages, apply a policy, render",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Merge scan results taken from several vantages into one report: the "
+                            "reachability matrix (vantage x endpoint), every scan's findings, a finding for each "
+                            "reachability the --policy does not allow, and what it expects but was unreachable.",
+                            epilog="example:\n  netaudit report corp.json edge.json apps.json --policy policy.toml "
+                                   "-o report.html --fail-on high\n\n" + EPILOG)
+    report.add_argument("results", nargs="+", metavar="RESULT.json", help="scan results (netaudit scan --format json)")
+    report.add_argument("--policy", metavar="FILE", help="segments, trust and allowed reachability (TOML)")
+    add_output_options(report)
 
     demo = sub.add_parser("demo", help="lab up -> scan -> HTML, JSON and text reports -> lab down",
                           description="Bring the lab up, scan it, write report.html, scan.json and summary.txt into "
@@ -194,15 +219,21 @@ def tls_options(args: argparse.Namespace):
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .errors import UsageError
     from .render import FORMATS
     from .scan import ScanOptions, scan
     from .targets import build_targets
 
     fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
+    if args.engine == "nmap" and not shutil.which("nmap"):
+        raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
     opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
                        max_time=args.max_time, vantage=args.vantage, all_states=args.all_states,
-                       extra_model_names=read_model_names(args.model_names), tls=tls_options(args))
+                       extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
+                       engine=args.engine)
     result = scan(targets, opts)
     write_output(FORMATS[fmt](result), args.output)
     if not result.complete:
@@ -210,17 +241,53 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return exit_code(result, args.fail_on)
 
 
-def cmd_lab(args: argparse.Namespace) -> int:
+def open_lab(args: argparse.Namespace):
+    """The lab the state file describes, or the one `up` should build: segmented as root, else loopback."""
+    from .lab.base import saved_kind
     from .lab.loopback import LoopbackLab
 
-    lab = LoopbackLab(decoys=not args.no_decoys)
+    kind = saved_kind()
+    if kind is None and args.action == "up":
+        kind = "loopback" if args.loopback or os.geteuid() != 0 else "segments"
+    if kind == "segments":
+        from .lab.segments import SegmentedLab
+
+        return SegmentedLab(ruleset=args.ruleset)
+    return LoopbackLab(decoys=not args.no_decoys)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+
+    lab = open_lab(args)
     if args.action == "up":
-        print("starting the loopback lab (real TensorFlow processes; this takes a few seconds)…", file=sys.stderr)
+        if lab.kind == "loopback" and os.geteuid() != 0 and not args.loopback:
+            print("not root: starting the loopback lab instead of network segments", file=sys.stderr)
+        print(f"starting the {lab.kind} lab (real TensorFlow processes; this takes a few seconds)…", file=sys.stderr)
         lab.up()
         print_lab(lab.status())
     elif args.action == "down":
         killed = lab.down()
         print("lab is down" + (f" (SIGKILL needed for: {', '.join(killed)})" if killed else ""))
+    elif args.action in ("scan", "ruleset"):
+        if lab.kind != "segments" or not lab.load():
+            raise UsageError(f"`lab {args.action}` needs the segmented lab: run `netaudit lab up` as root first")
+        if args.action == "ruleset":
+            if args.name not in ("leaky", "isolated"):
+                raise UsageError("lab ruleset takes leaky or isolated")
+            lab.apply_ruleset(args.name)
+            lab._save()
+            print(f"firewall ruleset is now {args.name}")
+            return EXIT_OK
+        if args.name not in lab.info["vantages"]:
+            raise UsageError(f"unknown vantage {args.name!r}; the lab has {', '.join(lab.info['vantages'])}")
+        import subprocess
+
+        argv = lab.vantage_argv(args.name, *lab_scan_argv(args.name, args.engine))
+        out = subprocess.run(argv, capture_output=True, text=True)
+        sys.stderr.write(out.stderr)
+        write_output(out.stdout, args.output)
+        return out.returncode
     else:
         status = lab.status()
         if args.targets:
@@ -230,11 +297,22 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def lab_scan_argv(vantage: str, engine: str = "connect") -> list[str]:
+    """The scan a lab vantage runs: the cluster segment's host range, the tf ports, every state listed."""
+    return [sys.executable, "-m", "netaudit", "scan", "198.18.1.0/26", "--scope", "198.18.0.0/15", "--vantage",
+            vantage, "--engine", engine, "--all-states", "--timeout", "1", "--format", "json"]
+
+
 def print_lab(status: dict) -> None:
     if not status["processes"]:
         print(f"lab is down (state dir {status['dir']})")
         return
-    print(f"lab is {'up' if status['up'] else 'DOWN (stale state)'}; state in {status['dir']}")
+    print(f"{status['kind']} lab is {'up' if status['up'] else 'DOWN (stale state)'}; state in {status['dir']}")
+    info = status.get("info") or {}
+    if info.get("segments"):
+        print("  segments: " + ", ".join(f"{name} {cidr} ({info['trust'][name]})" for name, cidr in info["segments"].items()))
+        print(f"  firewall: nftables ruleset {info['ruleset']!r} in the router namespace; policy: {info['policy']}")
+        print("  vantages: " + ", ".join(f"{name} {v['ip']}" for name, v in info["vantages"].items()))
     alive = {p["name"]: p["alive"] for p in status["processes"]}
     for e in status["endpoints"]:
         role = f"{e['job']}:{e['task']}" if e["job"] else ""
@@ -243,13 +321,25 @@ def print_lab(status: dict) -> None:
         print(f"  {e['host']}:{e['port']:<6} {e['name']:<18} expect {e['kind']:<10} {role}{extra}  [{state}]")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .policy import load_policy
+    from .render import FORMATS
+    from .report import build_report, load_scan
+
+    fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
+    policy = load_policy(args.policy) if args.policy else None
+    report = build_report([load_scan(path) for path in args.results], policy)
+    write_output(FORMATS[fmt](report), args.output)
+    return exit_code(report, args.fail_on)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(Path(args.output))
 
 
-COMMANDS = {"scan": cmd_scan, "lab": cmd_lab, "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "report": cmd_report, "lab": cmd_lab, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

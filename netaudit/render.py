@@ -1,4 +1,4 @@
-"""Output formats for a scan result: the contract's JSON, a terminal summary table, and HTML."""
+"""Output formats for a scan result or a merged report: the contract's JSON, a terminal summary, and HTML."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 from collections import Counter
 from typing import Any, Callable
 
-from .model import SEVERITIES, ScanResult
+from .model import SEVERITIES
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
 
 
-def to_json(result: ScanResult) -> str:
+def to_json(result) -> str:
     return json.dumps(result.to_dict(), indent=2) + "\n"
 
 
@@ -53,18 +53,21 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
 
 
-def to_text(result: ScanResult) -> str:
-    data = result.to_dict()
-    stats = data["stats"]
-    status = "complete" if data["complete"] else f"INCOMPLETE ({stats.get('incomplete_reason', 'stopped')})"
-    lines = [f"netaudit scan  {data['started']} -> {data['finished']}  vantage: {data['vantage'] or '-'}  {status}",
-             f"{stats.get('probes', 0)} ports probed, states: "
-             + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items())), ""]
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _sorted_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    return sorted(findings, key=lambda f: (order[f["severity"]], f["host"], f["port"], f["rule"]))
+
+
+def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
+    lines = []
     if data["endpoints"]:
         rows = [["ENDPOINT", "STATE", "KIND", "TRANSPORT", "AUTH", "DETAILS"]]
         for ep in data["endpoints"]:
-            addr = f"[{ep['host']}]:{ep['port']}" if ":" in ep["host"] else f"{ep['host']}:{ep['port']}"
-            rows.append([addr, ep["state"], ep["kind"] or "-", ep["transport"] or "-",
+            rows.append([_address(ep["host"], ep["port"]), ep["state"], ep["kind"] or "-", ep["transport"] or "-",
                          AUTH_TEXT[ep["authenticated"]] if ep["state"] == "open" else "-", endpoint_summary(ep)])
         lines += _table(rows)
     else:
@@ -72,13 +75,44 @@ def to_text(result: ScanResult) -> str:
     counts = Counter(f["severity"] for f in data["findings"])
     lines += ["", f"FINDINGS ({len(data['findings'])})"
               + (": " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s]) if counts else "")]
-    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-    for f in sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"])):
+    for f in _sorted_findings(data["findings"]):
         lines.append(f"  {f['severity'].upper():8}  {f['title']}  [{f['rule']}]")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def to_html(result: ScanResult) -> str:
+def matrix(data: dict[str, Any]) -> tuple[list[str], list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
+    """Vantages (columns) and, per endpoint, its reachability row from each vantage."""
+    vantages = list(dict.fromkeys(r["vantage"] for r in data["reachability"]))
+    cells = {(r["vantage"], r["host"], r["port"]): r for r in data["reachability"]}
+    return vantages, [(ep, [cells[(v, ep["host"], ep["port"])] for v in vantages]) for ep in data["endpoints"]]
+
+
+def to_text(result) -> str:
+    data = result.to_dict()
+    if "reachability" not in data:
+        stats = data["stats"]
+        status = "complete" if data["complete"] else f"INCOMPLETE ({stats.get('incomplete_reason', 'stopped')})"
+        lines = [f"netaudit scan  {data['started']} -> {data['finished']}  vantage: {data['vantage'] or '-'}  {status}",
+                 f"{stats.get('probes', 0)} ports probed, states: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items())), ""]
+        return "\n".join(lines + _endpoint_and_finding_lines(data)) + "\n"
+    vantages, rows = matrix(data)
+    lines = [f"netaudit report  {data['generated']}  {len(data['scans'])} scans: "
+             + ", ".join(f"{s['vantage']} ({s['segment'] or 'no segment'})" for s in data["scans"])
+             + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish"), "", "REACHABILITY"]
+    table = [["ENDPOINT", "KIND", *vantages]]
+    table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(c["state"] for c in cells)]
+              for ep, cells in rows]
+    lines += _table([r + [""] for r in table]) + [""]
+    if data["expected_unreachable"]:
+        lines.append("EXPECTED BUT UNREACHABLE")
+        lines += [f"  {r['kind']} {_address(r['host'], r['port'])} from {r['vantage']}: {r['state']}"
+                  for r in data["expected_unreachable"]]
+        lines.append("")
+    return "\n".join(lines + _endpoint_and_finding_lines(data)) + "\n"
+
+
+def to_html(result) -> str:
     from importlib import resources
 
     from jinja2 import Environment, FileSystemLoader
@@ -87,12 +121,11 @@ def to_html(result: ScanResult) -> str:
     env = Environment(loader=FileSystemLoader(str(templates)), autoescape=True)
     env.filters["summary"] = endpoint_summary
     data = result.to_dict()
-    counts = Counter(f["severity"] for f in data["findings"])
-    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-    findings = sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"]))
-    return env.get_template("scan.html.j2").render(
-        result=data, findings=findings, counts=counts, severities=list(reversed(SEVERITIES)),
+    vantages, rows = matrix(data) if "reachability" in data else ([], [])
+    return env.get_template("report.html.j2").render(
+        result=data, findings=_sorted_findings(data["findings"]), counts=Counter(f["severity"] for f in data["findings"]),
+        severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows,
         css=templates.joinpath("report.css").read_text())
 
 
-FORMATS: dict[str, Callable[[ScanResult], str]] = {"json": to_json, "text": to_text, "html": to_html}
+FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html}

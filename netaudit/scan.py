@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .assess import assess
-from .discovery import PortResult, connect_scan
+from .discovery import PortResult, connect_scan, nmap_scan
 from .model import Endpoint, ScanResult
 from .probes.base import ProbeContext
 from .probes.serving import BUILTIN_MODEL_NAMES
@@ -33,6 +33,7 @@ class ScanOptions:
     all_states: bool = False  # list closed/undetermined ports of swept ranges too, not only of host:port targets
     probe_concurrency: int = 32
     extra_model_names: tuple[str, ...] = ()
+    engine: str = "connect"
     tls: TlsOptions = field(default_factory=TlsOptions)
 
 
@@ -64,11 +65,16 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         if found.state == "open":
             pending.append(asyncio.create_task(probe_open(found, endpoint)))
 
-    stats = await connect_scan(targets, concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout,
-                               retries=opts.retries, report_all=opts.all_states, on_result=on_result,
-                               on_progress=progress.discovered)
-    result.stats.update({"engine": "connect", "probes": stats.probes, "retried": stats.retried,
-                         "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3)})
+    if opts.engine == "nmap":
+        stats = await nmap_scan(targets, timeout=opts.timeout, retries=opts.retries, rate=opts.rate,
+                                report_all=opts.all_states, on_result=on_result, on_progress=progress.discovered)
+    else:
+        stats = await connect_scan(targets, concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout,
+                                   retries=opts.retries, report_all=opts.all_states, on_result=on_result,
+                                   on_progress=progress.discovered)
+    result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
+                         "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
+                         "source_addresses": sorted(stats.sources)})
     try:
         await asyncio.gather(*pending)
     finally:
@@ -83,7 +89,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:
     progress = progress or Progress(total=targets.probe_count())
     result = ScanResult(vantage=opts.vantage, started=now())
-    result.options = {"ports": list(targets.ports), "targets": [b.spec for b in targets.blocks],
+    result.options = {"engine": opts.engine, "ports": list(targets.ports), "targets": [b.spec for b in targets.blocks],
                       "timeout": opts.timeout, "concurrency": opts.concurrency, "rate": opts.rate}
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()

@@ -1,0 +1,191 @@
+"""The segmented lab (root): real network namespaces in 198.18.0.0/15 joined through a router namespace
+whose nftables ruleset plays the VPC firewall.
+
+    cluster 198.18.1.0/24  the TF cluster (chief, 2 workers, ps; one host namespace each) and a ModelServer
+    apps    198.18.2.0/24  may reach the ModelServer, not the TF cluster
+    corp    198.18.3.0/24  untrusted
+    edge    198.18.4.0/24  untrusted
+
+Each segment is a bridge in the router namespace; each host is its own namespace with a veth on that
+bridge. Traffic between segments is routed by the router, so the nftables `forward` chain decides it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Lab, LabEndpoint
+from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
+from .netns import NetnsError, ip_command
+from .processes import module_argv, spawn
+
+ROUTER = "nalab-router"
+SEGMENTS = {"cluster": "198.18.1", "apps": "198.18.2", "corp": "198.18.3", "edge": "198.18.4"}
+TRUST = {"cluster": "trusted", "apps": "trusted", "corp": "untrusted", "edge": "untrusted"}
+TF_PORT, GRPC_PORT, REST_PORT = 2222, 8500, 8501
+
+
+@dataclass(frozen=True)
+class Host:
+    segment: str
+    name: str
+    octet: int
+
+    @property
+    def ip(self) -> str:
+        return f"{SEGMENTS[self.segment]}.{self.octet}"
+
+    @property
+    def netns(self) -> str:
+        return f"nalab-{self.segment}-{self.name}"
+
+
+TF_HOSTS = {("chief", 0): Host("cluster", "chief", 10), ("worker", 0): Host("cluster", "worker0", 11),
+            ("worker", 1): Host("cluster", "worker1", 12), ("ps", 0): Host("cluster", "ps", 13)}
+MODELSERVER = Host("cluster", "serving", 20)
+VANTAGES = {"cluster": Host("cluster", "ops", 50), "apps": Host("apps", "app", 10),
+            "corp": Host("corp", "laptop", 10), "edge": Host("edge", "gateway", 10)}
+HOSTS = (*TF_HOSTS.values(), MODELSERVER, *VANTAGES.values())
+
+# The firewall. `leaky` carries the mistakes a real VPC grows: a broad rule that lets edge reach a worker's
+# 2222, and corp reaching the ModelServer's REST port. `isolated` allows only apps -> ModelServer.
+# corp -> cluster:2222 is rejected with ICMP admin-prohibited, the rest is silently dropped, so a scan
+# sees both kinds of "filtered".
+RULESETS = {
+    "leaky": """
+table inet nalab {
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        INTRA_SEGMENT
+        ip saddr 198.18.2.0/24 ip daddr 198.18.1.20 tcp dport { 8500, 8501 } accept
+        ip saddr 198.18.4.0/24 ip daddr 198.18.1.11 tcp dport 2222 accept
+        ip saddr 198.18.3.0/24 ip daddr 198.18.1.20 tcp dport 8501 accept
+        ip saddr 198.18.3.0/24 ip daddr 198.18.1.0/24 tcp dport 2222 reject with icmpx admin-prohibited
+    }
+}
+""",
+    "isolated": """
+table inet nalab {
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        INTRA_SEGMENT
+        ip saddr 198.18.2.0/24 ip daddr 198.18.1.20 tcp dport { 8500, 8501 } accept
+        ip saddr 198.18.3.0/24 ip daddr 198.18.1.0/24 tcp dport 2222 reject with icmpx admin-prohibited
+    }
+}
+""",
+}
+# Hosts of one segment share a bridge; with br_netfilter loaded, bridged packets traverse this chain too.
+INTRA_SEGMENT = "\n        ".join(f"ip saddr {p}.0/24 ip daddr {p}.0/24 accept" for p in SEGMENTS.values())
+
+POLICY = """\
+# Who may reach what in the segmented lab (netaudit report --policy).
+[segments.cluster]
+cidrs = ["198.18.1.0/24"]
+trust = "trusted"
+
+[segments.apps]
+cidrs = ["198.18.2.0/24"]
+trust = "trusted"
+
+[segments.corp]
+cidrs = ["198.18.3.0/24"]
+trust = "untrusted"
+
+[segments.edge]
+cidrs = ["198.18.4.0/24"]
+trust = "untrusted"
+
+[[allow]]
+kinds = ["tf-server"]
+from = ["cluster"]
+
+[[allow]]
+kinds = ["modelserver-grpc", "modelserver-rest"]
+from = ["cluster", "apps"]
+"""
+
+
+def run_in(netns: str, *argv: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, **kw)
+
+
+class SegmentedLab(Lab):
+    kind = "segments"
+
+    def __init__(self, state_dir: Path | None = None, ruleset: str = "leaky"):
+        super().__init__(state_dir)
+        if ruleset not in RULESETS:
+            raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(RULESETS)}")
+        self.ruleset = ruleset
+
+    def _add_netns(self, name: str) -> None:
+        ip_command("netns", "add", name)
+        self.namespaces.append(name)
+        ip_command("-n", name, "link", "set", "lo", "up")
+
+    def _build_network(self) -> None:
+        self._add_netns(ROUTER)
+        # Forward between segments; answer every rejected probe (no ICMP rate limit), so scans are repeatable.
+        if run_in(ROUTER, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0",
+                  "net.ipv4.icmp_msgs_per_sec=100000").returncode:
+            raise NetnsError("cannot set forwarding and ICMP sysctls in the router namespace")
+        for segment, prefix in SEGMENTS.items():
+            ip_command("-n", ROUTER, "link", "add", f"br-{segment}", "type", "bridge")
+            ip_command("-n", ROUTER, "addr", "add", f"{prefix}.254/24", "dev", f"br-{segment}")
+            ip_command("-n", ROUTER, "link", "set", f"br-{segment}", "up")
+        for index, host in enumerate(HOSTS):
+            self._add_netns(host.netns)
+            port = f"r{index}"
+            ip_command("link", "add", port, "netns", ROUTER, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
+            ip_command("-n", ROUTER, "link", "set", port, "master", f"br-{host.segment}", "up")
+            ip_command("-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
+            ip_command("-n", host.netns, "link", "set", "eth0", "up")
+            ip_command("-n", host.netns, "route", "add", "default", "via", f"{SEGMENTS[host.segment]}.254")
+        self.apply_ruleset(self.ruleset)
+
+    def apply_ruleset(self, ruleset: str) -> None:
+        """Swap the router's firewall in place (tests flip between the leaky and the isolated one)."""
+        run_in(ROUTER, "nft", "delete", "table", "inet", "nalab")
+        proc = run_in(ROUTER, "nft", "-f", "-", input=RULESETS[ruleset].replace("INTRA_SEGMENT", INTRA_SEGMENT))
+        if proc.returncode:
+            raise NetnsError(f"nft in {ROUTER}: {proc.stderr.strip()}")
+        self.ruleset = ruleset
+        self.info["ruleset"] = ruleset
+
+    def _plan(self, deadline: float) -> None:
+        self.info.update({"ruleset": self.ruleset, "segments": {s: f"{p}.0/24" for s, p in SEGMENTS.items()},
+                          "trust": TRUST, "vantages": {v: {"netns": h.netns, "ip": h.ip} for v, h in VANTAGES.items()}})
+        self._build_network()
+        self._save()
+        cluster = {job: [f"{TF_HOSTS[(job, i)].ip}:{TF_PORT}" for i in range(n)]
+                   for job, n in (("chief", 1), ("worker", 2), ("ps", 1))}
+        for (job, task), host in TF_HOSTS.items():
+            self.processes.append(spawn(host.netns, ["ip", "netns", "exec", host.netns, *module_argv(
+                "netaudit.lab.tf_task", "--cluster", json.dumps(cluster), "--job", job, "--task", str(task))],
+                self.dir))
+            self.endpoints.append(LabEndpoint(f"cluster/{job}:{task}", host.ip, TF_PORT, "tf-server", host.netns,
+                                              job, task))
+        config, secret = write_lab_models(self.dir / "models", self.processes, self.dir, deadline)
+        spec = ModelServerSpec(GRPC_PORT, REST_PORT, config, monitoring=True,
+                               audit_log=self.dir / "modelserver-audit.jsonl")
+        proc, _ = start_modelserver(MODELSERVER.netns, spec, self.dir, netns=MODELSERVER.netns)
+        self.processes.append(proc)
+        facts = {"secret_model": secret, "audit_log": str(spec.audit_log)}
+        self.endpoints += [LabEndpoint("cluster/modelserver-grpc", MODELSERVER.ip, GRPC_PORT, "modelserver-grpc",
+                                       proc.name, facts=facts),
+                           LabEndpoint("cluster/modelserver-rest", MODELSERVER.ip, REST_PORT, "modelserver-rest",
+                                       proc.name, facts=facts)]
+        (self.dir / "policy.toml").write_text(POLICY)
+        self.info["policy"] = str(self.dir / "policy.toml")
+
+    def vantage_argv(self, vantage: str, *argv: str) -> list[str]:
+        """A command run from a lab segment: inside that segment's vantage host namespace."""
+        if not self.namespaces:
+            self.load()
+        return ["ip", "netns", "exec", VANTAGES[vantage].netns, *argv]
