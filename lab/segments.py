@@ -12,6 +12,7 @@ bridge. Traffic between segments is routed by the router, so the nftables `forwa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_mo
 from .netns import NetnsError, ip_command
 from .processes import module_argv, spawn
 
-ROUTER = "nalab-router"
 SEGMENTS = {"cluster": "198.18.1", "apps": "198.18.2", "corp": "198.18.3", "edge": "198.18.4"}
 TRUST = {"cluster": "trusted", "apps": "trusted", "corp": "untrusted", "edge": "untrusted"}
 TF_PORT, GRPC_PORT, REST_PORT = 2222, 8500, 8501
@@ -38,9 +38,6 @@ class Host:
     def ip(self) -> str:
         return f"{SEGMENTS[self.segment]}.{self.octet}"
 
-    @property
-    def netns(self) -> str:
-        return f"nalab-{self.segment}-{self.name}"
 
 
 TF_HOSTS = {("chief", 0): Host("cluster", "chief", 10), ("worker", 0): Host("cluster", "worker0", 11),
@@ -123,6 +120,12 @@ class SegmentedLab(Lab):
         if ruleset not in RULESETS:
             raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(RULESETS)}")
         self.ruleset = ruleset
+        # Namespace names carry a tag of the state directory, so two labs (a user's and the tests') coexist.
+        self.tag = hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:4]
+        self.router = f"na{self.tag}-router"
+
+    def netns(self, host: Host) -> str:
+        return f"na{self.tag}-{host.segment}-{host.name}"
 
     def _add_netns(self, name: str) -> None:
         ip_command("netns", "add", name)
@@ -130,51 +133,55 @@ class SegmentedLab(Lab):
         ip_command("-n", name, "link", "set", "lo", "up")
 
     def _build_network(self) -> None:
-        self._add_netns(ROUTER)
+        self._add_netns(self.router)
         # Forward between segments; answer every rejected probe (no ICMP rate limit), so scans are repeatable.
-        if run_in(ROUTER, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0",
+        if run_in(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0",
                   "net.ipv4.icmp_msgs_per_sec=100000").returncode:
             raise NetnsError("cannot set forwarding and ICMP sysctls in the router namespace")
         for segment, prefix in SEGMENTS.items():
-            ip_command("-n", ROUTER, "link", "add", f"br-{segment}", "type", "bridge")
-            ip_command("-n", ROUTER, "addr", "add", f"{prefix}.254/24", "dev", f"br-{segment}")
-            ip_command("-n", ROUTER, "link", "set", f"br-{segment}", "up")
+            ip_command("-n", self.router, "link", "add", f"br-{segment}", "type", "bridge")
+            ip_command("-n", self.router, "addr", "add", f"{prefix}.254/24", "dev", f"br-{segment}")
+            ip_command("-n", self.router, "link", "set", f"br-{segment}", "up")
         for index, host in enumerate(HOSTS):
-            self._add_netns(host.netns)
+            netns = self.netns(host)
+            self._add_netns(netns)
             port = f"r{index}"
-            ip_command("link", "add", port, "netns", ROUTER, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
-            ip_command("-n", ROUTER, "link", "set", port, "master", f"br-{host.segment}", "up")
-            ip_command("-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
-            ip_command("-n", host.netns, "link", "set", "eth0", "up")
-            ip_command("-n", host.netns, "route", "add", "default", "via", f"{SEGMENTS[host.segment]}.254")
+            ip_command("link", "add", port, "netns", self.router, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            ip_command("-n", self.router, "link", "set", port, "master", f"br-{host.segment}", "up")
+            ip_command("-n", netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
+            ip_command("-n", netns, "link", "set", "eth0", "up")
+            ip_command("-n", netns, "route", "add", "default", "via", f"{SEGMENTS[host.segment]}.254")
         self.apply_ruleset(self.ruleset)
 
     def apply_ruleset(self, ruleset: str) -> None:
         """Swap the router's firewall in place (tests flip between the leaky and the isolated one)."""
-        run_in(ROUTER, "nft", "delete", "table", "inet", "nalab")
-        proc = run_in(ROUTER, "nft", "-f", "-", input=RULESETS[ruleset].replace("INTRA_SEGMENT", INTRA_SEGMENT))
+        if not self.namespaces:
+            self.load()
+        run_in(self.router, "nft", "delete", "table", "inet", "nalab")
+        proc = run_in(self.router, "nft", "-f", "-", input=RULESETS[ruleset].replace("INTRA_SEGMENT", INTRA_SEGMENT))
         if proc.returncode:
-            raise NetnsError(f"nft in {ROUTER}: {proc.stderr.strip()}")
+            raise NetnsError(f"nft in {self.router}: {proc.stderr.strip()}")
         self.ruleset = ruleset
         self.info["ruleset"] = ruleset
 
     def _plan(self, deadline: float) -> None:
         self.info.update({"ruleset": self.ruleset, "segments": {s: f"{p}.0/24" for s, p in SEGMENTS.items()},
-                          "trust": TRUST, "vantages": {v: {"netns": h.netns, "ip": h.ip} for v, h in VANTAGES.items()}})
+                          "trust": TRUST, "vantages": {v: {"netns": self.netns(h), "ip": h.ip}
+                                                       for v, h in VANTAGES.items()}})
         self._build_network()
         self._save()
         cluster = {job: [f"{TF_HOSTS[(job, i)].ip}:{TF_PORT}" for i in range(n)]
                    for job, n in (("chief", 1), ("worker", 2), ("ps", 1))}
         for (job, task), host in TF_HOSTS.items():
-            self.processes.append(spawn(host.netns, ["ip", "netns", "exec", host.netns, *module_argv(
+            self.processes.append(spawn(self.netns(host), ["ip", "netns", "exec", self.netns(host), *module_argv(
                 "netaudit.lab.tf_task", "--cluster", json.dumps(cluster), "--job", job, "--task", str(task))],
                 self.dir))
-            self.endpoints.append(LabEndpoint(f"cluster/{job}:{task}", host.ip, TF_PORT, "tf-server", host.netns,
+            self.endpoints.append(LabEndpoint(f"cluster/{job}:{task}", host.ip, TF_PORT, "tf-server", self.netns(host),
                                               job, task))
         config, secret = write_lab_models(self.dir / "models", self.processes, self.dir, deadline)
         spec = ModelServerSpec(GRPC_PORT, REST_PORT, config, monitoring=True,
                                audit_log=self.dir / "modelserver-audit.jsonl")
-        proc, _ = start_modelserver(MODELSERVER.netns, spec, self.dir, netns=MODELSERVER.netns)
+        proc, _ = start_modelserver(self.netns(MODELSERVER), spec, self.dir, netns=self.netns(MODELSERVER))
         self.processes.append(proc)
         facts = {"secret_model": secret, "audit_log": str(spec.audit_log)}
         self.endpoints += [LabEndpoint("cluster/modelserver-grpc", MODELSERVER.ip, GRPC_PORT, "modelserver-grpc",
@@ -188,4 +195,4 @@ class SegmentedLab(Lab):
         """A command run from a lab segment: inside that segment's vantage host namespace."""
         if not self.namespaces:
             self.load()
-        return ["ip", "netns", "exec", VANTAGES[vantage].netns, *argv]
+        return ["ip", "netns", "exec", self.netns(VANTAGES[vantage]), *argv]
