@@ -102,7 +102,8 @@ class Lab:
         for name in reversed(self.namespaces):
             delete_netns(name)
         for path in [Path(p.log) for p in self.processes] + [self.state_file, self.dir / "policy.toml",
-                                                             *self.dir.glob("modelserver*")]:
+                                                             *self.dir.glob("modelserver*"),
+                                                             *self.dir.glob("*-monitoring.config")]:
             path.unlink(missing_ok=True)
         for sub in LAB_SUBDIRS:
             shutil.rmtree(self.dir / sub, ignore_errors=True)

@@ -12,12 +12,12 @@ import pytest
 
 from netaudit.lab.processes import start_ticks
 
-from conftest import run_cli
+from conftest import require_root_tools, run_cli
 
 
 def test_lab_up_status_down_leaves_nothing(tmp_path):
     env = {"NETAUDIT_LAB_DIR": str(tmp_path / "lab")}
-    up = run_cli("lab", "up", "--no-decoys", env=env, timeout=300)
+    up = run_cli("lab", "up", "--loopback", "--no-decoys", env=env, timeout=300)
     assert up.returncode == 0, up.stderr
     state = json.loads((tmp_path / "lab" / "state.json").read_text())
     try:
@@ -36,6 +36,30 @@ def test_lab_up_status_down_leaves_nothing(tmp_path):
     assert all(start_ticks(p["pid"]) is None for p in state["processes"])
     assert not (tmp_path / "lab").exists()
     assert "lab is down" in run_cli("lab", "status", env=env).stdout
+
+
+def test_segmented_lab_cli_leaves_no_namespace(tmp_path):
+    require_root_tools("ip", "nft")
+    env = {"NETAUDIT_LAB_DIR": str(tmp_path / "seglab")}
+    up = run_cli("lab", "up", env=env, timeout=300)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "seglab" / "state.json").read_text())
+    try:
+        assert state["kind"] == "segments" and len(state["namespaces"]) == 10
+        assert "firewall: nftables ruleset 'leaky'" in up.stdout and "edge 198.18.4.10" in up.stdout
+        edge = run_cli("lab", "scan", "edge", env=env, timeout=300)
+        opened = [(e["host"], e["port"], e["kind"]) for e in json.loads(edge.stdout)["endpoints"] if e["state"] == "open"]
+        assert opened == [("198.18.1.11", 2222, "tf-server")]
+        assert run_cli("lab", "ruleset", "isolated", env=env).stdout == "firewall ruleset is now isolated\n"
+        edge = run_cli("lab", "scan", "edge", env=env, timeout=300)
+        assert [e for e in json.loads(edge.stdout)["endpoints"] if e["state"] == "open"] == []
+    finally:
+        down = run_cli("lab", "down", env=env)
+    assert down.returncode == 0
+    present = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [ns for ns in state["namespaces"] if ns in present]
+    assert all(start_ticks(p["pid"]) is None for p in state["processes"])
+    assert not (tmp_path / "seglab").exists()
 
 
 @pytest.fixture(scope="module")
