@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from .model import Endpoint, Finding
+from .scoring import scores
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Rule:
     remediation: str
     references: tuple[str, ...]
     compliance: dict[str, list[str]]
+    cvss: str | None = None
 
     def matches(self, ep: Endpoint) -> bool:
         for key, want in self.when.items():
@@ -46,7 +48,8 @@ class Rule:
         return Finding(rule=self.id, severity=self.severity, host=ep.host, port=ep.port,
                        title=self.title.format(**fields), evidence=list(ep.evidence),
                        remediation=self.remediation.format(**fields), references=list(self.references),
-                       compliance=self.compliance)
+                       compliance=self.compliance, cvss_vector=self.cvss,
+                       cvss_score=scores(self.cvss)[0] if self.cvss else None)
 
 
 def detail(details: dict[str, Any], dotted: str) -> Any:
@@ -63,7 +66,7 @@ def detail(details: dict[str, Any], dotted: str) -> Any:
 def load_rules() -> tuple[Rule, ...]:
     data = tomllib.loads(resources.files("netaudit").joinpath("data/rules.toml").read_text())
     return tuple(Rule(r["id"], r["severity"], r["when"], r["title"], r["remediation"],
-                      tuple(r.get("references", ())), r.get("compliance", {})) for r in data["rule"])
+                      tuple(r.get("references", ())), r.get("compliance", {}), r.get("cvss")) for r in data["rule"])
 
 
 def assess(endpoints: list[Endpoint]) -> list[Finding]:

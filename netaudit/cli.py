@@ -10,9 +10,10 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
-FORMAT_CHOICES = ("text", "json", "html")
+FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit")
 ENGINES = ("connect", "nmap")
-SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text"}
+SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".sarif": "sarif",
+                  ".xml": "junit"}
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;

@@ -49,6 +49,9 @@ class Finding:
     remediation: str
     references: list[str]
     compliance: dict[str, list[str]] = field(default_factory=dict)
+    cvss_vector: str | None = None
+    cvss_score: float | None = None
+    context: str | None = None  # why the severity is what it is, when a report knew where it was reachable from
 
     @property
     def id(self) -> str:

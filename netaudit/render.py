@@ -128,4 +128,17 @@ def to_html(result) -> str:
         css=templates.joinpath("report.css").read_text())
 
 
-FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html}
+def to_sarif(result) -> str:
+    from .exports import to_sarif as render
+
+    return render(result)
+
+
+def to_junit(result) -> str:
+    from .exports import to_junit as render
+
+    return render(result)
+
+
+FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html, "sarif": to_sarif,
+                                            "junit": to_junit}

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import UsageError
 from .model import SCHEMA, Finding, severity_rank
 from .policy import Policy
+from .scoring import scores, with_context
 
 REPORT_SCHEMA = "netaudit/report-v1"
 TF_KINDS = ("tf-server", "modelserver-grpc", "modelserver-rest")
@@ -75,7 +76,8 @@ def _vantage(scan: dict[str, Any], policy: Policy | None) -> tuple[str, str | No
 
 def _finding_from_dict(data: dict[str, Any]) -> Finding:
     return Finding(**{k: data[k] for k in ("rule", "severity", "host", "port", "title", "evidence", "remediation",
-                                           "references")}, compliance=data.get("compliance", {}))
+                                           "references")}, compliance=data.get("compliance", {}),
+                   cvss_vector=data.get("cvss_vector"), cvss_score=data.get("cvss_score"))
 
 
 def _kind_of(views: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,6 +111,10 @@ def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
             findings.setdefault(finding.id, finding)
     expected_unreachable = []
     if policy is not None:
+        for finding in findings.values():
+            reached = sorted({r["segment"] for r in reachability if r["segment"] and r["state"] == "open"
+                              and (r["host"], r["port"]) == (finding.host, finding.port)})
+            with_context(finding, {policy.segments[s].trust for s in reached}, reached)
         for finding in _policy_findings(reachability, endpoints, policy):
             findings.setdefault(finding.id, finding)
         expected_unreachable = _expected_unreachable(reachability, endpoints, policy)
@@ -153,10 +159,14 @@ def _policy_findings(reachability, endpoints, policy: Policy) -> list[Finding]:
             rule = rules["transport-requirement"]
             severity = rule["severity"]
             fields["required"] = " and ".join(unmet)
+        vector = rule["cvss"][ep["kind"]] if isinstance(rule["cvss"], dict) else rule["cvss"]
+        if segment.trust == "trusted" and "/MAV:" not in vector:
+            vector += "/MAV:A"
         out.append(Finding(rule=rule["rule"] + f"@{segment.name}", severity=severity, host=row["host"],
                            port=row["port"], title=rule["title"].format(**fields), evidence=evidence,
                            remediation=rule["remediation"].format(**fields), references=rule["references"],
-                           compliance=rule["compliance"]))
+                           compliance=rule["compliance"], cvss_vector=vector, cvss_score=scores(vector)[1],
+                           context=f"seen from {segment.name} ({segment.trust})"))
     return out
 
 
