@@ -51,6 +51,12 @@ class Policy:
     def rules_for(self, kind: str, segment: str) -> list[Allow]:
         return [a for a in self.allows if a.permits(kind, segment)]
 
+    def to_dict(self) -> dict:
+        return {"segments": {s.name: {"cidrs": [str(c) for c in s.cidrs], "trust": s.trust}
+                             for s in self.segments.values()},
+                "allow": [{"kinds": list(a.kinds), "from": list(a.sources), "require": list(a.require)}
+                          for a in self.allows]}
+
 
 def _list(value, what: str, path: str) -> tuple[str, ...]:
     if isinstance(value, str):

@@ -121,11 +121,26 @@ def to_html(result) -> str:
     env = Environment(loader=FileSystemLoader(str(templates)), autoescape=True)
     env.filters["summary"] = endpoint_summary
     data = result.to_dict()
+    if "advice" not in data:
+        from .advice import build_advice
+
+        data["advice"] = build_advice(data)
     vantages, rows = matrix(data) if "reachability" in data else ([], [])
+    findings = _sorted_findings(data["findings"])
     return env.get_template("report.html.j2").render(
-        result=data, findings=_sorted_findings(data["findings"]), counts=Counter(f["severity"] for f in data["findings"]),
-        severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows,
+        result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
+        severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         css=templates.joinpath("report.css").read_text())
+
+
+def by_control(findings: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """framework -> control id -> findings that map to it: the compliance view."""
+    view: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for f in findings:
+        for framework, ids in f.get("compliance", {}).items():
+            for control in ids:
+                view.setdefault(framework, {}).setdefault(control, []).append(f)
+    return {fw: dict(sorted(controls.items())) for fw, controls in view.items()}
 
 
 def to_sarif(result) -> str:

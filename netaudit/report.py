@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .advice import build_advice
 from .errors import UsageError
 from .model import SCHEMA, Finding, severity_rank
 from .policy import Policy
@@ -31,11 +32,15 @@ class Report:
     expected_unreachable: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = True
     generated: str = ""
+    policy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": REPORT_SCHEMA, "generated": self.generated, "complete": self.complete,
-                "scans": self.scans, "endpoints": self.endpoints, "reachability": self.reachability,
-                "findings": [f.to_dict() for f in self.findings], "expected_unreachable": self.expected_unreachable}
+        data = {"schema": REPORT_SCHEMA, "generated": self.generated, "complete": self.complete,
+                "scans": self.scans, "policy": self.policy, "endpoints": self.endpoints,
+                "reachability": self.reachability, "findings": [f.to_dict() for f in self.findings],
+                "expected_unreachable": self.expected_unreachable}
+        data["advice"] = build_advice(data)
+        return data
 
     def worst_severity(self) -> str | None:
         return max((f.severity for f in self.findings), key=severity_rank, default=None)
@@ -111,6 +116,9 @@ def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
             findings.setdefault(finding.id, finding)
     expected_unreachable = []
     if policy is not None:
+        for row in reachability:
+            row["allowed"] = bool(row["segment"] and row["kind"] and policy.rules_for(row["kind"], row["segment"])) \
+                if row["segment"] else None
         for finding in findings.values():
             reached = sorted({r["segment"] for r in reachability if r["segment"] and r["state"] == "open"
                               and (r["host"], r["port"]) == (finding.host, finding.port)})
@@ -123,7 +131,8 @@ def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
                           "complete": s["complete"]} for (name, seg), s in vantages],
                   endpoints=endpoints, reachability=reachability, findings=ordered,
                   expected_unreachable=expected_unreachable, complete=all(s["complete"] for s in scans),
-                  generated=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                  generated=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  policy=policy.to_dict() if policy else None)
 
 
 def _firewall_seen(reachability: list[dict[str, Any]], host: str, port: int) -> str:
