@@ -143,11 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--policy", metavar="FILE", help="segments, trust and allowed reachability (TOML)")
     add_output_options(report)
 
-    demo = sub.add_parser("demo", help="lab up -> scan -> HTML, JSON and text reports -> lab down",
-                          description="Bring the lab up, scan it, write report.html, scan.json and summary.txt into "
-                          "one folder, print the report's path and a summary, and bring the lab down.")
+    demo = sub.add_parser("demo", help="lab up -> scan from every vantage -> HTML, JSON, SARIF, JUnit -> lab down",
+                          description="Bring the lab up (the segmented lab as root, else the loopback lab), scan it "
+                          "from every vantage, merge the scans against the lab's policy, write report.html, "
+                          "report.json, report.sarif, junit.xml and summary.txt into one folder, print the report's "
+                          "path and a summary, and bring the lab down.")
     demo.add_argument("-o", "--output", default="netaudit-demo", metavar="DIR",
                       help="folder for the reports (default ./netaudit-demo)")
+    demo.add_argument("--loopback", action="store_true",
+                      help="use the loopback lab even as root (one vantage, plus TLS variants and decoys)")
     return parser
 
 
@@ -159,7 +163,7 @@ def write_output(text: str, path: str | None) -> None:
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="replace")
         tmp.replace(target)
     except OSError as exc:
         from .errors import UsageError
@@ -337,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.output))
+    return run_demo(Path(args.output), loopback=args.loopback)
 
 
 COMMANDS = {"scan": cmd_scan, "report": cmd_report, "lab": cmd_lab, "demo": cmd_demo}

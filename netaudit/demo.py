@@ -1,40 +1,78 @@
-"""`netaudit demo`: the whole job end to end on the built-in lab, ending in an HTML report."""
+"""`netaudit demo`: the whole job end to end on the built-in lab, ending in an HTML report.
+
+As root it builds the segmented lab, scans the cluster from every segment, merges the scans against the
+lab's policy and writes the report; otherwise it scans the loopback lab from the one vantage there is.
+Either way the lab comes down again, also when something fails.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from .lab.loopback import LoopbackLab
-from .render import to_html, to_json, to_text
-from .scan import ScanOptions, scan
-from .targets import build_targets
+from .errors import UsageError
+from .model import SEVERITIES
+from .render import FORMATS
 
 EXIT_OK = 0
+OUTPUTS = {"report.html": "html", "report.json": "json", "report.sarif": "sarif", "junit.xml": "junit",
+           "summary.txt": "text"}
 
 
-def run_demo(out_dir: Path) -> int:
+def _say(text: str) -> None:
+    print(f"netaudit demo: {text}", file=sys.stderr, flush=True)
+
+
+def _segmented(out_dir: Path):
+    from .cli import lab_scan_argv
+    from .lab.segments import SegmentedLab, VANTAGES
+    from .policy import load_policy
+    from .report import build_report, load_scan
+
+    _say("building the segmented lab: network namespaces, an nftables router, real TensorFlow servers…")
+    with SegmentedLab() as lab:
+        paths = []
+        for vantage in VANTAGES:
+            _say(f"scanning the cluster segment from {vantage}…")
+            proc = subprocess.run(lab.vantage_argv(vantage, *lab_scan_argv(vantage)), capture_output=True, text=True)
+            if proc.returncode not in (0, 1):
+                raise RuntimeError(f"scan from {vantage} failed: {proc.stderr.strip()}")
+            path = out_dir / f"scan-{vantage}.json"
+            path.write_text(proc.stdout, encoding="utf-8")
+            paths.append(str(path))
+        (out_dir / "policy.toml").write_text(Path(lab.info["policy"]).read_text(), encoding="utf-8")
+        _say("bringing the lab down…")
+    return build_report([load_scan(p) for p in paths], load_policy(str(out_dir / "policy.toml")))
+
+
+def _loopback():
+    from .lab.loopback import LoopbackLab
+    from .scan import ScanOptions, scan
+    from .targets import build_targets
+
+    _say("using the loopback lab (real TensorFlow processes on 127.0.0.1), one vantage…")
+    with LoopbackLab() as lab:
+        _say(f"scanning {len(lab.endpoints)} lab endpoints…")
+        result = scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback"))
+        _say("bringing the lab down…")
+    return result
+
+
+def run_demo(out_dir: Path, loopback: bool = False) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        from .errors import UsageError
-
         raise UsageError(f"cannot create {out_dir}: {exc.strerror}") from None
-    print("netaudit demo: starting the loopback lab (real TensorFlow processes)…", file=sys.stderr)
-    with LoopbackLab() as lab:
-        print(f"netaudit demo: scanning {len(lab.endpoints)} lab endpoints from vantage 'loopback'…", file=sys.stderr)
-        targets = build_targets(lab.targets(), scope="127.0.0.1/32")
-        result = scan(targets, ScanOptions(vantage="loopback"))
-        print("netaudit demo: bringing the lab down…", file=sys.stderr)
-    files = {"report.html": to_html(result), "scan.json": to_json(result), "summary.txt": to_text(result)}
-    for name, text in files.items():
-        (out_dir / name).write_text(text, encoding="utf-8")
+    result = _loopback() if loopback or os.geteuid() != 0 else _segmented(out_dir)
+    for name, fmt in OUTPUTS.items():
+        (out_dir / name).write_text(FORMATS[fmt](result), encoding="utf-8")
     counts = Counter(f.severity for f in result.findings)
-    kinds = Counter(e.kind for e in result.endpoints if e.state == "open")
-    print(to_text(result))
-    print(f"endpoints: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
-    print(f"findings: " + (", ".join(f"{counts[s]} {s}" for s in ("critical", "high", "medium", "low", "info") if counts[s])
-                           or "none"))
+    kinds = Counter(e["kind"] for e in result.to_dict()["endpoints"] if e["state"] == "open")
+    print((out_dir / "summary.txt").read_text(encoding="utf-8"))
+    print("endpoints: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()))
+    print("findings: " + (", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s]) or "none"))
     print(f"report: {(out_dir / 'report.html').resolve()}")
     return EXIT_OK
