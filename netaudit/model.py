@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 State = Literal["open", "closed", "filtered", "undetermined"]
@@ -12,6 +12,12 @@ Transport = Literal["plaintext", "tls", "mtls", "unknown"]
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SCHEMA = "netaudit/scan-v1"
+
+
+def shallow(obj) -> dict[str, Any]:
+    """A dataclass as a dict without dataclasses.asdict's deep copy: outputs only read it, and a report with
+    20,000 findings renders seconds faster."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def severity_rank(severity: str) -> int:
@@ -35,7 +41,7 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return shallow(self)
 
 
 @dataclass
@@ -59,7 +65,7 @@ class Finding:
         return hashlib.sha256(f"{self.rule}|{self.host}|{self.port}".encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **asdict(self)}
+        return {"id": self.id, **shallow(self)}
 
 
 @dataclass

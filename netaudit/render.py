@@ -9,6 +9,10 @@ from typing import Any, Callable
 from .model import SEVERITIES
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
+# A report stays readable and small at 20,000 findings: full cards (evidence, remediation) for the most
+# severe ones, one table row for every finding, a bounded list of links per compliance control.
+CARD_LIMIT = 250
+COMPLIANCE_LINKS = 25
 
 
 def to_json(result) -> str:
@@ -130,6 +134,7 @@ def to_html(result) -> str:
     return env.get_template("report.html.j2").render(
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
+        card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS,
         css=templates.joinpath("report.css").read_text())
 
 

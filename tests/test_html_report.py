@@ -72,7 +72,7 @@ def poison(scan: dict, values: list[str]) -> dict:
 @pytest.fixture(scope="module")
 def hostile_report(lab_scan, beacon, tmp_path_factory):
     out = tmp_path_factory.mktemp("html")
-    scan = poison(lab_scan.to_dict(), hostile(beacon[0]))
+    scan = poison(json.loads(json.dumps(lab_scan.to_dict())), hostile(beacon[0]))  # a copy: lab_scan is shared
     (out / "scan.json").write_text(json.dumps(scan))
     for fmt in ("html", "sarif", "junit", "json"):
         proc = run_cli("report", str(out / "scan.json"), "--format", fmt, "-o", str(out / f"report.{fmt}"))
