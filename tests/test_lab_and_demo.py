@@ -86,8 +86,11 @@ def test_demo_scans_every_vantage_and_brings_the_lab_down(demo_dir):
     assert sorted(f["rule"] for f in data["findings"] if f["rule"].startswith("policy-")) == [
         "policy-unexpected-reachability@corp", "policy-unexpected-reachability@edge"]
     assert not (out / "lab-state").exists()
+    from netaudit.lab.segments import SegmentedLab
+
+    tag = SegmentedLab(out / "lab-state").tag
     present = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "cluster-chief" not in present
+    assert f"na{tag}-" not in present
 
 
 def test_demo_loopback_variant(tmp_path):
