@@ -11,7 +11,7 @@ from pathlib import Path
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
 FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit")
-ENGINES = ("connect", "nmap")
+ENGINES = ("connect", "syn", "nmap")
 SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".sarif": "sarif",
                   ".xml": "junit"}
 
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
     scan.add_argument("--engine", choices=ENGINES, default="connect",
-                      help="discovery engine: connect (TCP connect, no privileges), nmap (the nmap binary, -sT, "
-                           "or -sS as root)")
+                      help="discovery engine: connect (TCP connect, no privileges), syn (raw SYN packets with "
+                           "scapy, root: closed vs filtered), nmap (the nmap binary, -sS as root, else -sT)")
     scan.add_argument("--scope", metavar="CIDR[,CIDR...]",
                       help="addresses this scan may touch; any target outside is refused before a packet is sent. "
                            "Required for more than a /16")
@@ -235,6 +235,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
     if args.engine == "nmap" and not shutil.which("nmap"):
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
+    if args.engine == "syn" and os.geteuid() != 0:
+        raise UsageError("--engine syn sends raw packets and needs root; use --engine connect")
     opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
                        max_time=args.max_time, vantage=args.vantage, all_states=args.all_states,
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),

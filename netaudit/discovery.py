@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import itertools
+import logging
 import multiprocessing
 import os
+import random
 import resource
 import select
 import socket
@@ -351,3 +353,189 @@ async def nmap_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 
         on_progress(len(by_address) * len(ports))
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _syn_reply(packet: bytes, sport: int) -> tuple[str, int, str, str] | None:
+    """(target host, target port, state, reason) from a raw IPv4 packet answering one of our SYNs."""
+    if len(packet) < 20:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    proto = packet[9]
+    source = socket.inet_ntoa(packet[12:16])
+    body = packet[ihl:]
+    if proto == socket.IPPROTO_TCP and len(body) >= 14:
+        src_port, dst_port = struct.unpack("!HH", body[:4])
+        flags = body[13]
+        if dst_port != sport:
+            return None
+        if flags & 0x12 == 0x12:
+            return source, src_port, "open", "syn-ack"
+        if flags & 0x04:
+            return source, src_port, "closed", "reset"
+        return None
+    if proto == socket.IPPROTO_ICMP and len(body) >= 8 + 20 + 4 and body[0] == 3:
+        inner = body[8:]
+        inner_ihl = (inner[0] & 0x0F) * 4
+        if inner[9] != socket.IPPROTO_TCP or len(inner) < inner_ihl + 4:
+            return None
+        inner_sport, inner_dport = struct.unpack("!HH", inner[inner_ihl:inner_ihl + 4])
+        if inner_sport != sport:
+            return None
+        return socket.inet_ntoa(inner[16:20]), inner_dport, "filtered", ICMP_UNREACHABLE.get(body[1], f"icmp-unreach code {body[1]}")
+
+
+# ICMP destination-unreachable codes a firewall sends (RFC 792, RFC 1812).
+ICMP_UNREACHABLE = {1: "host-unreach", 2: "proto-unreach", 3: "port-unreach", 9: "net-prohibited",
+                    10: "host-prohibited", 13: "admin-prohibited"}
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def syn_packet(template: bytearray, src: str, dst: str, sport: int, dport: int) -> bytes:
+    """The template SYN (IPv4 header + TCP header with options) for this source, target and port."""
+    packet = bytearray(template)
+    ihl = (packet[0] & 0x0F) * 4
+    packet[12:16], packet[16:20] = socket.inet_aton(src), socket.inet_aton(dst)
+    packet[10:12] = b"\0\0"
+    packet[10:12] = _checksum(bytes(packet[:ihl])).to_bytes(2, "big")
+    tcp = packet[ihl:]
+    struct.pack_into("!HHI", tcp, 0, sport, dport, random.getrandbits(32))
+    tcp[16:18] = b"\0\0"
+    pseudo = packet[12:20] + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp[16:18] = _checksum(bytes(pseudo + tcp)).to_bytes(2, "big")
+    packet[ihl:] = tcp
+    return bytes(packet)
+
+
+def _syn_sweep(targets: TargetSet, timeout: float, retries: int, rate: float, report_all: bool,
+               emit: Emit, stop: threading.Event) -> DiscoveryStats:
+    """Rounds of raw SYNs built with scapy: send every unanswered probe, then listen until the deadline.
+    A SYN-ACK is open (the kernel answers it with a RST, as for nmap -sS), a RST closed, an ICMP
+    unreachable or silence filtered, each with its evidence."""
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+    from scapy.layers.inet import IP, TCP
+
+    # scapy builds the SYN once; per probe only addresses, ports, sequence and checksums are patched,
+    # because building a scapy packet costs about a millisecond and a sweep sends tens of thousands.
+    template = bytearray(bytes(IP(src="0.0.0.0", dst="0.0.0.0", ttl=64) /
+                               TCP(sport=0, dport=0, flags="S", window=1024, options=[("MSS", 1460)])))
+    stats = DiscoveryStats()
+    sources: dict[str, str] = {}
+
+    def source_for(host: str) -> str:
+        """The kernel's own choice of source address for this destination (a UDP connect sends nothing);
+        scapy's route table misses local and policy routes."""
+        prefix = host.rsplit(".", 1)[0]
+        if prefix not in sources:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((host, 9))
+                sources[prefix] = probe.getsockname()[0]
+        return sources[prefix]
+
+    sport = random.randint(40000, 60000)
+    send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    listeners = [socket.socket(socket.AF_INET, socket.SOCK_RAW, proto) for proto in (socket.IPPROTO_TCP,
+                                                                                     socket.IPPROTO_ICMP)]
+    for sock in listeners:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    poller = select.epoll()
+    for sock in listeners:
+        poller.register(sock.fileno(), select.EPOLLIN)
+    pending: dict[tuple[str, int], TargetBlock] = {}
+    for host, port, block in targets.probes():
+        if ":" in host:
+            raise ValueError("--engine syn scans IPv4 only; use --engine connect for IPv6")
+        pending[(host, port)] = block
+    started = time.perf_counter()
+    batch: list[PortResult] = []
+    done = sent = 0
+    attempts = 0
+
+    def drain(until: float) -> None:
+        nonlocal done
+        while True:
+            wait = until - time.perf_counter()
+            for fd, _ in poller.poll(max(0.0, min(wait, 0.05))):
+                sock = next(s for s in listeners if s.fileno() == fd)
+                while True:
+                    try:
+                        packet = sock.recv(65535)
+                    except BlockingIOError:
+                        break
+                    reply = _syn_reply(packet, sport)
+                    if reply is None or (reply[0], reply[1]) not in pending:
+                        continue
+                    host, port, state, reason = reply
+                    block = pending.pop((host, port))
+                    stats.states[state] += 1
+                    stats.retried += attempts > 1
+                    done += 1
+                    if state == "open" or report_all or block.ports is not None:
+                        batch.append(PortResult(host, port, state, reason, block, None, attempts))
+            if batch or done:
+                emit(done, list(batch))
+                batch.clear()
+                done = 0
+            if wait <= 0 or not pending or stop.is_set():
+                return
+
+    try:
+        while pending and attempts <= retries and not stop.is_set():
+            attempts += 1
+            interval = 1.0 / rate if rate else 0.0
+            for host, port in list(pending):
+                if stop.is_set():
+                    break
+                try:
+                    send.sendto(syn_packet(template, source_for(host), host, sport, port), (host, 0))
+                except OSError:
+                    pass  # unroutable: stays pending, ends as filtered with no response
+                sent += 1
+                if interval:
+                    drain(time.perf_counter() + interval)
+                elif sent % 128 == 0:
+                    drain(time.perf_counter())  # keep the receive buffer from overflowing mid-sweep
+            drain(time.perf_counter() + timeout)
+        for (host, port), block in pending.items():
+            stats.states["filtered"] += 1
+            if report_all or block.ports is not None:
+                batch.append(PortResult(host, port, "filtered", f"no response to {attempts} SYN(s)", block,
+                                        None, attempts))
+        emit(len(pending), batch)
+    finally:
+        poller.close()
+        send.close()
+        for sock in listeners:
+            sock.close()
+    stats.probes = targets.probe_count()
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+async def syn_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 1, rate: float = 0,
+                   report_all: bool = False, on_result: Callable[[PortResult], None],
+                   on_progress: Callable[[int], None] = lambda done: None) -> DiscoveryStats:
+    """Discovery with raw SYN packets (root): tells closed (RST) from filtered (silence, ICMP unreachable)."""
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def deliver(done: int, batch: list[PortResult]) -> None:
+        for found in batch:
+            on_result(found)
+        on_progress(done)
+
+    def emit(done: int, batch: list[PortResult]) -> None:
+        loop.call_soon_threadsafe(deliver, done, batch)
+
+    try:
+        return await asyncio.to_thread(_syn_sweep, targets, timeout, retries, rate, report_all, emit, stop)
+    finally:
+        stop.set()

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .assess import assess
-from .discovery import PortResult, connect_scan, nmap_scan
+from .discovery import PortResult, connect_scan, nmap_scan, syn_scan
 from .model import Endpoint, ScanResult
 from .probes.base import ProbeContext
 from .probes.serving import BUILTIN_MODEL_NAMES
 from .probes.tls import TlsOptions
 from .progress import Progress
 from .targets import TargetSet
+
+
+EVIDENCE_PREFIX = {"connect": "TCP connect to", "syn": "raw SYN to", "nmap": "nmap probe of"}
 
 
 @dataclass
@@ -58,14 +61,17 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     def on_result(found: PortResult) -> None:
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
         endpoint = Endpoint(found.host, found.port, found.state,
-                            evidence=[f"TCP connect to {found.host} port {found.port}: {found.reason}{rtt}"])
+                            evidence=[f"{EVIDENCE_PREFIX[opts.engine]} {found.host} port {found.port}: {found.reason}{rtt}"])
         if found.block.name:
             endpoint.details["target_name"] = found.block.name
         result.endpoints.append(endpoint)
         if found.state == "open":
             pending.append(asyncio.create_task(probe_open(found, endpoint)))
 
-    if opts.engine == "nmap":
+    if opts.engine == "syn":
+        stats = await syn_scan(targets, timeout=opts.timeout, retries=opts.retries, rate=opts.rate,
+                               report_all=opts.all_states, on_result=on_result, on_progress=progress.discovered)
+    elif opts.engine == "nmap":
         stats = await nmap_scan(targets, timeout=opts.timeout, retries=opts.retries, rate=opts.rate,
                                 report_all=opts.all_states, on_result=on_result, on_progress=progress.discovered)
     else:

@@ -58,7 +58,7 @@ def matrix(rep: dict) -> dict[str, set[str]]:
 def test_every_vantage_and_engine_merged_against_the_policy(seglab, tmp_path, ruleset):
     seglab.apply_ruleset(ruleset)
     reports = {}
-    for engine in ("connect", "nmap"):
+    for engine in ("connect", "syn", "nmap"):
         paths = []
         for vantage in VANTAGES:
             scan_from(seglab, vantage, engine, tmp_path)
@@ -74,17 +74,19 @@ def test_every_vantage_and_engine_merged_against_the_policy(seglab, tmp_path, ru
             assert policy == [("policy-unexpected-reachability@corp", REST, "high"),
                               ("policy-unexpected-reachability@edge", "198.18.1.11:2222", "critical")]
             edge = next(f for f in rep["findings"] if f["rule"] == "policy-unexpected-reachability@edge")
-            assert edge["evidence"][0].startswith("vantage edge (segment edge, untrusted): TCP connect to 198.18.1.11")
+            assert edge["evidence"][0].startswith("vantage edge (segment edge, untrusted): ")
+            assert "198.18.1.11 port 2222: " in edge["evidence"][0]
             assert "edge: open" in edge["evidence"][2] and "198.18.4.0/24" in edge["remediation"]
         else:
             assert policy == []
         assert rep["expected_unreachable"] == []
-    # Where the engines differ, by design: nmap (-sS) sees filtered and why; connect cannot tell a drop
-    # from loss, so it says undetermined, with the kernel's reason.
-    cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in reports["nmap"]["reachability"]}
-    corp_tf = cells[("corp", "198.18.1.10:2222")]
-    assert corp_tf["state"] == "filtered" and "admin-prohibited" in corp_tf["evidence"]
-    assert cells[("corp", GRPC)]["state"] == "filtered" and "no-response" in cells[("corp", GRPC)]["evidence"]
+    # Where the engines differ, by design: syn and nmap (-sS) see filtered and why; connect cannot tell a
+    # drop from loss, so it says undetermined, with the kernel's reason.
+    for engine, silent in (("nmap", "no-response"), ("syn", "no response to 2 SYN(s)")):
+        cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in reports[engine]["reachability"]}
+        corp_tf = cells[("corp", "198.18.1.10:2222")]
+        assert corp_tf["state"] == "filtered" and "admin-prohibited" in corp_tf["evidence"], engine
+        assert cells[("corp", GRPC)]["state"] == "filtered" and silent in cells[("corp", GRPC)]["evidence"], engine
     cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in reports["connect"]["reachability"]}
     assert cells[("corp", "198.18.1.10:2222")]["state"] == "undetermined"
     assert "EHOSTUNREACH" in cells[("corp", "198.18.1.10:2222")]["evidence"]

@@ -1,10 +1,11 @@
-"""Benchmark: netaudit's connect engine against `nmap -sT -n -Pn -T4` on the same targets, in one run.
+"""Benchmark: netaudit's engines against nmap on the same targets, in one run: `--engine connect` against
+`nmap -sT -n -Pn -T4`, `--engine syn` against `nmap -sS -n -Pn -T4`.
 
 Runs as root. A fresh network namespace gets `ip route add local 198.18.0.0/20 dev lo`, so every one of
 the 4096 addresses answers (a RST for a closed port); both tools sweep the `tf` port set there. Also
 prints `netaudit --help` cold start and the scan's peak RSS. Nothing leaves the namespace.
 
-    python bench/connect_vs_nmap.py [--cidr 198.18.0.0/20] [--repeat 3]
+    python bench/engines_vs_nmap.py [--engine connect|syn] [--cidr 198.18.0.0/20] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--cidr", default="198.18.0.0/20")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=512)
+    parser.add_argument("--engine", choices=["connect", "syn"], default="connect")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root for the network namespace")
@@ -72,10 +74,12 @@ def main() -> None:
         rows = {"netaudit": [], "nmap": []}
         for _ in range(args.repeat):
             secs, rss, out = timed(ns, [sys.executable, "-m", "netaudit", "scan", args.cidr, "--scope", args.cidr,
-                                        "-p", "tf", "--concurrency", str(args.concurrency), "--format", "json"])
+                                        "-p", "tf", "--engine", args.engine, "--concurrency", str(args.concurrency),
+                                        "--format", "json"])
             data = json.loads(out)
             rows["netaudit"].append((secs, rss, data["stats"]["states"]))
-            secs, rss, out = timed(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", port_list, args.cidr, "-oX", "-"])
+            technique = "-sS" if args.engine == "syn" else "-sT"
+            secs, rss, out = timed(ns, ["nmap", technique, "-n", "-Pn", "-T4", "-p", port_list, args.cidr, "-oX", "-"])
             rows["nmap"].append((secs, rss, nmap_counts(out)))
     help_s = cold_start()
     na = statistics.median(r[0] for r in rows["netaudit"])
@@ -83,6 +87,7 @@ def main() -> None:
     probes = rows["netaudit"][0][2]
     print(f"targets: {args.cidr} x {len(ports)} tf ports = {sum(probes.values())} probes, every address local "
           f"(closed ports answer RST); {args.repeat} runs each, medians")
+    print(f"engine: netaudit --engine {args.engine} vs nmap {'-sS' if args.engine == 'syn' else '-sT'}")
     print(f"{'tool':10} {'seconds':>8} {'probes/s':>9} {'peak RSS MB':>12}  states")
     for tool, median in (("netaudit", na), ("nmap", nm)):
         rss = max(r[1] for r in rows[tool])
