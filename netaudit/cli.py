@@ -8,12 +8,14 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import UsageError
+
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
-FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit")
+FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit", "prom")
 ENGINES = ("connect", "syn", "nmap")
 SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".sarif": "sarif",
-                  ".xml": "junit"}
+                  ".xml": "junit", ".prom": "prom"}
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
@@ -60,6 +62,19 @@ positive_int = _positive(int, "a whole number", "at least 1")
 
 def non_negative_int(text: str) -> int:
     return 0 if text == "0" else positive_int(text)
+
+
+def add_history_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="PATH", help="scan history (SQLite); default $NETAUDIT_STORE or "
+                   "~/.local/share/netaudit/history.sqlite")
+    p.add_argument("--no-history", action="store_true", help="do not read or record history for this run")
+    p.add_argument("--baseline", metavar="FILE|RUN_ID",
+                   help="diff against this result file or stored run (default: the last complete run of the "
+                        "same targets, ports and vantage)")
+    p.add_argument("--fail-on-new", choices=SEVERITY_CHOICES, metavar="SEVERITY",
+                   help="exit 1 only when a NEW finding (not in the baseline) is at or above this severity")
+    p.add_argument("--accept", metavar="FILE", help="accept list (TOML [[accept]] id or rule/host/port, reason, "
+                   "owner, expires): accepted findings stay visible but do not fail --fail-on")
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
@@ -111,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--all-states", action="store_true",
                       help="also list closed and undetermined ports of swept ranges (host:port targets always are)")
     add_output_options(scan)
+    add_history_options(scan)
 
     lab = sub.add_parser("lab", help="the built-in lab: real TF servers in network segments (root) or on loopback",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", metavar="RESULT.json", help="scan results (netaudit scan --format json)")
     report.add_argument("--policy", metavar="FILE", help="segments, trust and allowed reachability (TOML)")
     add_output_options(report)
+    add_history_options(report)
+
+    history = sub.add_parser("history", help="past runs, one run, or the diff between two",
+                             description="List the runs in the history store, show one, or diff two: which "
+                             "findings are new, persisting and resolved.")
+    history.add_argument("runs", nargs="*", metavar="RUN", help="no RUN: list; one: show it; two: diff them")
+    history.add_argument("--store", metavar="PATH", help="the history store (default as for scan)")
 
     demo = sub.add_parser("demo", help="lab up -> scan from every vantage -> HTML, JSON, SARIF, JUnit -> lab down",
                           description="Bring the lab up (the segmented lab as root, else the loopback lab), scan it "
@@ -166,24 +189,52 @@ def write_output(text: str, path: str | None) -> None:
         tmp.write_text(text, encoding="utf-8", errors="replace")
         tmp.replace(target)
     except OSError as exc:
-        from .errors import UsageError
-
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def exit_code(result, fail_on: str | None) -> int:
+def exit_code(data: dict, fail_on: str | None, fail_on_new: str | None = None) -> int:
+    from .history import gating
     from .model import severity_rank
 
-    if not result.complete:
+    if not data["complete"]:
         return EXIT_INCOMPLETE
-    worst = result.worst_severity()
-    if fail_on and worst and severity_rank(worst) >= severity_rank(fail_on):
-        return EXIT_FINDINGS
+    for threshold, only_new in ((fail_on, False), (fail_on_new, True)):
+        if threshold and any(severity_rank(f["severity"]) >= severity_rank(threshold)
+                             for f in gating(data["findings"], only_new)):
+            return EXIT_FINDINGS
     return EXIT_OK
 
 
+def finish(result, args: argparse.Namespace) -> int:
+    """History (baseline diff, accept list, record), then the output and the exit code, for scan and report."""
+    from .history import Recorded, Store, annotate, default_store, load_accept_list, scope_key
+    from .render import FORMATS
+    from .report import load_scan_or_report
+
+    fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
+    data = result.to_dict()
+    accepted = load_accept_list(args.accept) if args.accept else []
+    store = None if args.no_history else Store(Path(args.store) if args.store else default_store())
+    baseline, label = None, None
+    if args.baseline and args.baseline.isdigit():
+        if store is None:
+            raise UsageError("--baseline RUN_ID needs the history store (drop --no-history)")
+        baseline, label = store.run(int(args.baseline)), f"run {args.baseline}"
+    elif args.baseline:
+        baseline, label = load_scan_or_report(args.baseline), args.baseline
+    elif store is not None:
+        previous = store.previous(scope_key(data))
+        if previous is not None:
+            baseline, label = store.run(previous), f"run {previous}"
+    annotate(data, baseline, label, accepted)
+    if store is not None:
+        data["run_id"] = store.record(data)
+        data["trend"] = store.severity_trend(scope_key(data))
+    write_output(FORMATS[fmt](Recorded(data)), args.output)
+    return exit_code(data, args.fail_on, args.fail_on_new)
+
+
 def read_model_names(path: str | None) -> tuple[str, ...]:
-    from .errors import UsageError
     from .targets import read_target_lines
 
     if path is None:
@@ -200,7 +251,6 @@ def read_model_names(path: str | None) -> tuple[str, ...]:
 
 
 def tls_options(args: argparse.Namespace):
-    from .errors import UsageError
     from .probes.tls import TlsOptions
 
     paths = {}
@@ -226,12 +276,9 @@ def tls_options(args: argparse.Namespace):
 def cmd_scan(args: argparse.Namespace) -> int:
     import shutil
 
-    from .errors import UsageError
-    from .render import FORMATS
     from .scan import ScanOptions, scan
     from .targets import build_targets
 
-    fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
     if args.engine == "nmap" and not shutil.which("nmap"):
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
@@ -242,10 +289,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
                        engine=args.engine)
     result = scan(targets, opts)
-    write_output(FORMATS[fmt](result), args.output)
     if not result.complete:
         print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
-    return exit_code(result, args.fail_on)
+    return finish(result, args)
 
 
 def open_lab(args: argparse.Namespace):
@@ -264,8 +310,6 @@ def open_lab(args: argparse.Namespace):
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from .errors import UsageError
-
     lab = open_lab(args)
     if args.action == "up":
         if lab.kind == "loopback" and os.geteuid() != 0 and not args.loopback:
@@ -330,14 +374,41 @@ def print_lab(status: dict) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .policy import load_policy
-    from .render import FORMATS
     from .report import build_report, load_scan
 
-    fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
     policy = load_policy(args.policy) if args.policy else None
-    report = build_report([load_scan(path) for path in args.results], policy)
-    write_output(FORMATS[fmt](report), args.output)
-    return exit_code(report, args.fail_on)
+    return finish(build_report([load_scan(path) for path in args.results], policy), args)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .history import Recorded, Store, annotate, default_store
+    from .render import to_text
+
+    store = Store(Path(args.store) if args.store else default_store())
+    if len(args.runs) > 2 or not all(r.isdigit() for r in args.runs):
+        raise UsageError("history takes no RUN (list), one RUN id (show) or two (diff)")
+    if not args.runs:
+        rows = store.runs()
+        if not rows:
+            print(f"no runs in {store.path}")
+        for run_id, kind, vantage, started, complete, findings in rows:
+            print(f"{run_id:>5}  {kind:<6}  {started or '-':<20}  {vantage or '-':<24}  "
+                  f"{'complete' if complete else 'INCOMPLETE':<10}  {findings} findings")
+        return EXIT_OK
+    if len(args.runs) == 1:
+        sys.stdout.write(to_text(Recorded(store.run(int(args.runs[0])))))
+        return EXIT_OK
+    old, new = (store.run(int(r)) for r in args.runs)
+    annotate(new, old, f"run {args.runs[0]}", [])
+    diff = new["diff"]
+    print(f"run {args.runs[1]} against run {args.runs[0]}: {len(diff['new'])} new, {len(diff['persisting'])} "
+          f"persisting, {len(diff['resolved'])} resolved")
+    for f in new["findings"]:
+        if f["state"] == "new":
+            print(f"  NEW       {f['severity']:<8}  {f['title']}")
+    for f in diff["resolved"]:
+        print(f"  RESOLVED  {f['severity']:<8}  {f['title']}")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -346,7 +417,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), loopback=args.loopback)
 
 
-COMMANDS = {"scan": cmd_scan, "report": cmd_report, "lab": cmd_lab, "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,8 +426,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    from .errors import UsageError
-
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:

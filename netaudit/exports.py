@@ -15,6 +15,7 @@ from typing import Any
 from . import __version__
 from .model import SEVERITIES
 
+BASELINE_STATE = {"new": "new", "persisting": "unchanged"}
 SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 # GitHub's bands (security-severity): over 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, below low.
 DEFAULT_SCORE = {"critical": 9.5, "high": 8.0, "medium": 5.5, "low": 3.0, "info": 0.0}
@@ -48,12 +49,19 @@ def to_sarif(result) -> str:
         if float(rule["properties"]["security-severity"]) < score:
             rule["properties"]["security-severity"] = f"{score:.1f}"
         results.append({
+            **({"baselineState": BASELINE_STATE[f["state"]]} if (data.get("diff") or {}).get("baseline") else {}),
             "ruleId": f["rule"], "level": SARIF_LEVEL[f["severity"]], "message": {"text": f["title"]},
             "locations": [_location(f, kinds.get((f["host"], f["port"])))],
             "partialFingerprints": {"netauditFindingId/v1": f["id"]},
             "properties": {"severity": f["severity"], "evidence": f["evidence"], "compliance": f.get("compliance", {}),
                            **({"cvss": {"vector": f["cvss_vector"], "score": f["cvss_score"]}}
                               if f.get("cvss_vector") else {})}})
+    for f in (data.get("diff") or {}).get("resolved", []):
+        if f["rule"] in rules:
+            results.append({"baselineState": "absent", "ruleId": f["rule"], "level": "none",
+                            "message": {"text": "resolved since the baseline: " + f["title"]},
+                            "locations": [_location(f, kinds.get((f["host"], f["port"])))],
+                            "partialFingerprints": {"netauditFindingId/v1": f["id"]}})
     vantage = data.get("vantage") or ",".join(s["vantage"] for s in data.get("scans", [])) or "scan"
     run = {"tool": {"driver": {"name": "netaudit", "version": __version__, "informationUri": INFO_URI,
                                "rules": list(rules.values())}},
@@ -113,3 +121,39 @@ def to_junit(result) -> str:
     suite.set("errors", str(errors))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def to_prom(result) -> str:
+    """A Prometheus textfile (node_exporter's textfile collector): findings by severity and rule, new
+    findings, exposed TF endpoints by kind, scan duration and completeness, so existing alerting works."""
+    from collections import Counter
+    from datetime import datetime
+
+    data = result.to_dict()
+    vantage = _label(data.get("vantage") or ",".join(s["vantage"] for s in data.get("scans", [])) or "scan")
+    lines = ["# HELP netaudit_findings Findings in the latest run, by severity and rule.",
+             "# TYPE netaudit_findings gauge"]
+    for (severity, rule), count in sorted(Counter((f["severity"], f["rule"]) for f in data["findings"]).items()):
+        lines.append(f'netaudit_findings{{vantage="{vantage}",severity="{severity}",rule="{_label(rule)}"}} {count}')
+    lines += ["# HELP netaudit_new_findings Findings not in the baseline run, by severity.",
+              "# TYPE netaudit_new_findings gauge"]
+    new = Counter(f["severity"] for f in data["findings"] if f.get("state") == "new")
+    for severity in SEVERITIES:
+        lines.append(f'netaudit_new_findings{{vantage="{vantage}",severity="{severity}"}} {new[severity]}')
+    lines += ["# HELP netaudit_exposed_endpoints Open TF endpoints, by kind.", "# TYPE netaudit_exposed_endpoints gauge"]
+    kinds = Counter(e["kind"] for e in data["endpoints"] if e["state"] == "open" and e.get("kind") in URI_SCHEME)
+    for kind in ("tf-server", "modelserver-grpc", "modelserver-rest"):
+        lines.append(f'netaudit_exposed_endpoints{{vantage="{vantage}",kind="{kind}"}} {kinds[kind]}')
+    started, finished = data.get("started"), data.get("finished")
+    if started and finished:
+        parse = lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+        lines += ["# HELP netaudit_scan_duration_seconds Wall time of the scan.",
+                  "# TYPE netaudit_scan_duration_seconds gauge",
+                  f'netaudit_scan_duration_seconds{{vantage="{vantage}"}} {(parse(finished) - parse(started)).total_seconds():g}']
+    lines += ["# HELP netaudit_scan_complete 1 when the run finished, 0 when it was cut short.",
+              "# TYPE netaudit_scan_complete gauge", f'netaudit_scan_complete{{vantage="{vantage}"}} {int(bool(data["complete"]))}']
+    return "\n".join(lines) + "\n"

@@ -77,10 +77,17 @@ def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
     else:
         lines.append("no open ports found")
     counts = Counter(f["severity"] for f in data["findings"])
+    diff = data.get("diff")
+    if diff and diff["baseline"]:
+        lines += ["", f"SINCE {diff['baseline'].upper()}: {len(diff['new'])} new, {len(diff['persisting'])} persisting, "
+                      f"{len(diff['resolved'])} resolved"]
+        lines += [f"  RESOLVED  {f['severity'].upper():8}  {f['title']}" for f in diff["resolved"]]
     lines += ["", f"FINDINGS ({len(data['findings'])})"
               + (": " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s]) if counts else "")]
     for f in _sorted_findings(data["findings"]):
-        lines.append(f"  {f['severity'].upper():8}  {f['title']}  [{f['rule']}]")
+        marks = ("NEW " if f.get("state") == "new" and (data.get("diff") or {}).get("baseline") else "") + ("ACCEPTED " if f.get("accepted") and
+                                                               not f["accepted"]["expired"] else "")
+        lines.append(f"  {f['severity'].upper():8}  {marks}{f['title']}  [{f['rule']}]")
     return lines
 
 
@@ -134,8 +141,27 @@ def to_html(result) -> str:
     return env.get_template("report.html.j2").render(
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
+        trend=trend_svg(data.get("trend") or []),
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS,
         css=templates.joinpath("report.css").read_text())
+
+
+def trend_svg(trend: list) -> dict | None:
+    """Bars per run (findings by severity), as plain numbers the template turns into inline SVG rects."""
+    if len(trend) < 2:
+        return None
+    peak = max(sum(counts.values()) for _, _, counts in trend) or 1
+    bars = []
+    for index, (run_id, started, counts) in enumerate(trend[-30:]):
+        y, stack = 120.0, []
+        for severity in SEVERITIES:
+            height = 100.0 * counts.get(severity, 0) / peak
+            if height:
+                y -= height
+                stack.append({"severity": severity, "y": round(y, 1), "height": round(height, 1),
+                              "count": counts[severity]})
+        bars.append({"x": 10 + index * 24, "run": run_id, "started": started, "stack": stack})
+    return {"bars": bars, "width": 20 + 24 * len(bars)}
 
 
 def by_control(findings: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -160,5 +186,11 @@ def to_junit(result) -> str:
     return render(result)
 
 
+def to_prom(result) -> str:
+    from .exports import to_prom as render
+
+    return render(result)
+
+
 FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html, "sarif": to_sarif,
-                                            "junit": to_junit}
+                                            "junit": to_junit, "prom": to_prom}

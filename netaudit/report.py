@@ -65,6 +65,20 @@ def load_scan(path: str) -> dict[str, Any]:
     return data
 
 
+def load_scan_or_report(path: str) -> dict[str, Any]:
+    """A --baseline file: a scan result or a merged report."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read baseline {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"baseline {path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, REPORT_SCHEMA):
+        raise UsageError(f"baseline {path} is not a netaudit scan result or report")
+    return data
+
+
 def _vantage(scan: dict[str, Any], policy: Policy | None) -> tuple[str, str | None]:
     """(vantage name, policy segment): the named vantage, else the segment holding the scan's source address."""
     name = scan.get("vantage")

@@ -17,6 +17,12 @@ from netaudit.targets import build_targets
 NETAUDIT = [sys.executable, "-m", "netaudit"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_history(tmp_path_factory):
+    """Every netaudit the tests run records into a store of the session's own, never the user's."""
+    os.environ["NETAUDIT_STORE"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     with LoopbackLab(tmp_path_factory.mktemp("lab")) as running:
