@@ -85,7 +85,8 @@ class LoopbackLab(Lab):
                    ("expired", "train/worker:1", ca.issue("expired", "localhost", expired=True), []),
                    ("self-signed", "train/ps:0", ca.issue("self-signed", "localhost", self_signed=True), []),
                    ("mismatch", "mwms/worker:1", ca.issue("mismatch", "wrong.example", sans=("wrong.example",)), []),
-                   ("dual", "train/chief:0", good, ["--dual"]))
+                   ("dual", "train/chief:0", good, ["--dual"]),
+                   ("legacy", "train/chief:0", good, ["--legacy"]))
         for variant, backend, (cert, key), flags in proxies:
             port, tf = free_port(), backends[backend]
             proc = spawn(f"tls-{variant}", module_argv("netaudit.lab.tlsproxy", "--listen", str(port), "--backend",
@@ -95,12 +96,15 @@ class LoopbackLab(Lab):
             self.endpoints.append(LabEndpoint(f"tls/{variant}", HOST, port, "tf-server", proc.name, tf.job, tf.task,
                                               facts={"variant": variant, "backend": backend, **pki}))
         if shutil.which("nginx"):
-            port, tf = free_port(), backends["train/chief:0"]
-            proc = start_nginx_mtls(self.dir / "nginx", port, tf.target, good, ca.cert_path)
+            ports, tf = {"on": free_port(), "optional": free_port()}, backends["train/chief:0"]
+            proc = start_nginx_mtls(self.dir / "nginx", ports, tf.target, good, ca.cert_path)
             self.processes.append(proc)
-            self.endpoints.append(LabEndpoint("tls/nginx-mtls", HOST, port, "tls", proc.name, tf.job, tf.task,
-                                              facts={"variant": "nginx-mtls", "backend": "train/chief:0",
-                                                     "kind_with_client_cert": "tf-server", **pki}))
+            self.endpoints += [
+                LabEndpoint("tls/nginx-mtls", HOST, ports["on"], "tls", proc.name, tf.job, tf.task,
+                            facts={"variant": "nginx-mtls", "backend": "train/chief:0",
+                                   "kind_with_client_cert": "tf-server", **pki}),
+                LabEndpoint("tls/nginx-optional", HOST, ports["optional"], "tf-server", proc.name, tf.job, tf.task,
+                            facts={"variant": "nginx-optional", "backend": "train/chief:0", **pki})]
         if models_config:
             for variant, verify in (("tls", False), ("mtls", True)):
                 ssl_config = write_ssl_config(self.dir / "pki" / f"modelserver-{variant}.config", good, ca.cert_path,

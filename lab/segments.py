@@ -51,54 +51,29 @@ HOSTS = (*TF_HOSTS.values(), MODELSERVER, *VANTAGES.values())
 # 2222, and corp reaching the ModelServer's REST port. `isolated` allows only apps -> ModelServer.
 # corp -> cluster:2222 is rejected with ICMP admin-prohibited, the rest is silently dropped, so a scan
 # sees both kinds of "filtered".
-RULESETS = {
-    "leaky": """
-table inet nalab {
-    chain forward {
-        type filter hook forward priority 0; policy drop;
-        ct state established,related accept
-        INTRA_SEGMENT
-        ip saddr 198.18.2.0/24 ip daddr 198.18.1.20 tcp dport { 8500, 8501 } accept
-        ip saddr 198.18.4.0/24 ip daddr 198.18.1.11 tcp dport 2222 accept
-        ip saddr 198.18.3.0/24 ip daddr 198.18.1.20 tcp dport 8501 accept
-        ip saddr 198.18.3.0/24 ip daddr 198.18.1.0/24 tcp dport 2222 reject with icmpx admin-prohibited
-    }
-}
-""",
-    "isolated": """
-table inet nalab {
-    chain forward {
-        type filter hook forward priority 0; policy drop;
-        ct state established,related accept
-        INTRA_SEGMENT
-        ip saddr 198.18.2.0/24 ip daddr 198.18.1.20 tcp dport { 8500, 8501 } accept
-        ip saddr 198.18.3.0/24 ip daddr 198.18.1.0/24 tcp dport 2222 reject with icmpx admin-prohibited
-    }
-}
-""",
+APPS_TO_SERVING = "ip saddr 198.18.2.0/24 ip daddr 198.18.1.20 tcp dport { 8500, 8501 } accept"
+CORP_REJECTED = "ip saddr 198.18.3.0/24 ip daddr 198.18.1.0/24 tcp dport 2222 reject with icmpx admin-prohibited"
+RULES = {
+    "leaky": [APPS_TO_SERVING,
+              "ip saddr 198.18.4.0/24 ip daddr 198.18.1.11 tcp dport 2222 accept",
+              "ip saddr 198.18.3.0/24 ip daddr 198.18.1.20 tcp dport 8501 accept",
+              CORP_REJECTED],
+    "isolated": [APPS_TO_SERVING, CORP_REJECTED],
 }
 # Hosts of one segment share a bridge; with br_netfilter loaded, bridged packets traverse this chain too.
-INTRA_SEGMENT = "\n        ".join(f"ip saddr {p}.0/24 ip daddr {p}.0/24 accept" for p in SEGMENTS.values())
+INTRA_SEGMENT = [f"ip saddr {p}.0/24 ip daddr {p}.0/24 accept" for p in SEGMENTS.values()]
 
-POLICY = """\
-# Who may reach what in the segmented lab (netaudit report --policy).
-[segments.cluster]
-cidrs = ["198.18.1.0/24"]
-trust = "trusted"
 
-[segments.apps]
-cidrs = ["198.18.2.0/24"]
-trust = "trusted"
+def ruleset_text(name: str) -> str:
+    """The router's nftables table: drop by default, return traffic, intra-segment, then the named rules."""
+    rules = ["ct state established,related accept", *INTRA_SEGMENT, *RULES[name]]
+    return ("table inet nalab {\n    chain forward {\n        type filter hook forward priority 0; policy drop;\n"
+            + "".join(f"        {rule}\n" for rule in rules) + "    }\n}\n")
 
-[segments.corp]
-cidrs = ["198.18.3.0/24"]
-trust = "untrusted"
-
-[segments.edge]
-cidrs = ["198.18.4.0/24"]
-trust = "untrusted"
-
-[[allow]]
+# Who may reach what (netaudit report --policy), written from the same tables the network is built from.
+POLICY = "# Who may reach what in the segmented lab (netaudit report --policy).\n" + "".join(
+    f'[segments.{name}]\ncidrs = ["{prefix}.0/24"]\ntrust = "{TRUST[name]}"\n\n' for name, prefix in SEGMENTS.items()
+) + """[[allow]]
 kinds = ["tf-server"]
 from = ["cluster"]
 
@@ -117,8 +92,8 @@ class SegmentedLab(Lab):
 
     def __init__(self, state_dir: Path | None = None, ruleset: str = "leaky"):
         super().__init__(state_dir)
-        if ruleset not in RULESETS:
-            raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(RULESETS)}")
+        if ruleset not in RULES:
+            raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(RULES)}")
         self.ruleset = ruleset
         # Namespace names carry a tag of the state directory, so two labs (a user's and the tests') coexist.
         self.tag = hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:4]
@@ -158,11 +133,12 @@ class SegmentedLab(Lab):
         if not self.namespaces:
             self.load()
         run_in(self.router, "nft", "delete", "table", "inet", "nalab")
-        proc = run_in(self.router, "nft", "-f", "-", input=RULESETS[ruleset].replace("INTRA_SEGMENT", INTRA_SEGMENT))
+        proc = run_in(self.router, "nft", "-f", "-", input=ruleset_text(ruleset))
         if proc.returncode:
             raise NetnsError(f"nft in {self.router}: {proc.stderr.strip()}")
         self.ruleset = ruleset
         self.info["ruleset"] = ruleset
+        self.info["rules"] = RULES[ruleset]
 
     def _plan(self, deadline: float) -> None:
         self.info.update({"ruleset": self.ruleset, "segments": {s: f"{p}.0/24" for s, p in SEGMENTS.items()},

@@ -2,7 +2,7 @@
 
 tf.distribute.Server cannot do TLS itself, so the lab puts it behind proxies that present the
 certificates a scanner must judge: expired, self-signed, for another name, without ALPN (like stunnel),
-or serving plaintext and TLS on the same port (--dual). Binds 127.0.0.1 only.
+serving plaintext and TLS on the same port (--dual), or accepting TLS 1.0 and 1.1 (--legacy). Binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import socket
 import ssl
 import threading
+import warnings
 
 TLS_HANDSHAKE = 0x16
 
@@ -56,12 +57,17 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--no-alpn", action="store_true", help="negotiate no ALPN, as stunnel does")
     parser.add_argument("--dual", action="store_true", help="also accept plaintext on the same port")
+    parser.add_argument("--legacy", action="store_true", help="also accept TLS 1.0 and 1.1 (deprecated, RFC 8996)")
     args = parser.parse_args()
     host, _, port = args.backend.rpartition(":")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     if not args.no_alpn:
         ctx.set_alpn_protocols(["h2"])
+    if args.legacy:
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated is the point of this variant
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     listener = socket.create_server(("127.0.0.1", args.listen))
     print(f"READY tlsproxy {args.listen} -> {args.backend}", flush=True)
     while True:

@@ -363,6 +363,8 @@ def print_lab(status: dict) -> None:
     if info.get("segments"):
         print("  segments: " + ", ".join(f"{name} {cidr} ({info['trust'][name]})" for name, cidr in info["segments"].items()))
         print(f"  firewall: nftables ruleset {info['ruleset']!r} in the router namespace; policy: {info['policy']}")
+        for rule in info.get("rules", []):
+            print(f"    forward: {rule}")
         print("  vantages: " + ", ".join(f"{name} {v['ip']}" for name, v in info["vantages"].items()))
     alive = {p["name"]: p["alive"] for p in status["processes"]}
     for e in status["endpoints"]:

@@ -56,7 +56,8 @@ def _loopback():
     _say("using the loopback lab (real TensorFlow processes on 127.0.0.1), one vantage…")
     with LoopbackLab() as lab:
         _say(f"scanning {len(lab.endpoints)} lab endpoints…")
-        result = scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback"))
+        # 5 s deadlines: the lab's ~30 processes share the machine with the scan.
+        result = scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback", timeout=5))
         _say("bringing the lab down…")
     return result
 

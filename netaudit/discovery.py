@@ -196,6 +196,18 @@ class _Sweep:
         return self.stats
 
 
+def _emitter(on_result: Callable[[PortResult], None], on_progress: Callable[[int], None]) -> Emit:
+    """Hand batches from a sweep thread to the event loop, where the scan's callbacks run."""
+    loop = asyncio.get_running_loop()
+
+    def deliver(done: int, batch: list[PortResult]) -> None:
+        for found in batch:
+            on_result(found)
+        on_progress(done)
+
+    return lambda done, batch: loop.call_soon_threadsafe(deliver, done, batch)
+
+
 def _child_sweep(targets: TargetSet, share: int, shares: int, concurrency: int, rate: float, timeout: float,
                  retries: int, report_all: bool, conn: Connection) -> None:
     """One forked worker's part of a large sweep: every `shares`-th probe, results sent back compactly."""
@@ -263,16 +275,7 @@ async def connect_scan(targets: TargetSet, *, concurrency: int = 512, rate: floa
                        on_progress: Callable[[int], None] = lambda done: None) -> DiscoveryStats:
     """TCP connect scan. Open ports, and every port of a host:port target (or all with `report_all`),
     reach `on_result` on the event loop as soon as their batch lands; `on_progress` gets counts."""
-    loop = asyncio.get_running_loop()
-
-    def deliver(done: int, batch: list[PortResult]) -> None:
-        for found in batch:
-            on_result(found)
-        on_progress(done)
-
-    def emit(done: int, batch: list[PortResult]) -> None:
-        loop.call_soon_threadsafe(deliver, done, batch)
-
+    emit = _emitter(on_result, on_progress)
     concurrency = raise_fd_limit(concurrency)
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     started = time.perf_counter()
@@ -524,17 +527,8 @@ async def syn_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 1
                    report_all: bool = False, on_result: Callable[[PortResult], None],
                    on_progress: Callable[[int], None] = lambda done: None) -> DiscoveryStats:
     """Discovery with raw SYN packets (root): tells closed (RST) from filtered (silence, ICMP unreachable)."""
-    loop = asyncio.get_running_loop()
+    emit = _emitter(on_result, on_progress)
     stop = threading.Event()
-
-    def deliver(done: int, batch: list[PortResult]) -> None:
-        for found in batch:
-            on_result(found)
-        on_progress(done)
-
-    def emit(done: int, batch: list[PortResult]) -> None:
-        loop.call_soon_threadsafe(deliver, done, batch)
-
     try:
         return await asyncio.to_thread(_syn_sweep, targets, timeout, retries, rate, report_all, emit, stop)
     finally:

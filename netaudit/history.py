@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import sqlite3
-import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .files import read_toml
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -149,13 +149,7 @@ class Acceptance:
 
 def load_accept_list(path: str) -> list[Acceptance]:
     """[[accept]] entries: id, or rule/host/port; and reason, owner, expires (a date), all required."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read accept list {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"accept list {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "accept list")
     out = []
     for index, entry in enumerate(data.get("accept", []), 1):
         missing = [k for k in ("reason", "owner", "expires") if not entry.get(k)]

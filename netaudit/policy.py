@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .files import read_toml
 from .targets import IPNetwork
 
 TRUST_LEVELS = ("trusted", "untrusted")
@@ -67,13 +67,7 @@ def _list(value, what: str, path: str) -> tuple[str, ...]:
 
 
 def load_policy(path: str) -> Policy:
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read policy {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"policy {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "policy")
     segments = {}
     for name, entry in (data.get("segments") or {}).items():
         if not isinstance(entry, dict):

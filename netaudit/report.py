@@ -5,7 +5,6 @@ and what the policy expects to be reachable but was not."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from typing import Any
 
 from .advice import build_advice
 from .errors import UsageError
+from .files import read_json
 from .model import SCHEMA, Finding, severity_rank
 from .policy import Policy
 from .scoring import scores, with_context
@@ -52,13 +52,7 @@ def policy_rules() -> dict[str, Any]:
 
 
 def load_scan(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read scan result {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"scan result {path} is not JSON: {exc}") from None
+    data = read_json(path, "scan result")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} is not a netaudit scan result (schema {SCHEMA!r} expected)")
     data["_path"] = path
@@ -67,13 +61,7 @@ def load_scan(path: str) -> dict[str, Any]:
 
 def load_scan_or_report(path: str) -> dict[str, Any]:
     """A --baseline file: a scan result or a merged report."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read baseline {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"baseline {path} is not JSON: {exc}") from None
+    data = read_json(path, "baseline")
     if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, REPORT_SCHEMA):
         raise UsageError(f"baseline {path} is not a netaudit scan result or report")
     return data

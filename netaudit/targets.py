@@ -7,7 +7,6 @@ and scope checks are set arithmetic, done before a single packet leaves.
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 import sys
 import tomllib
@@ -19,6 +18,7 @@ from importlib import resources
 from typing import Iterable, Iterator, TextIO
 
 from .errors import UsageError
+from .files import read_json
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -169,13 +169,7 @@ def _range(text: str) -> tuple[IPNetwork, ...]:
 
 def _tf_config_blocks(path: str) -> list[TargetBlock]:
     """Every task address in a TF_CONFIG (with "cluster") or a bare ClusterSpec dict."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read TF_CONFIG {path!r}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"TF_CONFIG {path!r} is not valid JSON: {exc}") from None
+    data = read_json(path, "TF_CONFIG")
     cluster = data.get("cluster", data) if isinstance(data, dict) else None
     if not isinstance(cluster, dict) or not cluster:
         raise UsageError(f"TF_CONFIG {path!r} has no cluster spec (expected {{\"cluster\": {{job: [host:port, …]}}}})")

@@ -32,7 +32,8 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lab_scan(lab):
     """One full scan of every lab endpoint, shared by the assertions that only read it."""
-    return scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback"))
+    # A generous deadline: 30 lab processes share two cores, and sslyze makes many handshakes per TLS port.
+    return scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback", timeout=5))
 
 
 def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

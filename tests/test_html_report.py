@@ -105,7 +105,7 @@ def test_hostile_report_in_headless_chromium(hostile_report, beacon):
     page = dom.stdout
     for section in ('id="summary"', 'id="inventory"', 'id="findings"', 'id="advice"', 'id="compliance"'):
         assert section in page
-    assert "critical findings" in page and page.count('class="card critical"') == 13
+    assert "critical findings" in page and page.count('class="card critical"') == 15
     assert "<title>netaudit report: TensorFlow server exposure</title>" in page  # no script changed it
     assert "data-pwned" not in page and "PWNED</title>" not in page
     assert "&lt;script&gt;document.title" in page  # the hostile text is shown, as text
@@ -147,7 +147,7 @@ def test_sarif_validates_against_the_official_schema(hostile_report):
     sarif = json.loads((hostile_report / "report.sarif").read_text())
     jsonschema.validate(sarif, schema)
     results = sarif["runs"][0]["results"]
-    assert len(results) == 42 and {r["level"] for r in results} == {"error", "warning"}
+    assert len(results) == 49 and {r["level"] for r in results} == {"error", "warning"}
     first = results[0]["locations"][0]
     assert first["physicalLocation"]["artifactLocation"]["uri"].startswith(("grpc://127.0.0.1:", "http://127.0.0.1:"))
     assert first["logicalLocations"][0]["kind"] == "resource"
@@ -158,6 +158,6 @@ def test_sarif_validates_against_the_official_schema(hostile_report):
 def test_junit_parses(hostile_report):
     root = ET.parse(hostile_report / "report.junit").getroot()
     suite = root.find("testsuite")
-    assert int(suite.get("failures")) == 42 and int(suite.get("tests")) >= 42
+    assert int(suite.get("failures")) == 49 and int(suite.get("tests")) >= 49
     assert all(case.find("failure").get("type") in ("critical", "high", "medium", "low")
                for case in suite.iter("testcase") if case.find("failure") is not None)

@@ -24,8 +24,9 @@ def test_lab_up_status_down_leaves_nothing(tmp_path):
         assert [e["name"] for e in state["endpoints"]] == [
             "train/chief:0", "train/worker:0", "train/worker:1", "train/ps:0", "mwms/worker:0", "mwms/worker:1",
             "modelserver/grpc", "modelserver/rest", "tls/no-alpn", "tls/expired", "tls/self-signed", "tls/mismatch",
-            "tls/dual", "tls/nginx-mtls", "modelserver-tls/grpc", "modelserver-mtls/grpc"]
-        assert "coordination leader" in up.stdout and up.stdout.count("[running]") == 16
+            "tls/dual", "tls/legacy", "tls/nginx-mtls", "tls/nginx-optional", "modelserver-tls/grpc",
+            "modelserver-mtls/grpc"]
+        assert "coordination leader" in up.stdout and up.stdout.count("[running]") == 18
         again = run_cli("lab", "up", env=env)
         assert again.returncode == 4 and "already up" in again.stderr
         targets = run_cli("lab", "status", "--targets", env=env).stdout.split()
@@ -97,7 +98,7 @@ def test_demo_loopback_variant(tmp_path):
     env = {"NETAUDIT_LAB_DIR": str(tmp_path / "lab-state")}
     proc = run_cli("demo", "--loopback", "-o", str(tmp_path / "report"), env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "findings: 13 critical, 10 high, 19 medium" in proc.stdout
+    assert "findings: 15 critical, 12 high, 22 medium" in proc.stdout
     data = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert data["vantage"] == "loopback" and [e["kind"] for e in data["endpoints"]].count("tf-server") == 11
+    assert data["vantage"] == "loopback" and [e["kind"] for e in data["endpoints"]].count("tf-server") == 13
     assert not (tmp_path / "lab-state").exists()

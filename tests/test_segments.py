@@ -156,3 +156,31 @@ def run_scan_in(lab, vantage: str, *args: str) -> dict:
 def test_lab_cli_scan_refuses_without_segmented_lab(tmp_path):
     proc = run_cli("lab", "scan", "corp", env={"NETAUDIT_LAB_DIR": str(tmp_path / "none")})
     assert proc.returncode == 2 and "needs the segmented lab" in proc.stderr
+
+
+def test_opening_a_firewall_rule_shows_up_as_new(seglab, tmp_path):
+    """History across a firewall change: isolated, then leaky (edge may now reach worker 0), then leaky again."""
+    from netaudit.cli import lab_scan_argv
+
+    store = tmp_path / "history.sqlite"
+
+    def edge_scan() -> dict:
+        argv = seglab.vantage_argv("edge", *lab_scan_argv("edge"), "--store", str(store))
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    seglab.apply_ruleset("isolated")
+    first = edge_scan()
+    assert first["findings"] == []
+    seglab.apply_ruleset("leaky")
+    second = edge_scan()
+    assert sorted((f["rule"], f["host"], f["state"]) for f in second["findings"]) == [
+        ("tf-profiler-exposed", "198.18.1.11", "new"), ("tf-server-unauthenticated-plaintext", "198.18.1.11", "new")]
+    assert second["diff"]["baseline"] == f"run {first['run_id']}" and second["diff"]["resolved"] == []
+    third = edge_scan()
+    assert {f["state"] for f in third["findings"]} == {"persisting"} and third["diff"]["new"] == []
+    seglab.apply_ruleset("isolated")
+    fourth = edge_scan()
+    assert sorted(f["rule"] for f in fourth["diff"]["resolved"]) == ["tf-profiler-exposed",
+                                                                     "tf-server-unauthenticated-plaintext"]

@@ -57,7 +57,7 @@ def test_named_tf_port_set_covers_the_reference_ports():
     (["198.18.1.1", "-p", "70000"], "port 70000"),
     (["198.18.1.1", "-p", "2222,x"], "bad port 'x'"),
     (["198.18.1.1", "-p", "9-3"], "runs backwards"),
-    (["tf-config:/nonexistent/tf.json"], "cannot read TF_CONFIG '/nonexistent/tf.json'"),
+    (["tf-config:/nonexistent/tf.json"], "cannot read TF_CONFIG /nonexistent/tf.json"),
     ([], "no targets given"),
     (["10.0.0.0/15"], "more than a /16"),
     (["198.18.1.1-0"], "the end comes before the start"),

@@ -9,7 +9,8 @@ from netaudit.probes.tls import TlsOptions
 from netaudit.scan import ScanOptions, scan
 from netaudit.targets import build_targets
 
-TLS_VARIANTS = ("tls/no-alpn", "tls/expired", "tls/self-signed", "tls/mismatch", "tls/dual", "tls/nginx-mtls",
+TLS_VARIANTS = ("tls/no-alpn", "tls/expired", "tls/self-signed", "tls/mismatch", "tls/dual", "tls/legacy",
+                "tls/nginx-mtls", "tls/nginx-optional",
                 "modelserver-tls/grpc", "modelserver-mtls/grpc", "decoy/tls")
 GOOD_CERT = {"subject": "CN=localhost", "issuer": "CN=netaudit lab CA", "sans": ["localhost", "127.0.0.1"],
              "expired": False, "self_signed": False, "hostname_match": True, "key": "EC secp256r1 (256)"}
@@ -32,7 +33,7 @@ def run(lab, client: bool):
     options = TlsOptions(ca_bundle=Path(facts["ca"]), client_cert=Path(facts["client_cert"]) if client else None,
                          client_key=Path(facts["client_key"]) if client else None)
     targets = [lab_endpoint(lab, name).target for name in TLS_VARIANTS]
-    result = scan(build_targets(targets), ScanOptions(tls=options))
+    result = scan(build_targets(targets), ScanOptions(tls=options, timeout=5))
     by_name = {}
     for name in TLS_VARIANTS:
         port = lab_endpoint(lab, name).port
@@ -64,6 +65,7 @@ def cert_subset(ep) -> dict:
     ("tls/self-signed", {"self_signed": True, "issuer": "CN=localhost"}, "tls-certificate-self-signed"),
     ("tls/mismatch", {"subject": "CN=wrong.example", "sans": ["wrong.example"], "hostname_match": False},
      "tls-certificate-hostname-mismatch"),
+    ("tls/legacy", {}, "tls-legacy-version"),
 ])
 def test_tf_server_behind_tls_proxies(lab, outsider, name, changes, extra_finding):
     ep, findings = outsider[name]
@@ -72,7 +74,8 @@ def test_tf_server_behind_tls_proxies(lab, outsider, name, changes, extra_findin
     assert (ep.details["job"], ep.details["task"]) == (expected.job, expected.task)
     tls = ep.details["tls"]
     assert tls["client_cert"] == "not requested"
-    assert tls["versions"] == ["TLSv1.2", "TLSv1.3"]
+    legacy = name == "tls/legacy"
+    assert tls["versions"] == (["TLSv1.0", "TLSv1.1"] if legacy else []) + ["TLSv1.2", "TLSv1.3"]
     assert cert_subset(ep) == {**GOOD_CERT, **changes}
     assert tls["trusted_ca_bundle"] is (not changes) and tls["trusted_public"] is False
     want = dict(TF_TLS_FINDINGS)
@@ -103,6 +106,14 @@ def test_nginx_requires_the_certificate_at_the_http_layer(outsider, insider):
     assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "mtls", True)
     assert (ep.details["job"], ep.details["task"]) == ("chief", 0)
     assert findings == {}
+
+
+def test_client_certificate_requested_but_not_required(outsider):
+    ep, findings = outsider["tls/nginx-optional"]
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "tls", False)
+    assert ep.details["tls"]["client_cert"] == "requested, not required"
+    assert (ep.details["job"], ep.details["task"]) == ("chief", 0)
+    assert findings == TF_TLS_FINDINGS
 
 
 def test_modelserver_tls_without_client_verify(outsider):
@@ -137,7 +148,7 @@ def test_tls_decoy_is_not_a_tf_server(outsider):
 
 
 def test_client_identity_changes_nothing_where_none_is_required(outsider, insider):
-    for name in ("tls/no-alpn", "tls/expired", "tls/dual", "modelserver-tls/grpc", "decoy/tls"):
+    for name in ("tls/no-alpn", "tls/expired", "tls/dual", "tls/nginx-optional", "modelserver-tls/grpc", "decoy/tls"):
         before, after = outsider[name][0], insider[name][0]
         assert (before.kind, before.transport, before.authenticated) == (after.kind, after.transport, after.authenticated)
         assert outsider[name][1] == insider[name][1]
