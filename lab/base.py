@@ -37,10 +37,6 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
 
 
-def default_state_dir() -> Path:
-    return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
-
-
 class Lab:
     kind = "base"
 

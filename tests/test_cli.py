@@ -7,7 +7,6 @@ import os
 import pty
 import socket
 import subprocess
-import sys
 
 from conftest import NETAUDIT, run_cli
 

@@ -4,7 +4,6 @@ survives killed runs and concurrent writers. Plus the Prometheus textfile output
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3

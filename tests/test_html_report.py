@@ -10,7 +10,6 @@ import subprocess
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 

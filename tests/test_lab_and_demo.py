@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 

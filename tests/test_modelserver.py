@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from netaudit import httpwire, protowire
+from netaudit import httpwire
 from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
 from netaudit.lab.processes import free_port, stop, wait_ready
 from netaudit.probes import modelserver_grpc, serving
