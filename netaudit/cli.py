@@ -299,9 +299,14 @@ def open_lab(args: argparse.Namespace):
     from .lab.base import saved_kind
     from .lab.loopback import LoopbackLab
 
+    from .demo import segments_missing
+
     kind = saved_kind()
     if kind is None and args.action == "up":
-        kind = "loopback" if args.loopback or os.geteuid() != 0 else "segments"
+        why = segments_missing()
+        if why and not args.loopback:
+            print(f"{why}: starting the loopback lab instead of network segments", file=sys.stderr)
+        kind = "loopback" if args.loopback or why else "segments"
     if kind == "segments":
         from .lab.segments import SegmentedLab
 
@@ -312,8 +317,6 @@ def open_lab(args: argparse.Namespace):
 def cmd_lab(args: argparse.Namespace) -> int:
     lab = open_lab(args)
     if args.action == "up":
-        if lab.kind == "loopback" and os.geteuid() != 0 and not args.loopback:
-            print("not root: starting the loopback lab instead of network segments", file=sys.stderr)
         print(f"starting the {lab.kind} lab (real TensorFlow processes; this takes a few seconds)…", file=sys.stderr)
         lab.up()
         print_lab(lab.status())

@@ -8,6 +8,7 @@ Either way the lab comes down again, also when something fails.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -62,12 +63,23 @@ def _loopback():
     return result
 
 
+def segments_missing() -> str | None:
+    """Why the segmented lab cannot be built here (it needs root, iproute2 and nftables), or None."""
+    if os.geteuid() != 0:
+        return "not root"
+    tools = [t for t in ("ip", "nft") if shutil.which(t) is None]
+    return f"{' and '.join(tools)} not installed" if tools else None
+
+
 def run_demo(out_dir: Path, loopback: bool = False) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out_dir}: {exc.strerror}") from None
-    result = _loopback() if loopback or os.geteuid() != 0 else _segmented(out_dir)
+    missing = segments_missing()
+    if missing and not loopback:
+        _say(f"cannot build network segments ({missing}); falling back to the loopback lab")
+    result = _loopback() if loopback or missing else _segmented(out_dir)
     for name, fmt in OUTPUTS.items():
         (out_dir / name).write_text(FORMATS[fmt](result), encoding="utf-8")
     counts = Counter(f.severity for f in result.findings)
