@@ -91,8 +91,3 @@ class ScanResult:
             "stats": self.stats,
             "options": self.options,
         }
-
-    def worst_severity(self) -> str | None:
-        if not self.findings:
-            return None
-        return max((f.severity for f in self.findings), key=severity_rank)

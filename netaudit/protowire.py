@@ -76,9 +76,6 @@ class Fields:
         found = self.blobs(number)
         return found[-1].decode("utf-8", "replace") if found else default
 
-    def strs(self, number: int) -> list[str]:
-        return [b.decode("utf-8", "replace") for b in self.blobs(number)]
-
     def messages(self, number: int) -> list[Fields]:
         return [decode(b) for b in self.blobs(number)]
 

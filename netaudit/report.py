@@ -42,8 +42,6 @@ class Report:
         data["advice"] = build_advice(data)
         return data
 
-    def worst_severity(self) -> str | None:
-        return max((f.severity for f in self.findings), key=severity_rank, default=None)
 
 
 @cache

@@ -20,7 +20,6 @@ from typing import Any
 CLIENT_AUTH = {"DISABLED": "not requested", "OPTIONAL": "requested, not required", "REQUIRED": "required"}
 VERSION_SCANS = (("TLSv1.0", "tls_1_0_cipher_suites"), ("TLSv1.1", "tls_1_1_cipher_suites"),
                  ("TLSv1.2", "tls_1_2_cipher_suites"), ("TLSv1.3", "tls_1_3_cipher_suites"))
-OLD_VERSIONS = ("TLSv1.0", "TLSv1.1")
 VERSION_NAMES = {"SSL_2_0": "SSLv2", "SSL_3_0": "SSLv3", "TLS_1_0": "TLSv1.0", "TLS_1_1": "TLSv1.1",
                  "TLS_1_2": "TLSv1.2", "TLS_1_3": "TLSv1.3"}
 PUBLIC_STORE = "Mozilla"
