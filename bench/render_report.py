@@ -41,7 +41,7 @@ def synthetic(endpoints: int, findings: int) -> ScanResult:
     rules = [r for r in load_rules() if r.id in ("tf-server-unauthenticated-plaintext", "tf-profiler-exposed",
                                                  "modelserver-reload-exposed", "modelserver-plaintext")]
     per_endpoint = max(1, findings // endpoints)
-    for index, ep in enumerate(result.endpoints):
+    for ep in result.endpoints:
         for rule in (rules[:2] if ep.kind == "tf-server" else rules[2:])[:per_endpoint]:
             result.findings.append(rule.finding(ep))
     return result

@@ -25,6 +25,7 @@ GrpcProbe = Callable[[RpcSession, ProbeContext], Awaitable[Outcome]]
 # Most specific first: a TF server also answers the generic gRPC probe, as UNIMPLEMENTED.
 GRPC_PROBES: tuple[GrpcProbe, ...] = (tf_runtime.probe, modelserver_grpc.probe, grpc_generic.probe)
 SERVING_KINDS = ("modelserver-grpc", "modelserver-rest")
+TLS_ATTEMPTS = 2
 
 KIND_BY_PROTOCOL = {"http": ("http", "plaintext"), "tls": ("tls", "tls"),
                     "banner": ("unknown", "unknown"), "silent": ("unknown", "unknown")}
@@ -65,15 +66,23 @@ async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
 
 async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, tls_ctx: ssl.SSLContext,
                          credentials: str) -> tuple[list[Outcome], list[int]]:
-    """The gRPC probes through a TLS relay; returns their outcomes and any HTTP statuses a proxy sent."""
-    relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
-    address = await relay.start()
-    session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials)
-    try:
-        outcomes = await _run_grpc_probes(endpoint, session, ctx)
-    finally:
-        await relay.close()
-    endpoint.evidence.extend(relay.errors[:3])
+    """The gRPC probes through a TLS relay; returns their outcomes and any HTTP statuses a proxy sent.
+
+    When the TLS connection itself failed (a busy host, a proxy still draining another scanner's
+    handshakes) and nothing answered, nothing was learned about the service, so that gets one more try.
+    A TLS port that connects but does not speak gRPC is not retried: trying again would learn nothing."""
+    for attempt in range(1, TLS_ATTEMPTS + 1):
+        relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
+        address = await relay.start()
+        session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials)
+        try:
+            outcomes = await _run_grpc_probes(endpoint, session, ctx)
+        finally:
+            await relay.close()
+        endpoint.evidence.extend(relay.errors[:3])
+        if session.replies or not relay.errors or attempt == TLS_ATTEMPTS:
+            break
+        endpoint.evidence.append(f"no gRPC answer through TLS (attempt {attempt} of {TLS_ATTEMPTS}): trying again")
     return outcomes, sorted({r.http_status for r in session.replies if r.http_status})
 
 
@@ -140,7 +149,7 @@ def _plaintext_error(found: Sniff) -> bool:
 
 
 async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
-                      tls_options: TlsOptions = TlsOptions()) -> None:
+                      tls_options: TlsOptions | None = None) -> None:
     """Fill in kind, transport, services and evidence of an open endpoint."""
     found = await sniff(endpoint.host, endpoint.port, timeout)
     endpoint.evidence.extend(found.evidence)
@@ -156,7 +165,7 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
             endpoint.evidence.extend(also.evidence)
     endpoint.details["protocol"] = found.protocol
     if found.protocol == "tls":
-        await _tls(endpoint, found, timeout, ctx, tls_options)
+        await _tls(endpoint, found, timeout, ctx, tls_options or TlsOptions())
     elif found.protocol == "h2":
         await _grpc(endpoint, timeout, ctx)
         if endpoint.kind is None:

@@ -133,7 +133,7 @@ def _proves(sig: Signature, reply: Reply) -> bool:
 
 async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     replies = await asyncio.gather(*(session.unary(sig.method, sig.request) for sig in SIGNATURES))
-    found = {sig.service: reply for sig, reply in zip(SIGNATURES, replies) if _proves(sig, reply)}
+    found = {sig.service: reply for sig, reply in zip(SIGNATURES, replies, strict=True) if _proves(sig, reply)}
     status = replies[0]
     try:
         devices = decode_devices(status.body) if status.ok else []
@@ -160,7 +160,7 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     elif "tensorflow.CoordinationService" in found:
         out.details["coordination_service"] = "registered, not enabled on this task"
     markers = await asyncio.gather(*(session.unary(m.method, MALFORMED) for m in VERSION_MARKERS))
-    registered = {m.method: reply.registered for m, reply in zip(VERSION_MARKERS, markers)}
+    registered = {m.method: reply.registered for m, reply in zip(VERSION_MARKERS, markers, strict=True)}
     for marker in SERVICE_MARKERS:
         reply = next(r for r in replies if r.method == marker.method)
         registered[marker.method] = reply.registered

@@ -70,7 +70,7 @@ def cert_subset(ep) -> dict:
 def test_tf_server_behind_tls_proxies(lab, outsider, name, changes, extra_finding):
     ep, findings = outsider[name]
     expected = lab_endpoint(lab, name)
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "tls", False)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "tls", False), ep.evidence
     assert (ep.details["job"], ep.details["task"]) == (expected.job, expected.task)
     tls = ep.details["tls"]
     assert tls["client_cert"] == "not requested"
@@ -90,7 +90,7 @@ def test_tf_server_behind_tls_proxies(lab, outsider, name, changes, extra_findin
 
 def test_plaintext_and_tls_on_one_port_is_a_downgrade(outsider):
     ep, findings = outsider["tls/dual"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "plaintext", False)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "plaintext", False), ep.evidence
     assert ep.details["downgrade"] == "plaintext and TLS (TLSv1.3) on the same port"
     assert findings == {"tf-server-unauthenticated-plaintext": "critical", "tls-downgrade": "high",
                         "tf-profiler-exposed": "medium"}
@@ -98,19 +98,19 @@ def test_plaintext_and_tls_on_one_port_is_a_downgrade(outsider):
 
 def test_nginx_requires_the_certificate_at_the_http_layer(outsider, insider):
     ep, findings = outsider["tls/nginx-mtls"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "mtls", True)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "mtls", True), ep.evidence
     assert ep.details["tls"]["client_cert"] == "required at the HTTP layer (HTTP 400 without a certificate)"
     assert any("Received http2 header with status: 400" in line for line in ep.evidence)
     assert findings == {}
     ep, findings = insider["tls/nginx-mtls"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "mtls", True)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "mtls", True), ep.evidence
     assert (ep.details["job"], ep.details["task"]) == ("chief", 0)
     assert findings == {}
 
 
 def test_client_certificate_requested_but_not_required(outsider):
     ep, findings = outsider["tls/nginx-optional"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "tls", False)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "tls", False), ep.evidence
     assert ep.details["tls"]["client_cert"] == "requested, not required"
     assert (ep.details["job"], ep.details["task"]) == ("chief", 0)
     assert findings == TF_TLS_FINDINGS
@@ -118,7 +118,7 @@ def test_client_certificate_requested_but_not_required(outsider):
 
 def test_modelserver_tls_without_client_verify(outsider):
     ep, findings = outsider["modelserver-tls/grpc"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-grpc", "tls", False)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-grpc", "tls", False), ep.evidence
     assert ep.details["tls"]["client_cert"] == "not requested" and cert_subset(ep) == GOOD_CERT
     assert ep.details["tls"]["trusted_ca_bundle"] is True
     assert findings == {"modelserver-reload-exposed": "critical", "modelserver-predict-exposed": "high",
@@ -127,12 +127,12 @@ def test_modelserver_tls_without_client_verify(outsider):
 
 def test_modelserver_with_client_verify(outsider, insider):
     ep, findings = outsider["modelserver-mtls/grpc"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "mtls", True)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "mtls", True), ep.evidence
     assert ep.details["tls"]["client_cert"] == "required"
     assert cert_subset(ep) == GOOD_CERT and ep.details["tls"]["trusted_ca_bundle"] is True
     assert findings == {}
     ep, findings = insider["modelserver-mtls/grpc"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-grpc", "mtls", True)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-grpc", "mtls", True), ep.evidence
     assert list(ep.details["models"]) == ["half_plus_two"]
     assert ep.details["admin_reload"].startswith("reachable with the --client-cert identity")
     assert findings == {}
@@ -140,7 +140,7 @@ def test_modelserver_with_client_verify(outsider, insider):
 
 def test_tls_decoy_is_not_a_tf_server(outsider):
     ep, findings = outsider["decoy/tls"]
-    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "tls", None)
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "tls", None), ep.evidence
     tls = ep.details["tls"]
     assert (tls["alpn"], tls["client_cert"]) == ("http/1.1", "not requested")
     assert tls["certificate"]["self_signed"] is True and tls["certificate"]["hostname_match"] is False
