@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base import Lab, LabEndpoint
 from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
 from .netns import NetnsError, ip_command
-from .processes import module_argv, spawn
+from .processes import log_tail, module_argv, spawn, stop, wait_ready
 
 SEGMENTS = {"cluster": "198.18.1", "apps": "198.18.2", "corp": "198.18.3", "edge": "198.18.4"}
 TRUST = {"cluster": "trusted", "apps": "trusted", "corp": "untrusted", "edge": "untrusted"}
@@ -172,3 +173,35 @@ class SegmentedLab(Lab):
         if not self.namespaces:
             self.load()
         return ["ip", "netns", "exec", self.netns(VANTAGES[vantage]), *argv]
+
+    def impair(self, vantage: str, delay_ms: int, loss: float) -> str:
+        """Loss and delay on a vantage host's link, held by a lab process until cleared or `lab down`;
+        returns how it was applied (netem, or the delay line where the kernel has no netem)."""
+        self.clear_impairment(vantage)
+        argv = self.vantage_argv(vantage, *module_argv("netaudit.lab.impair", "--delay-ms", str(delay_ms),
+                                                       "--loss", f"{loss:g}"))
+        proc = spawn(f"impair-{vantage}", argv, self.dir)
+        self.processes.append(proc)
+        self._save()
+        wait_ready([proc], time.monotonic() + 30)
+        how = next(line for line in Path(proc.log).read_text().splitlines() if line.startswith("READY"))[6:]
+        self.info.setdefault("impaired", {})[vantage] = how
+        self._save()
+        return how
+
+    def clear_impairment(self, vantage: str) -> str | None:
+        """Stop the vantage's impairment, if any; returns what its process reported on the way out."""
+        if not self.namespaces:
+            self.load()
+        held = [p for p in self.processes if p.name == f"impair-{vantage}"]
+        if not held:
+            return None
+        stop(held)
+        run_in(self.netns(VANTAGES[vantage]), *module_argv("netaudit.lab.impair", "--undo"))
+        report = log_tail(held[0], 1).strip()
+        for proc in held:
+            self.processes.remove(proc)
+            Path(proc.log).unlink(missing_ok=True)
+        self.info.get("impaired", {}).pop(vantage, None)
+        self._save()
+        return report

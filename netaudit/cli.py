@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--rate", type=positive_float, default=0, metavar="N",
                       help="at most N new connections per second (default: unlimited)")
     scan.add_argument("--retries", type=non_negative_int, default=1, metavar="N",
-                      help="retries for a port that gave no answer (default 1)")
+                      help="retries for a port that gave no answer, and for a gRPC connection still being set up or "
+                      "a call whose deadline passed (default 1)")
     scan.add_argument("--max-time", type=positive_float, metavar="SECONDS",
                       help="stop after this long; the output is marked incomplete and the exit code is 3")
     scan.add_argument("--model-names", metavar="FILE",
@@ -136,9 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "`cluster`. Without root (or with --loopback) it starts the loopback lab on 127.0.0.1: TF "
                          "clusters, a ModelServer, TLS variants and decoys. Needs: pip install 'netaudit[lab]'.",
                          epilog="examples:\n  netaudit lab up\n  netaudit lab scan edge -o edge.json\n"
-                                "  netaudit lab ruleset isolated\n  netaudit lab down")
-    lab.add_argument("action", choices=["up", "down", "status", "scan", "ruleset"],
-                     help="scan VANTAGE: scan the cluster segment from that segment; ruleset NAME: swap the firewall")
+                                "  netaudit lab ruleset isolated\n  netaudit lab impair edge --delay 200 --loss 10\n"
+                                "  netaudit lab impair edge --clear\n  netaudit lab down")
+    lab.add_argument("action", choices=["up", "down", "status", "scan", "ruleset", "impair"],
+                     help="scan VANTAGE: scan the cluster segment from that segment; ruleset NAME: swap the firewall; "
+                     "impair VANTAGE: packet loss and delay on that host's link (tc netem, or a delay line where "
+                     "the kernel has no netem)")
     lab.add_argument("name", nargs="?", metavar="VANTAGE|RULESET", help="for scan and ruleset")
     lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
     lab.add_argument("--no-decoys", action="store_true", help="up, loopback lab: start no decoys")
@@ -147,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
     lab.add_argument("--engine", choices=ENGINES, default="connect", help="scan: discovery engine")
     lab.add_argument("-o", "--output", metavar="FILE", help="scan: write the JSON result here (default stdout)")
+    lab.add_argument("--delay", type=int, default=200, metavar="MS", help="impair: added delay (default 200 ms)")
+    lab.add_argument("--loss", type=float, default=10.0, metavar="PCT",
+                     help="impair: percent of packets lost each way (default 10)")
+    lab.add_argument("--clear", action="store_true", help="impair: remove the vantage's impairment")
 
     report = sub.add_parser("report", help="merge scans from several vantages, apply a policy, render",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -323,7 +331,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     elif args.action == "down":
         killed = lab.down()
         print("lab is down" + (f" (SIGKILL needed for: {', '.join(killed)})" if killed else ""))
-    elif args.action in ("scan", "ruleset"):
+    elif args.action in ("scan", "ruleset", "impair"):
         if lab.kind != "segments" or not lab.load():
             raise UsageError(f"`lab {args.action}` needs the segmented lab: run `netaudit lab up` as root first")
         if args.action == "ruleset":
@@ -335,6 +343,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             return EXIT_OK
         if args.name not in lab.info["vantages"]:
             raise UsageError(f"unknown vantage {args.name!r}; the lab has {', '.join(lab.info['vantages'])}")
+        if args.action == "impair":
+            return impair_vantage(lab, args)
         import subprocess
 
         argv = lab.vantage_argv(args.name, *lab_scan_argv(args.name, args.engine))
@@ -348,6 +358,19 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print("\n".join(e["host"] + ":" + str(e["port"]) for e in status["endpoints"]))
         else:
             print_lab(status)
+    return EXIT_OK
+
+
+def impair_vantage(lab, args: argparse.Namespace) -> int:
+    if args.clear:
+        report = lab.clear_impairment(args.name)
+        print(f"{args.name}: " + (report or "was not impaired"))
+        return EXIT_OK
+    from .lab.impair import out_of_range
+
+    if problem := out_of_range(args.delay, args.loss):
+        raise UsageError(f"lab impair: {problem}")
+    print(f"{args.name}: {lab.impair(args.name, args.delay, args.loss)}")
     return EXIT_OK
 
 
@@ -369,6 +392,8 @@ def print_lab(status: dict) -> None:
         for rule in info.get("rules", []):
             print(f"    forward: {rule}")
         print("  vantages: " + ", ".join(f"{name} {v['ip']}" for name, v in info["vantages"].items()))
+        for name, how in info.get("impaired", {}).items():
+            print(f"  impaired: {name}: {how}")
     alive = {p["name"]: p["alive"] for p in status["processes"]}
     for e in status["endpoints"]:
         role = f"{e['job']}:{e['task']}" if e["job"] else ""

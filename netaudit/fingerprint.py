@@ -41,8 +41,15 @@ def _apply(endpoint: Endpoint, outcome: Outcome) -> None:
     endpoint.evidence.extend(outcome.evidence)
 
 
-def _session(endpoint: Endpoint, timeout: float) -> RpcSession:
-    return RpcSession(endpoint.address, timeout, transport="plaintext h2c")
+def _session(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> RpcSession:
+    return RpcSession(endpoint.address, timeout, transport="plaintext h2c", retries=ctx.retries)
+
+
+def _count(endpoint: Endpoint, session: RpcSession) -> None:
+    """RPCs sent (each attempt counts) and how many needed another wait, for the safety tests and stats."""
+    endpoint.details["rpc_calls"] = endpoint.details.get("rpc_calls", 0) + len(session.calls)
+    if session.retried:
+        endpoint.details["rpc_retries"] = endpoint.details.get("rpc_retries", 0) + session.retried
 
 
 async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeContext) -> list[Outcome]:
@@ -53,13 +60,13 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
                 outcomes.append(await probe(session, ctx))
     finally:
         endpoint.evidence.extend(session.transcript)
-        endpoint.details["rpc_calls"] = endpoint.details.get("rpc_calls", 0) + len(session.calls)
+        _count(endpoint, session)
         await session.close()
     return outcomes
 
 
 async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
-    for outcome in await _run_grpc_probes(endpoint, _session(endpoint, timeout), ctx):
+    for outcome in await _run_grpc_probes(endpoint, _session(endpoint, timeout, ctx), ctx):
         _apply(endpoint, outcome)
     endpoint.transport = "plaintext"
 
@@ -74,7 +81,8 @@ async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, 
     for attempt in range(1, TLS_ATTEMPTS + 1):
         relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
         address = await relay.start()
-        session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials)
+        session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials,
+                             retries=ctx.retries)
         try:
             outcomes = await _run_grpc_probes(endpoint, session, ctx)
         finally:
@@ -198,11 +206,12 @@ async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeC
         if ep.kind == "modelserver-rest":
             more = await modelserver_rest.inventory(ep.host, ep.port, timeout, missing, ep.evidence)
         else:
-            session = _session(ep, timeout)
+            session = _session(ep, timeout, ctx)
             try:
                 more = await modelserver_grpc.inventory(session, missing)
             finally:
                 ep.evidence.extend(session.transcript)
+                _count(ep, session)
                 await session.close()
         ep.evidence.append(f"model names learned from other ports of {ep.host}: {', '.join(missing)}")
         ep.details["models"] = dict(sorted({**ep.details.get("models", {}), **more}.items()))

@@ -64,11 +64,14 @@ def describe_request(request: bytes) -> str:
 
 class RpcSession:
     def __init__(self, address: str, timeout: float, transport: str = "plaintext", authority: str | None = None,
-                 credentials: str = "no credentials"):
+                 credentials: str = "no credentials", retries: int = 0):
         """`address` may be a local TLS relay; `authority` is then the real target, sent as :authority.
-        `credentials` says what identity the calls carry, for transcripts and findings."""
+        `credentials` says what identity the calls carry, for transcripts and findings. `retries` is the
+        scan's --retries, spent on a slow connection set-up and on calls whose deadline passed."""
         self.address = address
         self.timeout = timeout
+        self.retries = retries
+        self.retried = 0
         self.transport = transport
         self.credentials = credentials
         options = CHANNEL_OPTIONS + ([("grpc.default_authority", authority)] if authority else [])
@@ -77,29 +80,61 @@ class RpcSession:
         self.calls: list[tuple[str, bytes]] = []
         self.replies: list[Reply] = []
 
+    async def _watch(self, seen: set[grpc.ChannelConnectivity]) -> None:
+        state = self.channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            seen.add(state)
+            await self.channel.wait_for_state_change(state)
+            state = self.channel.get_state()
+
     async def ready(self) -> bool:
+        """Connected within the deadline, or, on a slow or lossy link where the connection is still being
+        set up (TCP retransmitting), within up to `retries` more deadlines. A connection that failed
+        (refused, reset, not HTTP/2) is not waited on again."""
+        seen: set[grpc.ChannelConnectivity] = set()
+        watcher = asyncio.ensure_future(self._watch(seen))
         try:
-            await asyncio.wait_for(self.channel.channel_ready(), self.timeout)
-            return True
-        except (asyncio.TimeoutError, grpc.aio.AioRpcError):
-            self.transcript.append(f"-> {self.address}: gRPC channel not ready within {self.timeout:g}s")
-            return False
+            for wait in range(self.retries + 1):
+                try:
+                    await asyncio.wait_for(asyncio.shield(watcher), self.timeout)
+                except asyncio.TimeoutError:
+                    if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen:
+                        break
+                    continue
+                if wait:
+                    self.retried += 1
+                    self.transcript.append(f"-> {self.address}: gRPC channel ready after {wait + 1} waits of "
+                                           f"{self.timeout:g}s (slow link)")
+                return True
+        finally:
+            watcher.cancel()
+        failed = " (the connection failed)" if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen else ""
+        self.transcript.append(f"-> {self.address}: gRPC channel not ready within {self.timeout * (wait + 1):g}s"
+                               + failed)
+        return False
 
     async def unary(self, method: str, request: bytes = b"", note: str | None = None) -> Reply:
-        """`note` says what the request holds, for the transcript (e.g. the model name asked for)."""
+        """`note` says what the request holds, for the transcript (e.g. the model name asked for).
+        A call whose deadline passed is sent again up to `retries` times: on a lossy link the reply may
+        simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
-        self.calls.append((method, request))
         call = self.channel.unary_unary(method)
-        try:
-            body = await call(request, timeout=self.timeout)
-            reply = Reply(method, "OK", "", body)
-        except grpc.aio.AioRpcError as exc:
-            reply = Reply(method, exc.code().name, exc.details() or "")
+        for attempt in range(self.retries + 1):
+            self.calls.append((method, request))
+            try:
+                body = await call(request, timeout=self.timeout)
+                reply = Reply(method, "OK", "", body)
+            except grpc.aio.AioRpcError as exc:
+                reply = Reply(method, exc.code().name, exc.details() or "")
+            if reply.code != "DEADLINE_EXCEEDED":
+                break
+        self.retried += attempt > 0
         self.replies.append(reply)
         self.transcript.append(
             f"-> {method} ({note or describe_request(request)}, {self.credentials}, {self.transport}) "
             f"<- {reply.code}" + (f" {reply.details!r}" if reply.details else "")
-            + (f" [{len(reply.body)}-byte response]" if reply.ok else ""))
+            + (f" [{len(reply.body)}-byte response]" if reply.ok else "")
+            + (f" (sent {attempt + 1} times: deadline passed)" if attempt else ""))
         return reply
 
     async def stream_first(self, method: str, request: bytes) -> Reply:

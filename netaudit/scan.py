@@ -46,7 +46,7 @@ def now() -> str:
 
 async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress) -> None:
     probe_slots = asyncio.Semaphore(opts.probe_concurrency)
-    ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)))
+    ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
     pending: list[asyncio.Task] = []
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
@@ -90,6 +90,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         from .fingerprint import cross_reference
 
         await cross_reference(result.endpoints, opts.timeout, ctx)
+    result.stats["probe_retried"] = sum(1 for e in result.endpoints if e.details.get("rpc_retries"))
 
 
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:

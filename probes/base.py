@@ -27,6 +27,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """What a scan knows before it probes: the model names to try (built-in list plus --model-names)."""
+    """What a scan knows before it probes: the model names to try (built-in list plus --model-names), and
+    how many more times a slow gRPC connection or a late reply is waited for (--retries)."""
 
     model_names: tuple[str, ...] = BUILTIN_MODEL_NAMES
+    retries: int = 1
