@@ -159,7 +159,7 @@ def _plaintext_error(found: Sniff) -> bool:
 async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
                       tls_options: TlsOptions | None = None) -> None:
     """Fill in kind, transport, services and evidence of an open endpoint."""
-    found = await sniff(endpoint.host, endpoint.port, timeout)
+    found = await sniff(endpoint.host, endpoint.port, timeout, retries=ctx.retries)
     endpoint.evidence.extend(found.evidence)
     if found.protocol in ("h2", "http"):
         also = await tls_handshake(endpoint.host, endpoint.port, timeout)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
+from .probes.base import deadlines
 from .probes.safety import MALFORMED, check_call
 
 HTTP_STATUS = re.compile(r"Received http2 header with status: (\d+)")
@@ -93,23 +94,24 @@ class RpcSession:
         (refused, reset, not HTTP/2) is not waited on again."""
         seen: set[grpc.ChannelConnectivity] = set()
         watcher = asyncio.ensure_future(self._watch(seen))
+        waits = deadlines(self.timeout, self.retries)
         try:
-            for wait in range(self.retries + 1):
+            for wait, deadline in enumerate(waits):
                 try:
-                    await asyncio.wait_for(asyncio.shield(watcher), self.timeout)
+                    await asyncio.wait_for(asyncio.shield(watcher), deadline)
                 except asyncio.TimeoutError:
                     if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen:
                         break
                     continue
                 if wait:
                     self.retried += 1
-                    self.transcript.append(f"-> {self.address}: gRPC channel ready after {wait + 1} waits of "
-                                           f"{self.timeout:g}s (slow link)")
+                    self.transcript.append(f"-> {self.address}: gRPC channel ready within {sum(waits[:wait + 1]):g}s, "
+                                           f"after {wait + 1} waits (slow link)")
                 return True
         finally:
             watcher.cancel()
         failed = " (the connection failed)" if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen else ""
-        self.transcript.append(f"-> {self.address}: gRPC channel not ready within {self.timeout * (wait + 1):g}s"
+        self.transcript.append(f"-> {self.address}: gRPC channel not ready within {sum(waits[:wait + 1]):g}s"
                                + failed)
         return False
 
@@ -119,10 +121,10 @@ class RpcSession:
         simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
         call = self.channel.unary_unary(method)
-        for attempt in range(self.retries + 1):
+        for attempt, deadline in enumerate(deadlines(self.timeout, self.retries)):
             self.calls.append((method, request))
             try:
-                body = await call(request, timeout=self.timeout)
+                body = await call(request, timeout=deadline)
                 reply = Reply(method, "OK", "", body)
             except grpc.aio.AioRpcError as exc:
                 reply = Reply(method, exc.code().name, exc.details() or "")

@@ -12,6 +12,8 @@ import asyncio
 import ssl
 from dataclasses import dataclass, field
 
+from .base import deadlines
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 H2_FRAME_SETTINGS = 0x04
@@ -108,12 +110,38 @@ async def _http_get(host: str, port: int, timeout: float) -> Sniff | None:
     return _classify_reply(reply, "after HTTP/1.1 GET /") if reply else None
 
 
-async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5) -> Sniff:
+async def _connect(host: str, port: int, timeout: float, retries: int) -> tuple[asyncio.StreamReader,
+                                                                                asyncio.StreamWriter, int]:
+    """A connection within the deadline, or after up to `retries` longer ones when it timed out (a lost
+    SYN); a refusal is final. Returns how many tries it took."""
+    *early, last = deadlines(timeout, retries)
+    for attempt, wait in enumerate(early, 1):
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
+            return reader, writer, attempt
+        except asyncio.TimeoutError:
+            pass
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), last)
+    return reader, writer, len(early) + 1
+
+
+async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5, retries: int = 0) -> Sniff:
     """Classify one open port. Each step has its own deadline; the whole costs at most a few of them."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer, tries = await _connect(host, port, timeout, retries)
     except (asyncio.TimeoutError, OSError) as exc:
         return Sniff("silent", [f"connection failed during fingerprinting: {exc!r}"])
+    found = await _classify(host, port, reader, writer, timeout, banner_wait, retries)
+    if tries > 1:
+        found.evidence.insert(0, f"fingerprint connection took {tries} tries (slow link)")
+    return found
+
+
+async def _classify(host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    timeout: float, banner_wait: float, retries: int) -> Sniff:
+    # A gRPC server's SETTINGS frame lost twice on a lossy link arrives after two retransmission timeouts:
+    # silence after the preface is waited out for `retries` more deadlines before it counts as silence.
+    reply_wait = timeout * (retries + 1)
     reply: bytes | None = None
     closed_early = ""
     try:
@@ -129,7 +157,7 @@ async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5) 
         else:
             writer.write(H2_PREFACE + H2_EMPTY_SETTINGS)
             await writer.drain()
-            reply = await _read(reader, timeout)
+            reply = await _read(reader, reply_wait)
             if reply:
                 found = _classify_reply(reply, "after HTTP/2 preface")
                 if found:
@@ -149,4 +177,4 @@ async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5) 
         return Sniff("banner", [f"after HTTP/2 preface: server sent {len(reply)} bytes: {printable(reply)}"],
                      banner=reply)
     return Sniff("silent", [f"accepted the connection but sent nothing, neither on connect nor after an HTTP/2 "
-                            f"preface ({banner_wait + timeout:g}s); no TLS handshake; no reply to HTTP/1.1 GET"])
+                            f"preface ({banner_wait + reply_wait:g}s); no TLS handshake; no reply to HTTP/1.1 GET"])
