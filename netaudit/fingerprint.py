@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from .model import Endpoint
@@ -71,9 +72,19 @@ async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
     endpoint.transport = "plaintext"
 
 
+@dataclass
+class Inside:
+    """What the gRPC probes met through the TLS layer."""
+
+    outcomes: list[Outcome]
+    http_statuses: list[int]
+    failure: str | None  # the TLS connection for the probes itself failed, and nothing answered
+
+
 async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, tls_ctx: ssl.SSLContext,
-                         credentials: str) -> tuple[list[Outcome], list[int]]:
-    """The gRPC probes through a TLS relay; returns their outcomes and any HTTP statuses a proxy sent.
+                         credentials: str) -> Inside:
+    """The gRPC probes through a TLS relay: their outcomes, any HTTP statuses a proxy sent, and why the
+    probes never reached the service, when they did not.
 
     When the TLS connection itself failed (a busy host, a proxy still draining another scanner's
     handshakes) and nothing answered, nothing was learned about the service, so that gets one more try.
@@ -91,7 +102,8 @@ async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, 
         if session.replies or not relay.errors or attempt == TLS_ATTEMPTS:
             break
         endpoint.evidence.append(f"no gRPC answer through TLS (attempt {attempt} of {TLS_ATTEMPTS}): trying again")
-    return outcomes, sorted({r.http_status for r in session.replies if r.http_status})
+    failure = relay.errors[0] if relay.errors and not session.replies else None
+    return Inside(outcomes, sorted({r.http_status for r in session.replies if r.http_status}), failure)
 
 
 async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeContext, options: TlsOptions) -> None:
@@ -118,27 +130,34 @@ async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeConte
         return
     if details.get("alpn") is None and details.get("version"):
         details["alpn_note"] = "no ALPN h2 negotiated: current gRPC clients refuse this peer"
-    outcomes: list[Outcome] = []
+    inside: Inside | None = None
     if not required:
-        outcomes, statuses = await _grpc_over_tls(endpoint, timeout, ctx, client_context(), "no credentials")
-        if not any(o.kind for o in outcomes) and 400 in statuses:
+        inside = await _grpc_over_tls(endpoint, timeout, ctx, client_context(), "no credentials")
+        if not any(o.kind for o in inside.outcomes) and 400 in inside.http_statuses:
             required = True
             endpoint.transport = "mtls"
             details["client_cert"] = "required at the HTTP layer (HTTP 400 without a certificate)"
     if required:
         endpoint.authenticated = True
         endpoint.evidence.append("without a client certificate the server refuses the connection: authenticated")
+        inside = None  # what an outsider met says nothing about the service behind the certificate check
         if options.client_cert:
-            outcomes, _ = await _grpc_over_tls(endpoint, timeout, ctx,
-                                               client_context(options.client_cert, options.client_key),
-                                               "the --client-cert identity")
-    kind_found = next((o for o in outcomes if o.kind), None)
-    if kind_found:
+            inside = await _grpc_over_tls(endpoint, timeout, ctx,
+                                          client_context(options.client_cert, options.client_key),
+                                          "the --client-cert identity")
+    if inside is None:
+        return
+    if any(o.kind for o in inside.outcomes):
         endpoint.kind = None
-        for outcome in outcomes:
+        for outcome in inside.outcomes:
             if required:
                 outcome.authenticated = True
             _apply(endpoint, outcome)
+    elif inside.failure:
+        # Not "a TLS service that is not gRPC": the probes never got through, so what runs inside is unknown.
+        details["inside"] = f"undetermined: the TLS connection for the probes failed ({inside.failure})"
+    else:
+        details["inside"] = "no gRPC service answered through TLS"
 
 
 def _from_sniff(endpoint: Endpoint, found: Sniff) -> None:

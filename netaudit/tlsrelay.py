@@ -26,13 +26,22 @@ def client_context(client_cert: Path | None = None, client_key: Path | None = No
     return ctx
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, errors: list[str] | None = None) -> None:
+    """Copy until either side closes. On the TLS side (`errors` given) a close before the server sent a
+    single byte is recorded: in TLS 1.3 a server that rejects the client certificate says so only after
+    the handshake, and Python's asyncio reports its alert as a plain end of stream."""
+    copied = 0
     try:
         while data := await reader.read(COPY_CHUNK):
+            copied += len(data)
             writer.write(data)
             await writer.drain()
-    except (ConnectionError, OSError, ssl.SSLError):
-        pass
+        if errors is not None and not copied:
+            errors.append("the server closed the TLS connection after the handshake without sending anything "
+                          "(how a TLS 1.3 server rejects a client certificate)")
+    except (ConnectionError, OSError, ssl.SSLError) as exc:
+        if errors is not None:
+            errors.append(f"TLS connection closed by the server: {exc!r}")
     finally:
         writer.close()
 
@@ -63,7 +72,7 @@ class TlsRelay:
             self.errors.append(f"TLS connection to {self.host}:{self.port} failed: {exc!r}")
             local_writer.close()
             return
-        await asyncio.gather(_pipe(local_reader, remote_writer), _pipe(remote_reader, local_writer))
+        await asyncio.gather(_pipe(local_reader, remote_writer), _pipe(remote_reader, local_writer, self.errors))
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)

@@ -152,3 +152,22 @@ def test_client_identity_changes_nothing_where_none_is_required(outsider, inside
         before, after = outsider[name][0], insider[name][0]
         assert (before.kind, before.transport, before.authenticated) == (after.kind, after.transport, after.authenticated)
         assert outsider[name][1] == insider[name][1]
+
+
+def test_a_rejected_client_certificate_leaves_the_inside_undetermined(lab, tmp_path):
+    """A --client-cert from another CA: the server refuses it (in TLS 1.3 only after the handshake), so
+    what runs behind the certificate check is undetermined, with the server's reason, never "not gRPC"."""
+    from pathlib import Path
+
+    from netaudit.lab.certs import LabCA
+
+    cert, key = LabCA(tmp_path / "other-ca", "not the lab CA").issue("intruder", "intruder")
+    options = TlsOptions(ca_bundle=Path(pki(lab)["ca"]), client_cert=cert, client_key=key)
+    target = lab_endpoint(lab, "modelserver-mtls/grpc")
+    result = scan(build_targets([target.target]), ScanOptions(tls=options, timeout=5))
+    (ep,) = result.endpoints
+    assert (ep.kind, ep.transport, ep.authenticated) == ("tls", "mtls", True), ep.evidence
+    inside = ep.details["tls"]["inside"]
+    assert inside.startswith("undetermined: the TLS connection for the probes failed"), inside
+    assert "without sending anything" in inside or "ALERT" in inside.upper(), inside
+    assert result.findings == []
