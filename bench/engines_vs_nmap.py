@@ -118,6 +118,9 @@ def main() -> None:
             technique = "-sS" if args.engine == "syn" else "-sT"
             secs, rss, out = timed(ns, ["nmap", technique, "-n", "-Pn", "-T4", "-p", port_list, args.cidr, "-oX", "-"])
             rows["nmap"].append((secs, rss, nmap_counts(out)))
+        if listener:
+            listener.kill()
+            listener.wait()
     help_s = cold_start()
     na = statistics.median(r[0] for r in rows["netaudit"])
     nm = statistics.median(r[0] for r in rows["nmap"])

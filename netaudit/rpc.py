@@ -121,8 +121,10 @@ class RpcSession:
         simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
         call = self.channel.unary_unary(method)
-        for attempt, deadline in enumerate(deadlines(self.timeout, self.retries)):
+        sent = 0
+        for deadline in deadlines(self.timeout, self.retries):
             self.calls.append((method, request))
+            sent += 1
             try:
                 body = await call(request, timeout=deadline)
                 reply = Reply(method, "OK", "", body)
@@ -130,13 +132,13 @@ class RpcSession:
                 reply = Reply(method, exc.code().name, exc.details() or "")
             if reply.code != "DEADLINE_EXCEEDED":
                 break
-        self.retried += attempt > 0
+        self.retried += sent > 1
         self.replies.append(reply)
         self.transcript.append(
             f"-> {method} ({note or describe_request(request)}, {self.credentials}, {self.transport}) "
             f"<- {reply.code}" + (f" {reply.details!r}" if reply.details else "")
             + (f" [{len(reply.body)}-byte response]" if reply.ok else "")
-            + (f" (sent {attempt + 1} times: deadline passed)" if attempt else ""))
+            + (f" (sent {sent} times: deadline passed)" if sent > 1 else ""))
         return reply
 
     async def stream_first(self, method: str, request: bytes) -> Reply:
