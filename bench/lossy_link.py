@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines_vs_nmap import nmap_counts  # noqa: E402
+from engines_vs_nmap import nmap_counts, timed  # noqa: E402
 
 from netaudit.lab.netns import Netns, ip_command  # noqa: E402
 from netaudit.lab.processes import lab_env  # noqa: E402
@@ -54,12 +54,6 @@ def link(scanner: Netns, far: Netns) -> None:
     far.add_local_route(CIDR)
 
 
-def timed(ns: Netns, argv: list[str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    proc = ns.run(*argv, timeout=1800, check=False)
-    return time.perf_counter() - started, proc.stdout
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loss", type=float, default=10.0)
@@ -84,14 +78,14 @@ def main() -> None:
             how = wait_for_line(impair, "READY")[6:]
             rows: dict[str, list] = {"netaudit": [], "nmap": []}
             for _ in range(args.repeat):
-                secs, out = timed(scanner, [sys.executable, "-m", "netaudit", "scan", CIDR, "--scope", CIDR, "-p",
-                                            "tf", "--all-states", "--retries", "6", "--timeout", "1",
-                                            "--format", "json", "--no-history"])
+                secs, _, out = timed(scanner, [sys.executable, "-m", "netaudit", "scan", CIDR, "--scope", CIDR, "-p",
+                                               "tf", "--all-states", "--retries", "6", "--timeout", "1",
+                                               "--format", "json", "--no-history"])
                 data = json.loads(out)
                 kinds = [e["kind"] for e in data["endpoints"] if e["state"] == "open"]
                 rows["netaudit"].append((secs, data["stats"]["states"], data["stats"]["retried"], kinds))
-                secs, out = timed(scanner, ["nmap", "-sT", "-n", "-Pn", "-T4", "--max-retries", "6", "-p",
-                                            port_list, CIDR, "-oX", "-"])
+                secs, _, out = timed(scanner, ["nmap", "-sT", "-n", "-Pn", "-T4", "--max-retries", "6", "-p",
+                                               port_list, CIDR, "-oX", "-"])
                 rows["nmap"].append((secs, nmap_counts(out), None, None))
         finally:
             impair.terminate()

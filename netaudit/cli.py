@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scan VANTAGE: scan the cluster segment from that segment; ruleset NAME: swap the firewall; "
                      "impair VANTAGE: packet loss and delay on that host's link (tc netem, or a delay line where "
                      "the kernel has no netem)")
-    lab.add_argument("name", nargs="?", metavar="VANTAGE|RULESET", help="for scan and ruleset")
+    lab.add_argument("name", nargs="?", metavar="VANTAGE|RULESET", help="for scan, impair and ruleset")
     lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
     lab.add_argument("--no-decoys", action="store_true", help="up, loopback lab: start no decoys")
     lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")

@@ -26,7 +26,6 @@ GrpcProbe = Callable[[RpcSession, ProbeContext], Awaitable[Outcome]]
 # Most specific first: a TF server also answers the generic gRPC probe, as UNIMPLEMENTED.
 GRPC_PROBES: tuple[GrpcProbe, ...] = (tf_runtime.probe, modelserver_grpc.probe, grpc_generic.probe)
 SERVING_KINDS = ("modelserver-grpc", "modelserver-rest")
-TLS_ATTEMPTS = 2
 
 KIND_BY_PROTOCOL = {"http": ("http", "plaintext"), "tls": ("tls", "tls"),
                     "banner": ("unknown", "unknown"), "silent": ("unknown", "unknown")}
@@ -46,11 +45,16 @@ def _session(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> RpcSessio
     return RpcSession(endpoint.address, timeout, transport="plaintext h2c", retries=ctx.retries)
 
 
+def _retried(endpoint: Endpoint, times: int) -> None:
+    """Probe steps that needed another try on a slow link (a reconnect, a longer wait, a re-sent call)."""
+    if times:
+        endpoint.details["probe_retries"] = endpoint.details.get("probe_retries", 0) + times
+
+
 def _count(endpoint: Endpoint, session: RpcSession) -> None:
     """RPCs sent (each attempt counts) and how many needed another wait, for the safety tests and stats."""
     endpoint.details["rpc_calls"] = endpoint.details.get("rpc_calls", 0) + len(session.calls)
-    if session.retried:
-        endpoint.details["rpc_retries"] = endpoint.details.get("rpc_retries", 0) + session.retried
+    _retried(endpoint, session.retried)
 
 
 async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeContext) -> list[Outcome]:
@@ -84,24 +88,18 @@ class Inside:
 async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, tls_ctx: ssl.SSLContext,
                          credentials: str) -> Inside:
     """The gRPC probes through a TLS relay: their outcomes, any HTTP statuses a proxy sent, and why the
-    probes never reached the service, when they did not.
-
-    When the TLS connection itself failed (a busy host, a proxy still draining another scanner's
-    handshakes) and nothing answered, nothing was learned about the service, so that gets one more try.
-    A TLS port that connects but does not speak gRPC is not retried: trying again would learn nothing."""
-    for attempt in range(1, TLS_ATTEMPTS + 1):
-        relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
-        address = await relay.start()
-        session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials,
-                             retries=ctx.retries)
-        try:
-            outcomes = await _run_grpc_probes(endpoint, session, ctx)
-        finally:
-            await relay.close()
-        endpoint.evidence.extend(relay.errors[:3])
-        if session.replies or not relay.errors or attempt == TLS_ATTEMPTS:
-            break
-        endpoint.evidence.append(f"no gRPC answer through TLS (attempt {attempt} of {TLS_ATTEMPTS}): trying again")
+    probes never reached the service, when they did not. A relay connection that fails is retried by
+    the channel itself (gRPC reconnects within the session's deadlines, each time through a fresh TLS
+    connection)."""
+    relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
+    address = await relay.start()
+    session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials,
+                         retries=ctx.retries)
+    try:
+        outcomes = await _run_grpc_probes(endpoint, session, ctx)
+    finally:
+        await relay.close()
+    endpoint.evidence.extend(relay.errors[:3])
     failure = relay.errors[0] if relay.errors and not session.replies else None
     return Inside(outcomes, sorted({r.http_status for r in session.replies if r.http_status}), failure)
 
@@ -180,6 +178,7 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
     """Fill in kind, transport, services and evidence of an open endpoint."""
     found = await sniff(endpoint.host, endpoint.port, timeout, retries=ctx.retries)
     endpoint.evidence.extend(found.evidence)
+    _retried(endpoint, found.tries - 1)
     if found.protocol in ("h2", "http"):
         also = await tls_handshake(endpoint.host, endpoint.port, timeout)
         if also and _plaintext_error(found):

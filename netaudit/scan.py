@@ -90,7 +90,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         from .fingerprint import cross_reference
 
         await cross_reference(result.endpoints, opts.timeout, ctx)
-    result.stats["probe_retried"] = sum(1 for e in result.endpoints if e.details.get("rpc_retries"))
+    result.stats["probe_retried"] = sum(1 for e in result.endpoints if e.details.get("probe_retries"))
 
 
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:

@@ -27,6 +27,7 @@ class Sniff:
     banner: bytes = b""
     http_status: str | None = None
     tls: dict | None = None
+    tries: int = 1  # connections it took (more than one on a lossy link)
 
 
 def is_h2_settings(data: bytes) -> bool:
@@ -132,6 +133,7 @@ async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5, 
     except (asyncio.TimeoutError, OSError) as exc:
         return Sniff("silent", [f"connection failed during fingerprinting: {exc!r}"])
     found = await _classify(host, port, reader, writer, timeout, banner_wait, retries)
+    found.tries = tries
     if tries > 1:
         found.evidence.insert(0, f"fingerprint connection took {tries} tries (slow link)")
     return found
