@@ -62,7 +62,10 @@ def lab_env() -> dict[str, str]:
 
 
 def module_argv(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+    """-P: the lab runs from any folder. Without it, `python -m` puts the working directory first on
+    sys.path, and a checkout's own `netaudit/` folder (which has no `lab/`) would shadow the installed
+    package."""
+    return [sys.executable, "-P", "-m", module, *args]
 
 
 def spawn(name: str, argv: list[str], log_dir: Path, ready_marker: str = "READY") -> LabProcess:

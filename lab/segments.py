@@ -50,16 +50,18 @@ HOSTS = (*TF_HOSTS.values(), MODELSERVER, *VANTAGES.values())
 
 # The firewall. `leaky` carries the mistakes a real VPC grows: a broad rule that lets edge reach a worker's
 # 2222, and corp reaching the ModelServer's REST port. `isolated` allows only apps -> ModelServer.
-# corp -> cluster:2222 is rejected with ICMP admin-prohibited, the rest is silently dropped, so a scan
-# sees both kinds of "filtered".
+# The firewall answers in all three ways a real one does: corp -> cluster:2222 is rejected with ICMP
+# admin-prohibited, corp -> the ModelServer's gRPC port with a TCP reset sent in the server's name, and
+# everything else is silently dropped.
 APPS_TO_SERVING = "ip saddr 198.18.2.0/24 ip daddr 198.18.1.20 tcp dport { 8500, 8501 } accept"
 CORP_REJECTED = "ip saddr 198.18.3.0/24 ip daddr 198.18.1.0/24 tcp dport 2222 reject with icmpx admin-prohibited"
+CORP_RESET = "ip saddr 198.18.3.0/24 ip daddr 198.18.1.20 tcp dport 8500 reject with tcp reset"
 RULES = {
     "leaky": [APPS_TO_SERVING,
               "ip saddr 198.18.4.0/24 ip daddr 198.18.1.11 tcp dport 2222 accept",
               "ip saddr 198.18.3.0/24 ip daddr 198.18.1.20 tcp dport 8501 accept",
-              CORP_REJECTED],
-    "isolated": [APPS_TO_SERVING, CORP_REJECTED],
+              CORP_REJECTED, CORP_RESET],
+    "isolated": [APPS_TO_SERVING, CORP_REJECTED, CORP_RESET],
 }
 # Hosts of one segment share a bridge; with br_netfilter loaded, bridged packets traverse this chain too.
 INTRA_SEGMENT = [f"ip saddr {p}.0/24 ip daddr {p}.0/24 accept" for p in SEGMENTS.values()]
@@ -82,6 +84,13 @@ from = ["cluster"]
 kinds = ["modelserver-grpc", "modelserver-rest"]
 from = ["cluster", "apps"]
 """
+
+
+def scan_argv(vantage: str, engine: str | None = None) -> list[str]:
+    """The scan a lab vantage runs: the cluster segment's host range and the tf ports, with the default
+    engine unless one is named (raw SYNs as root, so the matrix shows what the firewall did)."""
+    return [*module_argv("netaudit", "scan"), f"{SEGMENTS['cluster']}.0/26", "--scope", "198.18.0.0/15",
+            "--vantage", vantage, *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
 
 
 def run_in(netns: str, *argv: str, **kw) -> subprocess.CompletedProcess:

@@ -99,13 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see targets below)")
     scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
-    scan.add_argument("--engine", choices=ENGINES, default="connect",
+    scan.add_argument("--engine", choices=ENGINES,
                       help="discovery engine: connect (TCP connect, no privileges), syn (raw SYN packets with "
-                           "scapy, root: closed vs filtered), nmap (the nmap binary, -sS as root, else -sT)")
+                           "scapy, root: closed vs filtered, with the ICMP reason and who answered), nmap (the nmap "
+                           "binary, -sS as root, else -sT). Default, as nmap does: syn as root on IPv4, else connect")
     scan.add_argument("--scope", metavar="CIDR[,CIDR...]",
                       help="addresses this scan may touch; any target outside is refused before a packet is sent. "
                            "Required for more than a /16")
-    scan.add_argument("--vantage", metavar="NAME", help="name of the place this scan runs from (a policy segment)")
+    scan.add_argument("--vantage", metavar="NAME", help="name of the place this scan runs from (a policy segment; "
+                      "with --policy and no --vantage, the segment that holds this machine's source address)")
+    scan.add_argument("--policy", metavar="FILE",
+                      help="segments and allowed reachability (TOML): the result then carries this vantage's policy "
+                           "findings (reachable but not allowed; allowed but unreachable), which --fail-on and "
+                           "--fail-on-new gate on: a pre-deployment check in one command")
     scan.add_argument("--timeout", type=positive_float, default=2.0, metavar="SECONDS",
                       help="deadline for each connection and each RPC (default 2)")
     scan.add_argument("--concurrency", type=positive_int, default=512, metavar="N",
@@ -147,9 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
     lab.add_argument("--no-decoys", action="store_true", help="up, loopback lab: start no decoys")
     lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")
+    lab.add_argument("--no-install", action="store_true",
+                     help="up: as root, do not apt-get install missing lab packages (iproute2, nftables, procps)")
     lab.add_argument("--ruleset", default="leaky", choices=["leaky", "isolated"],
                      help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
-    lab.add_argument("--engine", choices=ENGINES, default="connect", help="scan: discovery engine")
+    lab.add_argument("--engine", choices=ENGINES,
+                     help="scan: discovery engine (default as for scan: syn as root on IPv4)")
     lab.add_argument("-o", "--output", metavar="FILE", help="scan: write the JSON result here (default stdout)")
     lab.add_argument("--delay", type=int, default=200, metavar="MS", help="impair: added delay (default 200 ms)")
     lab.add_argument("--loss", type=float, default=10.0, metavar="PCT",
@@ -183,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder for the reports (default ./netaudit-demo)")
     demo.add_argument("--loopback", action="store_true",
                       help="use the loopback lab even as root (one vantage, plus TLS variants and decoys)")
+    demo.add_argument("--no-install", action="store_true",
+                      help="as root, do not apt-get install the lab's Debian packages (iproute2, nftables, procps) "
+                           "when they are missing; fall back to the loopback lab instead")
     return parser
 
 
@@ -284,19 +296,40 @@ def tls_options(args: argparse.Namespace):
 def cmd_scan(args: argparse.Namespace) -> int:
     import shutil
 
+    from .discovery import default_engine
     from .scan import ScanOptions, scan
     from .targets import build_targets
 
+    policy = None
+    if args.policy:
+        from .policy import load_policy
+
+        policy = load_policy(args.policy)
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
-    if args.engine == "nmap" and not shutil.which("nmap"):
+    engine, engine_reason = (args.engine, "chosen with --engine") if args.engine else default_engine(targets)
+    if engine == "nmap" and not shutil.which("nmap"):
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
-    if args.engine == "syn" and os.geteuid() != 0:
+    if engine == "syn" and os.geteuid() != 0:
         raise UsageError("--engine syn sends raw packets and needs root; use --engine connect")
+    vantage, segment = args.vantage, None
+    if policy is not None:
+        from .exposure import locate_vantage
+
+        vantage, segment, why = locate_vantage(policy, targets, args.vantage)
+        if why:
+            print(f"netaudit: {why}", file=sys.stderr)
+    if sys.stderr.isatty():
+        print(f"netaudit: discovery engine {engine} ({engine_reason})", file=sys.stderr)
     opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
-                       max_time=args.max_time, vantage=args.vantage, all_states=args.all_states,
+                       max_time=args.max_time, vantage=vantage, all_states=args.all_states,
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
-                       engine=args.engine)
+                       engine=engine, engine_reason=engine_reason)
     result = scan(targets, opts)
+    result.options["ports_spec"] = args.ports
+    if policy is not None:
+        from .exposure import apply_policy
+
+        apply_policy(result, segment, policy)
     if not result.complete:
         print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
     return finish(result, args)
@@ -311,8 +344,8 @@ def open_lab(args: argparse.Namespace):
 
     kind = saved_kind()
     if kind is None and args.action == "up":
-        why = segments_missing()
-        if why and not args.loopback:
+        why = None if args.loopback else segments_missing(install=not args.no_install)
+        if why:
             print(f"{why}: starting the loopback lab instead of network segments", file=sys.stderr)
         kind = "loopback" if args.loopback or why else "segments"
     if kind == "segments":
@@ -347,7 +380,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
             return impair_vantage(lab, args)
         import subprocess
 
-        argv = lab.vantage_argv(args.name, *lab_scan_argv(args.name, args.engine))
+        from .lab.segments import scan_argv
+
+        argv = lab.vantage_argv(args.name, *scan_argv(args.name, args.engine))
         out = subprocess.run(argv, capture_output=True, text=True)
         sys.stderr.write(out.stderr)
         write_output(out.stdout, args.output)
@@ -372,12 +407,6 @@ def impair_vantage(lab, args: argparse.Namespace) -> int:
         raise UsageError(f"lab impair: {problem}")
     print(f"{args.name}: {lab.impair(args.name, args.delay, args.loss)}")
     return EXIT_OK
-
-
-def lab_scan_argv(vantage: str, engine: str = "connect") -> list[str]:
-    """The scan a lab vantage runs: the cluster segment's host range, the tf ports, every state listed."""
-    return [sys.executable, "-m", "netaudit", "scan", "198.18.1.0/26", "--scope", "198.18.0.0/15", "--vantage",
-            vantage, "--engine", engine, "--all-states", "--timeout", "1", "--format", "json"]
 
 
 def print_lab(status: dict) -> None:
@@ -444,7 +473,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.output), loopback=args.loopback)
+    return run_demo(Path(args.output), loopback=args.loopback, install=not args.no_install)
 
 
 COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "demo": cmd_demo}

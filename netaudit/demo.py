@@ -28,8 +28,7 @@ def _say(text: str) -> None:
 
 
 def _segmented(out_dir: Path):
-    from .cli import lab_scan_argv
-    from .lab.segments import SegmentedLab, VANTAGES
+    from .lab.segments import VANTAGES, SegmentedLab, scan_argv
     from .policy import load_policy
     from .report import build_report, load_scan
 
@@ -38,7 +37,7 @@ def _segmented(out_dir: Path):
         paths = []
         for vantage in VANTAGES:
             _say(f"scanning the cluster segment from {vantage}…")
-            proc = subprocess.run(lab.vantage_argv(vantage, *lab_scan_argv(vantage)), capture_output=True, text=True)
+            proc = subprocess.run(lab.vantage_argv(vantage, *scan_argv(vantage)), capture_output=True, text=True)
             if proc.returncode not in (0, 1):
                 raise RuntimeError(f"scan from {vantage} failed: {proc.stderr.strip()}")
             path = out_dir / f"scan-{vantage}.json"
@@ -63,21 +62,38 @@ def _loopback():
     return result
 
 
-def segments_missing() -> str | None:
-    """Why the segmented lab cannot be built here (it needs root, iproute2 and nftables), or None."""
+# What the segmented lab runs, and the Debian package that ships it.
+LAB_TOOLS = {"ip": "iproute2", "nft": "nftables", "sysctl": "procps"}
+
+
+def segments_missing(install: bool = False) -> str | None:
+    """Why the segmented lab cannot be built here (it needs root and LAB_TOOLS), or None. With `install`,
+    as root on Debian, the missing packages are installed first, so a fresh machine's first run shows the
+    real topology rather than the loopback fallback."""
     if os.geteuid() != 0:
         return "not root"
-    tools = [t for t in ("ip", "nft") if shutil.which(t) is None]
-    return f"{' and '.join(tools)} not installed" if tools else None
+    missing = [tool for tool in LAB_TOOLS if shutil.which(tool) is None]
+    if missing and install and shutil.which("apt-get"):
+        packages = sorted({LAB_TOOLS[tool] for tool in missing})
+        _say(f"installing the Debian packages the segmented lab needs: {' '.join(packages)} (--no-install skips)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                                                     *packages]):
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+            if proc.returncode:
+                _say(f"{' '.join(argv[:2])} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+                break
+        missing = [tool for tool in LAB_TOOLS if shutil.which(tool) is None]
+    return f"{' and '.join(missing)} not installed" if missing else None
 
 
-def run_demo(out_dir: Path, loopback: bool = False) -> int:
+def run_demo(out_dir: Path, loopback: bool = False, install: bool = True) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out_dir}: {exc.strerror}") from None
-    missing = segments_missing()
-    if missing and not loopback:
+    missing = None if loopback else segments_missing(install)
+    if missing:
         _say(f"cannot build network segments ({missing}); falling back to the loopback lab")
     result = _loopback() if loopback or missing else _segmented(out_dir)
     for name, fmt in OUTPUTS.items():

@@ -4,6 +4,10 @@ The `connect` engine needs no privileges. It runs a fixed pool of workers over a
 so memory stays flat however large the sweep, and it reports only what it saw: a completed handshake
 is `open`, a RST is `closed`, and anything else (timeouts, ICMP errors) is `undetermined` with the
 reason, because a connect() scanner cannot tell a firewall drop from a lost packet.
+
+Every engine reports a result for every probed pair: listed ones (open ports, and every port of a target
+that names one host) reach the scan one by one, the rest are folded into a StateSummary, so the firewall's
+verdict on a swept range is kept without listing each closed port.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Callable, Iterator
+from typing import Awaitable, Callable, Iterator
 
+from .portstates import Reply, StateSummary
 from .targets import TargetBlock, TargetSet
 
 LINGER_RST = struct.pack("ii", 1, 0)
@@ -35,6 +40,10 @@ PROCESS_THRESHOLD = 4096  # below this, forking costs more than it saves
 
 @dataclass
 class PortResult:
+    """`reason` is a short token shared by the engines (syn-ack, reset, no-response, admin-prohibited,
+    EHOSTUNREACH, …); `note` says more for the evidence; `ttl` and `responder` (the source of an ICMP
+    error, when it is not the target) tell who answered, where the engine sees the reply packet."""
+
     host: str
     port: int
     state: str
@@ -42,6 +51,13 @@ class PortResult:
     block: TargetBlock
     rtt_ms: float | None = None
     attempts: int = 1
+    note: str = ""
+    ttl: int | None = None
+    responder: str | None = None
+
+    @property
+    def reply(self) -> Reply:
+        return Reply(self.state, self.reason, self.ttl, self.responder)
 
 
 Emit = Callable[[int, list[PortResult]], None]
@@ -54,6 +70,31 @@ class DiscoveryStats:
     states: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     sources: set[str] = field(default_factory=set)  # local addresses connections left from
+    summary: StateSummary = field(default_factory=StateSummary)  # every probed pair not handed on as a result
+
+    def record(self, result: PortResult, report_all: bool, batch: list[PortResult]) -> None:
+        """Count a final result; hand it on when it is listed, else fold it into the summary."""
+        self.states[result.state] += 1
+        if result.state == "open" or report_all or result.block.listed:
+            batch.append(result)
+        else:
+            self.summary.add(result.host, result.port, result.reply)
+
+    def add(self, other: DiscoveryStats) -> None:
+        self.probes += other.probes
+        self.retried += other.retried
+        self.states.update(other.states)
+        self.sources |= other.sources
+        self.summary.merge(other.summary)
+
+
+def source_address(host: str) -> str:
+    """The kernel's own choice of source address for this destination. Connecting a UDP socket sends
+    nothing; it only looks up the route."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, 9))
+        return probe.getsockname()[0]
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -96,16 +137,15 @@ class _Sweep:
         self.next_slot = 0.0
 
     def _finish(self, host: str, port: int, block: TargetBlock, state: str, reason: str, rtt: float | None,
-                attempts: int) -> None:
-        if state == "undetermined" and reason.startswith("no reply") and attempts <= self.retries:
+                attempts: int, note: str = "") -> None:
+        if state == "undetermined" and reason == "no-response" and attempts <= self.retries:
             self.retry.append((host, port, block, attempts + 1))
             return
         self.stats.probes += 1
         self.stats.retried += attempts > 1
-        self.stats.states[state] += 1
         self.done += 1
-        if state == "open" or self.report_all or block.ports is not None:
-            self.batch.append(PortResult(host, port, state, reason, block, rtt, attempts))
+        self.stats.record(PortResult(host, port, state, reason, block, rtt, attempts, note), self.report_all,
+                          self.batch)
 
     def _start(self, host: str, port: int, block: TargetBlock, attempts: int) -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
@@ -129,10 +169,10 @@ class _Sweep:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
             self._finish(host, port, block, "open", "syn-ack", rtt, attempts)
         elif err == errno.ECONNREFUSED:
-            self._finish(host, port, block, "closed", "conn-refused (RST)", rtt, attempts)
+            self._finish(host, port, block, "closed", "reset", rtt, attempts, "connect() refused (ECONNREFUSED)")
         else:
-            self._finish(host, port, block, "undetermined",
-                         f"{errno.errorcode.get(err, 'error')}: {os.strerror(err)}", None, attempts)
+            self._finish(host, port, block, "undetermined", errno.errorcode.get(err, "error"), None, attempts,
+                         os.strerror(err))
         sock.close()
 
     def _next(self) -> tuple[str, int, TargetBlock, int] | None:
@@ -181,8 +221,8 @@ class _Sweep:
                     del self.inflight[fd]
                     self.epoll.unregister(fd)
                     sock.close()
-                    self._finish(entry[1], entry[2], entry[3], "undetermined", f"no reply within {self.timeout:g}s",
-                                 None, entry[5])
+                    self._finish(entry[1], entry[2], entry[3], "undetermined", "no-response", None, entry[5],
+                                 f"no reply within {self.timeout:g}s")
                 if self.done and (now - last_emit > 0.05 or len(self.batch) > 2048):
                     self.emit(self.done, self.batch)
                     self.batch, self.done, last_emit = [], 0, now
@@ -214,7 +254,7 @@ def _child_sweep(targets: TargetSet, share: int, shares: int, concurrency: int, 
     index = {id(block): i for i, block in enumerate(targets.blocks)}
 
     def emit(done: int, batch: list[PortResult]) -> None:
-        conn.send((done, [(r.host, r.port, index[id(r.block)], r.state, r.reason, r.rtt_ms, r.attempts)
+        conn.send((done, [(r.host, r.port, index[id(r.block)], r.state, r.reason, r.rtt_ms, r.attempts, r.note)
                           for r in batch]))
 
     stats = _Sweep(itertools.islice(targets.probes(), share, None, shares), concurrency, rate, timeout, retries,
@@ -250,7 +290,8 @@ async def _sweep_in_processes(targets: TargetSet, workers: int, concurrency: int
             if isinstance(message, DiscoveryStats):
                 return message
             done, records = message
-            emit(done, [PortResult(h, p, st, why, targets.blocks[b], rtt, n) for h, p, b, st, why, rtt, n in records])
+            emit(done, [PortResult(h, p, st, why, targets.blocks[b], rtt, n, note)
+                        for h, p, b, st, why, rtt, n, note in records])
 
     try:
         parts = await asyncio.gather(*(asyncio.to_thread(drain, conn) for conn in pipes))
@@ -263,10 +304,7 @@ async def _sweep_in_processes(targets: TargetSet, workers: int, concurrency: int
             conn.close()
     total = DiscoveryStats()
     for part in parts:
-        total.probes += part.probes
-        total.retried += part.retried
-        total.states.update(part.states)
-        total.sources |= part.sources
+        total.add(part)
     return total
 
 
@@ -294,13 +332,28 @@ async def connect_scan(targets: TargetSet, *, concurrency: int = 512, rate: floa
 
 # nmap's port states -> the contract's; "open|filtered" and "unfiltered" do not say enough.
 NMAP_STATES = {"open": "open", "closed": "closed", "filtered": "filtered"}
+# nmap -sT's word for a RST, and its ICMP reason names, in the engines' shared vocabulary.
+NMAP_REASONS = {"conn-refused": "reset", "port-unreach": "port-unreach", "host-unreach": "host-unreach",
+                "net-unreach": "net-unreach", "admin-prohibited": "admin-prohibited",
+                "host-prohibited": "host-prohibited", "net-prohibited": "net-prohibited"}
 NMAP_MIN_RATE = 1000
 
 
-def parse_nmap_xml(xml: str | bytes) -> tuple[list[tuple[str, int, str, str, dict[str, str]]], dict[str, str]]:
-    """Every listed port as (host, port, nmap state, reason, service attributes), and per host the state of
-    the ports nmap folded into <extraports>. Parsed from the XML directly: python-nmap's dict drops
-    `reason_ttl`, the service `tunnel` and `method` (anchors.md §2)."""
+@dataclass(frozen=True)
+class NmapPort:
+    host: str
+    port: int
+    state: str  # nmap's own: open, closed, filtered, open|filtered, unfiltered, …
+    reason: str  # syn-ack, reset, conn-refused, no-response, admin-prohibited, …
+    ttl: int | None = None
+    responder: str | None = None  # reason_ip: the ICMP error came from this address, not the target
+    service: tuple[tuple[str, str], ...] = ()
+
+
+def parse_nmap_xml(xml: str | bytes) -> tuple[list[NmapPort], dict[str, tuple[str, str]]]:
+    """Every listed port, and per host the (state, reason) of the ports nmap folded into <extraports>.
+    Parsed from the XML directly: python-nmap's dict drops `reason_ttl`, `reason_ip`, the service `tunnel`
+    and `method` (anchors.md §2)."""
     import xml.etree.ElementTree as ET
 
     rows, extra = [], {}
@@ -308,15 +361,15 @@ def parse_nmap_xml(xml: str | bytes) -> tuple[list[tuple[str, int, str, str, dic
         address = next((a.get("addr") for a in host.iter("address") if a.get("addrtype") in ("ipv4", "ipv6")), None)
         folded = host.find("ports/extraports")
         if folded is not None:
-            extra[address] = folded.get("state")
+            reasons = [r.get("reason", "") for r in folded.iter("extrareasons")]
+            extra[address] = (folded.get("state"), reasons[0] if len(reasons) == 1 else "among extraports")
         for port in host.iter("port"):
             state = port.find("state")
             service = port.find("service")
-            reason = state.get("reason", "")
-            if state.get("reason_ttl"):
-                reason += f" (ttl {state.get('reason_ttl')})"
-            rows.append((address, int(port.get("portid")), state.get("state"), reason,
-                         dict(service.attrib) if service is not None else {}))
+            ttl = state.get("reason_ttl")
+            rows.append(NmapPort(address, int(port.get("portid")), state.get("state"), state.get("reason", ""),
+                                 int(ttl) if ttl and ttl.isdigit() else None, state.get("reason_ip"),
+                                 tuple(service.attrib.items()) if service is not None else ()))
     return rows, extra
 
 
@@ -336,34 +389,47 @@ async def nmap_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 
         by_address = {str(addr): block for block in blocks for addr in block.addresses()}
         # -T4 adapts its timeouts to the measured RTT; --min-rate keeps it from crawling when a firewall
         # drops most probes (15 s instead of 1.6 s for a /26 x 12 ports in the segmented lab).
-        arguments = (f"{technique} -n -Pn -T4 --max-retries {retries} "
+        arguments = (f"{technique} -n -Pn -T4 --reason --max-retries {retries} "
                      + (f"--max-rate {rate:g}" if rate else f"--min-rate {NMAP_MIN_RATE}"))
         scanner = nmap.PortScanner()
         hosts = " ".join(str(net) for block in blocks for net in block.networks)
         await asyncio.to_thread(scanner.scan, hosts=hosts, ports=",".join(map(str, ports)), arguments=arguments)
         rows, extra = parse_nmap_xml(scanner.get_nmap_last_output())
-        listed = {(host, port): (state, reason, service) for host, port, state, reason, service in rows}
+        listed = {(row.host, row.port): row for row in rows}
+        batch: list[PortResult] = []
         for host, block in by_address.items():
             for port in ports:
-                nmap_state, reason, service = listed.get((host, port), (extra.get(host), "among extraports", {}))
-                state = NMAP_STATES.get(nmap_state or "", "undetermined")
-                if service.get("tunnel"):
-                    reason += f"; service tunnel={service['tunnel']}"
-                stats.states[state] += 1
-                if state == "open" or report_all or block.ports is not None:
-                    on_result(PortResult(host, port, state, f"nmap {nmap_state or 'no result'}: {reason}", block))
+                row = listed.get((host, port))
+                if row is None:
+                    nmap_state, reason = extra.get(host, (None, "no result"))
+                    row = NmapPort(host, port, nmap_state or "no result", reason)
+                state = NMAP_STATES.get(row.state, "undetermined")
+                tunnel = dict(row.service).get("tunnel")
+                stats.record(PortResult(host, port, state, NMAP_REASONS.get(row.reason, row.reason), block,
+                                        note=f"nmap {technique} said {row.state}: {row.reason}"
+                                        + (f"; service tunnel={tunnel}" if tunnel else ""),
+                                        ttl=row.ttl, responder=row.responder if row.responder != host else None),
+                             report_all, batch)
+        for found in batch:
+            on_result(found)
         stats.probes += len(by_address) * len(ports)
         on_progress(len(by_address) * len(ports))
     stats.seconds = time.perf_counter() - started
     return stats
 
 
-def _syn_reply(packet: bytes, sport: int) -> tuple[str, int, str, str] | None:
-    """(target host, target port, state, reason) from a raw IPv4 packet answering one of our SYNs."""
+SynReply = tuple[str, int, str, str, int, str | None]
+
+
+def _syn_reply(packet: bytes, sport: int) -> SynReply | None:
+    """(target host, target port, state, reason, reply TTL, responder) from a raw IPv4 packet answering one
+    of our SYNs. The responder is the source of an ICMP error when that is not the target: a router or
+    firewall on the way."""
     if len(packet) < 20:
         return None
     ihl = (packet[0] & 0x0F) * 4
     proto = packet[9]
+    ttl = packet[8]
     source = socket.inet_ntoa(packet[12:16])
     body = packet[ihl:]
     if proto == socket.IPPROTO_TCP and len(body) >= 14:
@@ -372,9 +438,9 @@ def _syn_reply(packet: bytes, sport: int) -> tuple[str, int, str, str] | None:
         if dst_port != sport:
             return None
         if flags & 0x12 == 0x12:
-            return source, src_port, "open", "syn-ack"
+            return source, src_port, "open", "syn-ack", ttl, None
         if flags & 0x04:
-            return source, src_port, "closed", "reset"
+            return source, src_port, "closed", "reset", ttl, None
         return None
     if proto == socket.IPPROTO_ICMP and len(body) >= 8 + 20 + 4 and body[0] == 3:
         inner = body[8:]
@@ -384,7 +450,9 @@ def _syn_reply(packet: bytes, sport: int) -> tuple[str, int, str, str] | None:
         inner_sport, inner_dport = struct.unpack("!HH", inner[inner_ihl:inner_ihl + 4])
         if inner_sport != sport:
             return None
-        return socket.inet_ntoa(inner[16:20]), inner_dport, "filtered", ICMP_UNREACHABLE.get(body[1], f"icmp-unreach code {body[1]}")
+        target = socket.inet_ntoa(inner[16:20])
+        return (target, inner_dport, "filtered", ICMP_UNREACHABLE.get(body[1], f"icmp-unreach code {body[1]}"), ttl,
+                source if source != target else None)
 
 
 # ICMP destination-unreachable codes a firewall sends (RFC 792, RFC 1812).
@@ -433,13 +501,11 @@ def _syn_sweep(targets: TargetSet, timeout: float, retries: int, rate: float, re
     sources: dict[str, str] = {}
 
     def source_for(host: str) -> str:
-        """The kernel's own choice of source address for this destination (a UDP connect sends nothing);
-        scapy's route table misses local and policy routes."""
+        """scapy's route table misses local and policy routes: ask the kernel, once per /24."""
         prefix = host.rsplit(".", 1)[0]
         if prefix not in sources:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.connect((host, 9))
-                sources[prefix] = probe.getsockname()[0]
+            sources[prefix] = source_address(host)
+            stats.sources.add(sources[prefix])
         return sources[prefix]
 
     sport = random.randint(40000, 60000)
@@ -476,13 +542,12 @@ def _syn_sweep(targets: TargetSet, timeout: float, retries: int, rate: float, re
                     reply = _syn_reply(packet, sport)
                     if reply is None or (reply[0], reply[1]) not in pending:
                         continue
-                    host, port, state, reason = reply
+                    host, port, state, reason, ttl, responder = reply
                     block = pending.pop((host, port))
-                    stats.states[state] += 1
                     stats.retried += attempts > 1
                     done += 1
-                    if state == "open" or report_all or block.ports is not None:
-                        batch.append(PortResult(host, port, state, reason, block, None, attempts))
+                    stats.record(PortResult(host, port, state, reason, block, None, attempts, ttl=ttl,
+                                            responder=responder), report_all, batch)
             if batch or done:
                 emit(done, list(batch))
                 batch.clear()
@@ -508,10 +573,8 @@ def _syn_sweep(targets: TargetSet, timeout: float, retries: int, rate: float, re
                     drain(time.perf_counter())  # keep the receive buffer from overflowing mid-sweep
             drain(time.perf_counter() + timeout)
         for (host, port), block in pending.items():
-            stats.states["filtered"] += 1
-            if report_all or block.ports is not None:
-                batch.append(PortResult(host, port, "filtered", f"no response to {attempts} SYN(s)", block,
-                                        None, attempts))
+            stats.record(PortResult(host, port, "filtered", "no-response", block, None, attempts,
+                                    f"no response to {attempts} SYN(s)"), report_all, batch)
         emit(len(pending), batch)
     finally:
         poller.close()
@@ -533,3 +596,48 @@ async def syn_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 1
         return await asyncio.to_thread(_syn_sweep, targets, timeout, retries, rate, report_all, emit, stop)
     finally:
         stop.set()
+
+
+@dataclass(frozen=True)
+class DiscoveryOptions:
+    timeout: float = 2.0
+    retries: int = 1
+    rate: float = 0
+    concurrency: int = 512
+    report_all: bool = False
+
+
+Runner = Callable[[TargetSet, DiscoveryOptions, Callable[[PortResult], None], Callable[[int], None]],
+                  Awaitable[DiscoveryStats]]
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    sends: str  # what one probe puts on the wire, for the evidence
+    sees_packets: bool  # sees the reply itself (TTL, ICMP source), not only what connect() returned
+    run: Runner
+
+
+ENGINES: dict[str, Engine] = {e.name: e for e in (
+    Engine("connect", "TCP connect()", False,
+           lambda t, o, found, done: connect_scan(t, concurrency=o.concurrency, rate=o.rate, timeout=o.timeout,
+                                                  retries=o.retries, report_all=o.report_all, on_result=found,
+                                                  on_progress=done)),
+    Engine("syn", "raw SYN", True,
+           lambda t, o, found, done: syn_scan(t, timeout=o.timeout, retries=o.retries, rate=o.rate,
+                                              report_all=o.report_all, on_result=found, on_progress=done)),
+    Engine("nmap", "nmap -sS SYN as root, else -sT connect()", True,
+           lambda t, o, found, done: nmap_scan(t, timeout=o.timeout, retries=o.retries, rate=o.rate,
+                                               report_all=o.report_all, on_result=found, on_progress=done)),
+)}
+
+
+def default_engine(targets: TargetSet) -> tuple[str, str]:
+    """nmap's convention: a SYN scan when privileged, a connect scan otherwise. Raw SYNs tell a firewall's
+    drop (filtered) from its reset (closed) and name the ICMP reason, which connect() cannot."""
+    if os.geteuid() != 0:
+        return "connect", "not root: TCP connect() scan (--engine syn needs root)"
+    if any(net.version == 6 for block in targets.blocks for net in block.networks):
+        return "connect", "IPv6 targets: TCP connect() scan (the SYN engine is IPv4 only)"
+    return "syn", "root on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)"

@@ -78,9 +78,15 @@ class ScanResult:
     findings: list[Finding] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    # Every probed pair not listed in `endpoints`, grouped by reply (portstates.StateSummary.to_json).
+    port_states: list[dict[str, Any]] = field(default_factory=list)
+    # With scan --policy: the policy, this vantage's segment, and what it expects but could not reach.
+    policy: dict[str, Any] | None = None
+    segment: str | None = None
+    expected_unreachable: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema": SCHEMA,
             "vantage": self.vantage,
             "started": self.started,
@@ -90,4 +96,8 @@ class ScanResult:
             "findings": [f.to_dict() for f in self.findings],
             "stats": self.stats,
             "options": self.options,
+            "port_states": self.port_states,
         }
+        if self.policy is not None:
+            data.update(policy=self.policy, segment=self.segment, expected_unreachable=self.expected_unreachable)
+        return data

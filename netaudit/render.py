@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any, Callable
 
+from .exposure import VERDICTS
 from .model import SEVERITIES
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
@@ -112,15 +113,34 @@ def to_text(result) -> str:
              + ", ".join(f"{s['vantage']} ({s['segment'] or 'no segment'})" for s in data["scans"])
              + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish"), "", "REACHABILITY"]
     table = [["ENDPOINT", "KIND", *vantages]]
-    table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(c["state"] for c in cells)]
+    table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(cell_label(c) for c in cells)]
               for ep, cells in rows]
-    lines += _table([r + [""] for r in table]) + [""]
+    lines += _table([r + [""] for r in table])
+    lines += ["", "  " + "; ".join(f"{CELL_MARKS[v]}: {text}" for v, text in VERDICTS.items() if v in CELL_MARKS), ""]
+    lines.append("EVIDENCE PER CELL")
+    for ep, cells in rows:
+        lines += [f"  {c['vantage']} -> {_address(ep['host'], ep['port'])}: {c['evidence']}" for c in cells]
+    lines.append("")
     if data["expected_unreachable"]:
         lines.append("EXPECTED BUT UNREACHABLE")
         lines += [f"  {r['kind']} {_address(r['host'], r['port'])} from {r['vantage']}: {r['state']}"
-                  for r in data["expected_unreachable"]]
+                  + (f" ({r['reason']})" if r.get("reason") else "") for r in data["expected_unreachable"]]
         lines.append("")
     return "\n".join(lines + _endpoint_and_finding_lines(data)) + "\n"
+
+
+# How a matrix cell reads in text: the verdict's mark, then the state and the reply.
+CELL_MARKS = {"open-not-allowed": "OPEN!", "open-allowed": "open+", "open": "open", "blocked": "blocked",
+              "expected-unreachable": "UNREACHABLE!", "unknown": "?"}
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    verdict = cell.get("verdict") or ("open" if cell["state"] == "open" else "unknown")
+    if cell["state"] == "open":
+        return CELL_MARKS[verdict]
+    if cell.get("reason") == "not-probed":
+        return "? not probed"
+    return f"{CELL_MARKS[verdict]} {cell['state']}" + (f" ({cell['reason']})" if cell.get("reason") else "")
 
 
 def to_html(result) -> str:
@@ -141,7 +161,7 @@ def to_html(result) -> str:
     return env.get_template("report.html.j2").render(
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
-        trend=trend_svg(data.get("trend") or []),
+        trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS,
         css=templates.joinpath("report.css").read_text())
 

@@ -13,16 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .assess import assess
-from .discovery import PortResult, connect_scan, nmap_scan, syn_scan
+from .discovery import ENGINES, DiscoveryOptions, PortResult
 from .model import Endpoint, ScanResult
+from .portstates import answered_by, received, target_ttls
 from .probes.base import ProbeContext
 from .probes.serving import BUILTIN_MODEL_NAMES
 from .probes.tls import TlsOptions
 from .progress import Progress
 from .targets import TargetSet
 
-
-EVIDENCE_PREFIX = {"connect": "TCP connect to", "syn": "raw SYN to", "nmap": "nmap probe of"}
 
 
 @dataclass
@@ -37,7 +36,12 @@ class ScanOptions:
     probe_concurrency: int = 32
     extra_model_names: tuple[str, ...] = ()
     engine: str = "connect"
+    engine_reason: str = "chosen with --engine"
     tls: TlsOptions = field(default_factory=TlsOptions)
+
+    @property
+    def discovery(self) -> DiscoveryOptions:
+        return DiscoveryOptions(self.timeout, self.retries, self.rate, self.concurrency, self.all_states)
 
 
 def now() -> str:
@@ -58,29 +62,31 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
             await fingerprint(endpoint, opts.timeout, ctx, opts.tls)
         progress.fingerprinted(endpoint)
 
+    engine = ENGINES[opts.engine]
+
     def on_result(found: PortResult) -> None:
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
+        note = f" ({found.note})" if found.note else ""
         endpoint = Endpoint(found.host, found.port, found.state,
-                            evidence=[f"{EVIDENCE_PREFIX[opts.engine]} {found.host} port {found.port}: {found.reason}{rtt}"])
+                            evidence=[f"{engine.sends} to {found.host} port {found.port}: "
+                                      f"{received(found.reason, found.responder)}{rtt}{note}"])
+        endpoint.details["discovery"] = {"engine": engine.name, "sent": engine.sends, "reason": found.reason,
+                                         "received": received(found.reason, found.responder), "ttl": found.ttl,
+                                         "responder": found.responder}
+        if found.block.ports is not None:
+            endpoint.details["discovery"]["port_named"] = True
         if found.block.name:
             endpoint.details["target_name"] = found.block.name
         result.endpoints.append(endpoint)
         if found.state == "open":
             pending.append(asyncio.create_task(probe_open(found, endpoint)))
 
-    if opts.engine == "syn":
-        stats = await syn_scan(targets, timeout=opts.timeout, retries=opts.retries, rate=opts.rate,
-                               report_all=opts.all_states, on_result=on_result, on_progress=progress.discovered)
-    elif opts.engine == "nmap":
-        stats = await nmap_scan(targets, timeout=opts.timeout, retries=opts.retries, rate=opts.rate,
-                                report_all=opts.all_states, on_result=on_result, on_progress=progress.discovered)
-    else:
-        stats = await connect_scan(targets, concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout,
-                                   retries=opts.retries, report_all=opts.all_states, on_result=on_result,
-                                   on_progress=progress.discovered)
+    stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
     result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
                          "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
                          "source_addresses": sorted(stats.sources)})
+    result.port_states = stats.summary.to_json()
+    attribute_replies(result.endpoints, engine.sees_packets, frozenset(stats.sources))
     try:
         await asyncio.gather(*pending)
     finally:
@@ -96,8 +102,9 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:
     progress = progress or Progress(total=targets.probe_count())
     result = ScanResult(vantage=opts.vantage, started=now())
-    result.options = {"engine": opts.engine, "ports": list(targets.ports), "targets": [b.spec for b in targets.blocks],
-                      "timeout": opts.timeout, "concurrency": opts.concurrency, "rate": opts.rate}
+    result.options = {"engine": opts.engine, "engine_reason": opts.engine_reason, "ports": list(targets.ports),
+                      "targets": [b.spec for b in targets.blocks], "timeout": opts.timeout,
+                      "concurrency": opts.concurrency, "rate": opts.rate}
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -134,6 +141,16 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     result.findings = assess(result.endpoints)
     result.finished = now()
     return result
+
+
+def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: frozenset[str]) -> None:
+    """Say who answered each listed probe, once every SYN-ACK of the host is known."""
+    reference = target_ttls((ep.host, ep.details) for ep in endpoints)
+    for ep in endpoints:
+        seen = ep.details.get("discovery")
+        if seen is not None:
+            seen["answered_by"] = answered_by(seen["reason"], seen["ttl"], seen["responder"],
+                                              reference.get(ep.host), sees_packets, local)
 
 
 def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:

@@ -28,12 +28,19 @@ def band(score: float) -> str:
     return next(name for floor, name in BANDS if score >= floor)
 
 
-def with_context(finding: Finding, trust_levels: set[str], segments: list[str]) -> None:
-    """Lower a finding whose endpoint only trusted segments reached; never raise it."""
-    if not finding.cvss_vector or not trust_levels or "untrusted" in trust_levels:
-        if trust_levels:
-            finding.context = f"reachable from untrusted segments ({', '.join(segments)})" \
-                if "untrusted" in trust_levels else None
+def with_context(finding: Finding, segments: list) -> None:
+    """Lower a finding whose endpoint only trusted segments reached; never raise it. `segments` are the
+    policy segments (name, trust) that reached it; the context names each with its own trust level."""
+    if not segments:
+        return
+    untrusted = [s.name for s in segments if s.trust == "untrusted"]
+    trusted = [s.name for s in segments if s.trust != "untrusted"]
+    if untrusted:
+        finding.context = f"reachable from untrusted segments ({', '.join(untrusted)})" + (
+            f" and from trusted segments ({', '.join(trusted)})" if trusted else "")
+        return
+    if not finding.cvss_vector:
+        finding.context = f"reachable only from trusted segments ({', '.join(trusted)})"
         return
     vector = finding.cvss_vector if "/MAV:" in finding.cvss_vector else finding.cvss_vector + "/MAV:A"
     score = scores(vector)[1]
@@ -41,7 +48,7 @@ def with_context(finding: Finding, trust_levels: set[str], segments: list[str]) 
     adjusted = band(score)
     if severity_rank(adjusted) < severity_rank(finding.severity):
         finding.context = (f"severity lowered from {finding.severity}: reachable only from trusted segments "
-                           f"({', '.join(segments)}), CVSS environmental MAV:A")
+                           f"({', '.join(trusted)}), CVSS environmental MAV:A")
         finding.severity = adjusted
     else:
-        finding.context = f"reachable only from trusted segments ({', '.join(segments)})"
+        finding.context = f"reachable only from trusted segments ({', '.join(trusted)})"

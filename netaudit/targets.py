@@ -44,6 +44,12 @@ class TargetBlock:
     def address_count(self) -> int:
         return sum(n.num_addresses for n in self.networks)
 
+    @property
+    def listed(self) -> bool:
+        """Every port of this target is listed in the result, whatever its state: the user named the port
+        or the one host. A swept range lists its open ports; the rest go into the result's port_states."""
+        return self.ports is not None or self.address_count() == 1
+
 
 @dataclass(frozen=True)
 class TargetSet:

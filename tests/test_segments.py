@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +14,35 @@ from conftest import require_root_tools, run_cli
 
 TF = [f"198.18.1.{i}:2222" for i in (10, 11, 12, 13)]
 GRPC, REST = "198.18.1.20:8500", "198.18.1.20:8501"
+ENDPOINTS = [*TF, GRPC, REST]
 VANTAGES = ("cluster", "apps", "corp", "edge")
 OPEN = {  # what each vantage must reach, by firewall ruleset
     "leaky": {"cluster": {*TF, GRPC, REST}, "apps": {GRPC, REST}, "corp": {REST}, "edge": {"198.18.1.11:2222"}},
     "isolated": {"cluster": {*TF, GRPC, REST}, "apps": {GRPC, REST}, "corp": set(), "edge": set()},
 }
+# Single-address targets, not host:port: every probed port must keep its verdict all the same.
+HOSTS = ["198.18.1.10", "198.18.1.11", "198.18.1.12", "198.18.1.13", "198.18.1.20"]
+
+
+def expected_cell(ruleset: str, engine: str, vantage: str, endpoint: str) -> tuple[str, str]:
+    """(state, reason) the lab firewall (lab/segments.py RULES) makes each engine see. connect() cannot see
+    an ICMP error's code nor tell a drop from loss: it says undetermined, with the kernel's reason."""
+    if endpoint in OPEN[ruleset][vantage]:
+        return "open", "syn-ack"
+    if vantage == "corp" and endpoint == GRPC:
+        return "closed", "reset"  # reject with tcp reset, sent by the router in the server's name
+    if vantage == "corp" and endpoint in TF:
+        return ("undetermined", "EHOSTUNREACH") if engine == "connect" else ("filtered", "admin-prohibited")
+    return ("undetermined" if engine == "connect" else "filtered"), "no-response"
+
+
+def expected_verdict(vantage: str, endpoint: str, state: str) -> str:
+    allowed = vantage == "cluster" or (vantage == "apps" and endpoint in (GRPC, REST))
+    if state == "open":
+        return "open-allowed" if allowed else "open-not-allowed"
+    if state in ("closed", "filtered"):
+        return "expected-unreachable" if allowed else "blocked"
+    return "unknown"
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +55,9 @@ def seglab(tmp_path_factory):
 
 
 def scan_from(lab, vantage: str, engine: str, out, *extra: str) -> dict:
-    from netaudit.cli import lab_scan_argv
+    from netaudit.lab.segments import scan_argv
 
-    argv = lab.vantage_argv(vantage, *lab_scan_argv(vantage, engine), *extra)
+    argv = lab.vantage_argv(vantage, *scan_argv(vantage, engine), *extra)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     path = out / f"{vantage}-{engine}.json"
@@ -40,32 +65,32 @@ def scan_from(lab, vantage: str, engine: str, out, *extra: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def report(paths, policy) -> dict:
-    proc = run_cli("report", *map(str, paths), "--policy", str(policy), "--format", "json")
+def report(paths, policy, fmt: str = "json") -> dict | str:
+    proc = run_cli("report", *map(str, paths), "--policy", str(policy), "--format", fmt)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout) if fmt == "json" else proc.stdout
 
 
-def matrix(rep: dict) -> dict[str, set[str]]:
-    out = {v: set() for v in VANTAGES}
-    for row in rep["reachability"]:
-        if row["state"] == "open":
-            out[row["vantage"]].add(f"{row['host']}:{row['port']}")
-    return out
+def scan_hosts(lab, vantage: str, engine: str, out) -> Path:
+    data = run_scan_in(lab, vantage, *HOSTS, "-p", "2222,8500,8501", "--engine", engine, "--timeout", "1",
+                       "--vantage", vantage)
+    path = out / f"{vantage}-{engine}.json"
+    path.write_text(json.dumps(data))
+    return path
 
 
 @pytest.mark.parametrize("ruleset", ["leaky", "isolated"])
-def test_every_vantage_and_engine_merged_against_the_policy(seglab, tmp_path, ruleset):
+def test_exact_matrix_from_every_vantage_with_every_engine(seglab, tmp_path, ruleset):
+    """The firewall accepts, resets and drops; every engine's matrix says exactly what it did, cell by cell."""
     seglab.apply_ruleset(ruleset)
-    reports = {}
     for engine in ("connect", "syn", "nmap"):
-        paths = []
-        for vantage in VANTAGES:
-            scan_from(seglab, vantage, engine, tmp_path)
-            paths.append(tmp_path / f"{vantage}-{engine}.json")
-        reports[engine] = report(paths, seglab.info["policy"])
-    for engine, rep in reports.items():
-        assert matrix(rep) == OPEN[ruleset], engine
+        paths = [scan_hosts(seglab, vantage, engine, tmp_path) for vantage in VANTAGES]
+        rep = report(paths, seglab.info["policy"])
+        cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in rep["reachability"]}
+        assert {k: (c["state"], c["reason"]) for k, c in cells.items()} == {
+            (v, ep): expected_cell(ruleset, engine, v, ep) for v in VANTAGES for ep in ENDPOINTS}, engine
+        assert {k: c["verdict"] for k, c in cells.items()} == {
+            (v, ep): expected_verdict(v, ep, cells[(v, ep)]["state"]) for v in VANTAGES for ep in ENDPOINTS}, engine
         kinds = {f"{e['host']}:{e['port']}": e["kind"] for e in rep["endpoints"]}
         assert kinds == {**{t: "tf-server" for t in TF}, GRPC: "modelserver-grpc", REST: "modelserver-rest"}
         policy = sorted((f["rule"], f"{f['host']}:{f['port']}", f["severity"]) for f in rep["findings"]
@@ -75,35 +100,79 @@ def test_every_vantage_and_engine_merged_against_the_policy(seglab, tmp_path, ru
                               ("policy-unexpected-reachability@edge", "198.18.1.11:2222", "critical")]
             edge = next(f for f in rep["findings"] if f["rule"] == "policy-unexpected-reachability@edge")
             assert edge["evidence"][0].startswith("vantage edge (segment edge, untrusted): ")
-            assert "198.18.1.11 port 2222: " in edge["evidence"][0]
+            assert "198.18.1.11:2222: SYN-ACK" in edge["evidence"][0]
             assert "edge: open" in edge["evidence"][2] and "198.18.4.0/24" in edge["remediation"]
+            # The worker is reached from edge (untrusted) and cluster (trusted): the context names each as such.
+            worker = next(f for f in rep["findings"] if f["rule"] == "tf-server-unauthenticated-plaintext"
+                          and f["host"] == "198.18.1.11")
+            assert worker["context"] == "reachable from untrusted segments (edge) and from trusted segments (cluster)"
         else:
             assert policy == []
         assert rep["expected_unreachable"] == []
-    # Where the engines differ, by design: syn and nmap (-sS) see filtered and why; connect cannot tell a
-    # drop from loss, so it says undetermined, with the kernel's reason.
-    for engine, silent in (("nmap", "no-response"), ("syn", "no response to 2 SYN(s)")):
-        cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in reports[engine]["reachability"]}
-        corp_tf = cells[("corp", "198.18.1.10:2222")]
-        assert corp_tf["state"] == "filtered" and "admin-prohibited" in corp_tf["evidence"], engine
-        assert cells[("corp", GRPC)]["state"] == "filtered" and silent in cells[("corp", GRPC)]["evidence"], engine
-    cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in reports["connect"]["reachability"]}
-    assert cells[("corp", "198.18.1.10:2222")]["state"] == "undetermined"
-    assert "EHOSTUNREACH" in cells[("corp", "198.18.1.10:2222")]["evidence"]
-    assert cells[("corp", GRPC)]["evidence"].endswith("no reply within 1s")
+        if engine == "connect":
+            assert "does not see the reply packet" in cells[("corp", GRPC)]["answered_by"]
+            continue
+        # Who answered: the ICMP error names the router; the reset came from one hop before the server.
+        assert cells[("corp", TF[0])]["answered_by"].startswith("198.18.3.254, not the target"), engine
+        reset = cells[("corp", GRPC)]
+        assert reset["ttl"] == 64 and reset["received"] == "RST", engine
+        if ruleset == "leaky":  # corp also gets the server's own SYN-ACK on 8501, one hop further away
+            assert reset["answered_by"].startswith("a device 1 hop(s) before the target: a firewall"), reset
+        else:
+            assert reset["answered_by"].startswith("the next hop itself"), reset
+        assert cells[("edge", TF[0])]["answered_by"].startswith("nobody: no reply")
+    text = report(paths, seglab.info["policy"], "text")
+    assert "blocked closed (reset)" in text and "blocked filtered (admin-prohibited)" in text
+    assert "OPEN!: open, and the policy does not allow it" in text or ruleset == "isolated"
+    assert "corp -> 198.18.1.20:8500: nmap -sS SYN" in text
 
 
-def test_expected_but_unreachable(seglab, tmp_path):
+def test_scan_policy_infers_the_vantage_and_gives_its_policy_findings(seglab, tmp_path):
+    """A pre-deployment check is one command run from the segment it guards."""
     seglab.apply_ruleset("leaky")
-    policy = tmp_path / "policy.toml"
-    policy.write_text(open(seglab.info["policy"]).read().replace('from = ["cluster"]', 'from = ["cluster", "apps"]', 1))
-    scan_from(seglab, "apps", "connect", tmp_path)
-    rep = report([tmp_path / "apps-connect.json"], policy)
-    assert sorted((r["vantage"], f"{r['host']}:{r['port']}") for r in rep["expected_unreachable"]) == []
-    scan_from(seglab, "cluster", "connect", tmp_path)
-    rep = report([tmp_path / "apps-connect.json", tmp_path / "cluster-connect.json"], policy)
-    assert sorted(f"{r['host']}:{r['port']}" for r in rep["expected_unreachable"]) == TF
-    assert {r["vantage"] for r in rep["expected_unreachable"]} == {"apps"}
+    policy = seglab.info["policy"]
+    corp = run_scan_in(seglab, "corp", "198.18.1.20", "-p", "8500,8501", "--policy", policy)
+    assert (corp["vantage"], corp["segment"]) == ("corp", "corp")
+    assert [(f["rule"], f["port"], f["severity"]) for f in corp["findings"] if f["rule"].startswith("policy-")] == [
+        ("policy-unexpected-reachability@corp", 8501, "high")]
+    proc = run_in_vantage(seglab, "corp", "198.18.1.20", "-p", "8500,8501", "--policy", policy, "--fail-on", "high")
+    assert proc.returncode == 1, proc.stderr
+    # Allowed from apps but dropped by the firewall: expected but unreachable, with the port's usual kind.
+    wider = tmp_path / "policy.toml"
+    wider.write_text(open(policy).read().replace('from = ["cluster"]', 'from = ["cluster", "apps"]', 1))
+    apps = run_scan_in(seglab, "apps", "198.18.1.10", "-p", "2222", "--policy", str(wider))
+    assert apps["vantage"] == "apps"
+    assert [(r["kind"], r["host"], r["port"], r["state"], r["reason"]) for r in apps["expected_unreachable"]] == [
+        ("tf-server", "198.18.1.10", 2222, "filtered", "no-response")]
+    # A source address in no policy segment: the vantage is named unknown, and said so.
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text('[segments.cluster]\ncidrs = ["198.18.1.0/24"]\ntrust = "trusted"\n')
+    proc = run_in_vantage(seglab, "edge", "198.18.1.11", "-p", "2222", "--policy", str(narrow))
+    assert proc.returncode == 0 and "source address 198.18.4.10 is in no segment of the policy" in proc.stderr
+    assert json.loads(proc.stdout)["vantage"] == "unknown"
+
+
+def test_report_says_not_probed_only_for_pairs_a_vantage_never_probed(seglab, tmp_path):
+    """A swept range keeps its closed and filtered ports compactly; only unprobed pairs read `not probed`."""
+    seglab.apply_ruleset("leaky")
+    cluster = scan_from(seglab, "cluster", "syn", tmp_path)
+    # Inside the segment: RSTs from the hosts, and for addresses with no host the scanning machine's own
+    # host-unreachable (no neighbour answered) or silence; 64 addresses x 12 ports in a few groups.
+    assert {(g["state"], g["reason"]) for g in cluster["port_states"]} <= {
+        ("closed", "reset"), ("filtered", "host-unreach"), ("filtered", "no-response")}
+    assert sum(g["count"] for g in cluster["port_states"]) == 64 * 12 - 6 and len(cluster["port_states"]) < 30
+    corp = scan_from(seglab, "corp", "syn", tmp_path)
+    assert {(g["state"], g["reason"]) for g in corp["port_states"]} >= {("filtered", "admin-prohibited"),
+                                                                      ("filtered", "no-response")}
+    edge = run_scan_in(seglab, "edge", "198.18.1.11", "-p", "2222", "--vantage", "edge")
+    (tmp_path / "edge-only.json").write_text(json.dumps(edge))
+    rep = report([tmp_path / "cluster-syn.json", tmp_path / "corp-syn.json", tmp_path / "edge-only.json"],
+                 seglab.info["policy"])
+    cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in rep["reachability"]}
+    assert (cells[("corp", TF[0])]["state"], cells[("corp", TF[0])]["reason"]) == ("filtered", "admin-prohibited")
+    assert (cells[("corp", GRPC)]["state"], cells[("corp", GRPC)]["reason"]) == ("closed", "reset")
+    not_probed = {k for k, c in cells.items() if c["reason"] == "not-probed"}
+    assert not_probed == {("edge", ep) for ep in ENDPOINTS if ep != "198.18.1.11:2222"}
 
 
 def test_lossy_slow_link_keeps_detection_complete(seglab, tmp_path):
@@ -150,10 +219,14 @@ def test_impair_refuses_bad_input_and_the_machines_own_namespace(seglab):
     assert proc.returncode == 1 and "refusing to run outside a named network namespace" in proc.stderr
 
 
-def run_scan_in(lab, vantage: str, *args: str) -> dict:
+def run_in_vantage(lab, vantage: str, *args: str) -> subprocess.CompletedProcess:
     argv = lab.vantage_argv(vantage, sys.executable, "-m", "netaudit", "scan", *args, "--scope", "198.18.0.0/15",
                             "--format", "json")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+def run_scan_in(lab, vantage: str, *args: str) -> dict:
+    proc = run_in_vantage(lab, vantage, *args)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -165,12 +238,12 @@ def test_lab_cli_scan_refuses_without_segmented_lab(tmp_path):
 
 def test_opening_a_firewall_rule_shows_up_as_new(seglab, tmp_path):
     """History across a firewall change: isolated, then leaky (edge may now reach worker 0), then leaky again."""
-    from netaudit.cli import lab_scan_argv
+    from netaudit.lab.segments import scan_argv
 
     store = tmp_path / "history.sqlite"
 
     def edge_scan() -> dict:
-        argv = seglab.vantage_argv("edge", *lab_scan_argv("edge"), "--store", str(store))
+        argv = seglab.vantage_argv("edge", *scan_argv("edge"), "--store", str(store))
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
