@@ -236,7 +236,6 @@ def main() -> None:
     args = parser.parse_args()
     versions = args.versions or newest_patches()
     VENVS.mkdir(parents=True, exist_ok=True)
-    data = json.loads(DATA.read_text()) if DATA.exists() else {"releases": []}
     for version in versions:
         print(f"tensorflow-cpu {version}: installing and measuring …", flush=True)
         try:
@@ -244,6 +243,7 @@ def main() -> None:
         except (subprocess.SubprocessError, LabError, OSError) as exc:
             print(f"tensorflow-cpu {version}: failed: {exc}", flush=True)
             continue
+        data = json.loads(DATA.read_text()) if DATA.exists() else {"releases": []}
         data["releases"] = sorted([r for r in data["releases"] if r["release"] != row["release"]] + [row],
                                   key=release_key)
         DATA.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")

@@ -58,7 +58,7 @@ class Advisory:
 
     def to_dict(self, affected: str) -> dict[str, Any]:
         return {"id": self.id, "affected": affected, "severity": self.severity, "cvss": self.cvss,
-                "fixed": list(self.fixed), "summary": self.summary, "url": self.url,
+                "fixed": list(self.fixed), "fixed_in": ", ".join(self.fixed) or "no release yet", "summary": self.summary, "url": self.url,
                 "aliases": sorted({i for ids in self.ids.values() for i in ids} - {self.id})}
 
 
