@@ -81,8 +81,8 @@ def _entry(raw: dict[str, Any], index: int) -> Advisory:
             raise ValueError("ids must be lists under tfsa/ghsa/cve/pysec and include the entry's id")
         affected = tuple(Interval(parse_version(a["introduced"]),
                                   parse_version(a["fixed"]) if a.get("fixed") else None) for a in raw["affected"])
-        if not affected:
-            raise ValueError("no affected interval")
+        if not affected or any(a.fixed is not None and a.fixed <= a.introduced for a in affected):
+            raise ValueError("needs affected intervals with introduced before fixed")
         for fixed in raw["fixed"]:
             parse_version(fixed)
         if not raw["url"].startswith("https://") or not raw["summary"] or "\n" in raw["summary"]:

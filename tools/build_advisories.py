@@ -71,7 +71,12 @@ def intervals(events: list[dict]) -> list[dict]:
         elif "last_affected" in event and spans and spans[-1]["fixed"] is None:
             major, minor, patch = (int(p) for p in release(str(event["last_affected"])).split("."))
             spans[-1]["fixed"] = f"{major}.{minor}.{patch + 1}"
-    return spans
+    # A span that only held pre-releases ("2.4.0rc0" up to "2.4.0") affects no final release.
+    return [s for s in spans if s["fixed"] is None or key(s["introduced"]) < key(s["fixed"])]
+
+
+def key(version: str) -> list[int]:
+    return [int(p) for p in version.split(".")]
 
 
 def one_line(text: str) -> str:
