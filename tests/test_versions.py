@@ -174,3 +174,28 @@ def test_lab_servers_carry_their_release_and_advisories(lab_scan):
         found = ep.details["advisories"]
         assert found["product"] == "tensorflow" and found["all"] == 0
         assert found["list"] == advisories.match(version["min"], None)["list"]
+
+
+@pytest.mark.parametrize("transport, authenticated, rule, severity", [
+    ("plaintext", False, "tf-known-advisories-no-new-access", "info"),
+    ("mtls", False, "tf-known-advisories-behind-mtls", "high"),
+])
+def test_advisory_findings_follow_the_access_the_server_already_gives(transport, authenticated, rule, severity):
+    """A derived 2.4 row replayed: its advisories become one finding, listed with links, whose severity depends
+    on whether the server already runs anyone's graphs."""
+    from netaudit.assess import assess
+    from netaudit.model import Endpoint
+
+    row = next(r for r in tf_runtime.release_rows() if r.release == "2.4")
+    version = tf_runtime.infer_version(observe(row))
+    found = advisories.match(version["min"], version["max"])
+    ep = Endpoint("198.18.1.10", 2222, "open", kind="tf-server", transport=transport, authenticated=authenticated,
+                  details={"tf_version": version, "advisories": found})
+    findings = [f for f in assess([ep]) if f.rule.startswith("tf-known-advisories")]
+    assert [(f.rule, f.severity) for f in findings] == [(rule, severity)]
+    assert version["range"] in findings[0].title and f"{found['some']} affect some" in findings[0].title
+    lines = [line for line in findings[0].evidence if line.startswith("advisory ")]
+    assert len(lines) == len(found["list"]) and all("https://" in line for line in lines)
+    empty = Endpoint("198.18.1.10", 2222, "open", kind="tf-server", transport=transport, authenticated=authenticated,
+                     details={"tf_version": version, "advisories": advisories.match("2.12", "2.17")})
+    assert not [f for f in assess([empty]) if f.rule.startswith("tf-known-advisories")]
