@@ -22,6 +22,8 @@ class Rule:
     references: tuple[str, ...]
     compliance: dict[str, list[str]]
     cvss: str | None = None
+    evidence_from: str | None = None  # a dotted path to a list of dicts in details, one evidence line each
+    evidence_line: str = ""
 
     def matches(self, ep: Endpoint) -> bool:
         for key, want in self.when.items():
@@ -30,7 +32,7 @@ class Rule:
             elif key == "detail_prefix":
                 ok = all(str(ep.details.get(k, "")).startswith(v) for k, v in want.items())
             elif key == "detail_present":
-                ok = all(ep.details.get(k) for k in want)
+                ok = all(detail(ep.details, k) for k in want)
             elif key in ("detail_true", "detail_false"):
                 ok = all(detail(ep.details, k) is (key == "detail_true") for k in want)
             elif key == "detail_any":
@@ -44,9 +46,11 @@ class Rule:
         return True
 
     def finding(self, ep: Endpoint) -> Finding:
-        fields = {"address": ep.address, "host": ep.host, "port": ep.port}
+        fields = {"address": ep.address, "host": ep.host, "port": ep.port, "details": ep.details}
+        extra = [self.evidence_line.format(**item) for item in detail(ep.details, self.evidence_from) or ()] \
+            if self.evidence_from else []
         return Finding(rule=self.id, severity=self.severity, host=ep.host, port=ep.port,
-                       title=self.title.format(**fields), evidence=list(ep.evidence),
+                       title=self.title.format(**fields), evidence=list(ep.evidence) + extra,
                        remediation=self.remediation.format(**fields), references=list(self.references),
                        compliance=self.compliance, cvss_vector=self.cvss,
                        cvss_score=scores(self.cvss)[0] if self.cvss else None)
@@ -66,7 +70,8 @@ def detail(details: dict[str, Any], dotted: str) -> Any:
 def load_rules() -> tuple[Rule, ...]:
     data = tomllib.loads(resources.files("netaudit").joinpath("data/rules.toml").read_text())
     return tuple(Rule(r["id"], r["severity"], r["when"], r["title"], r["remediation"],
-                      tuple(r.get("references", ())), r.get("compliance", {}), r.get("cvss")) for r in data["rule"])
+                      tuple(r.get("references", ())), r.get("compliance", {}), r.get("cvss"), r.get("evidence_from"),
+                      r.get("evidence_line", "")) for r in data["rule"])
 
 
 def assess(endpoints: list[Endpoint]) -> list[Finding]:

@@ -1,16 +1,21 @@
 """tf.train.Server / tf.distribute.Server: the TF distributed runtime's gRPC services.
 
-Signatures, version markers and the device message layout come from shared/reference/tf-wire-facts.md
-§1 and §4; each was measured against tensorflow 2.21 (§5). Adding a signature means adding a row here.
+Signatures and the device message layout come from shared/reference/tf-wire-facts.md §1 and §4; each was
+measured against tensorflow 2.21 (§5). Adding a signature means adding a row here. The version markers are
+data: netaudit/data/tf_release_markers.json, one row per minor release, measured by
+bench/tf_release_matrix.py or derived from source (docs/versions-and-advisories.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
-from netaudit import protowire
+from netaudit import advisories, protowire
 from netaudit.rpc import Reply, RpcSession
 
 from .base import Expect, Outcome, ProbeContext
@@ -35,7 +40,8 @@ SIGNATURES = (
     # §1.5/§5: checks for a null service or an unknown task before touching state.
     Signature("tensorflow.CoordinationService", "/tensorflow.CoordinationService/Heartbeat", b"",
               (Expect("INTERNAL", "Coordination service is not enabled."),
-               Expect("INVALID_ARGUMENT", "Unexpected heartbeat request from task"))),
+               Expect("INVALID_ARGUMENT", "Unexpected heartbeat request from task"),
+               Expect("INVALID_ARGUMENT", "Unexpected task request"))),
     # §4: a no-op; the non-empty "unimplemented." proves the profiler implementation is registered.
     Signature("tensorflow.ProfilerService", "/tensorflow.ProfilerService/Monitor", b"",
               (Expect("UNIMPLEMENTED", "unimplemented."),), tf_only=False),
@@ -44,46 +50,99 @@ SIGNATURES = (
               (Expect("INTERNAL", "Unable to parse request"),)),
 )
 
-COORDINATION_LEADER = Expect("INVALID_ARGUMENT", "Unexpected heartbeat request from task")
+# The coordination leader rejects a heartbeat from an unknown task; the wording changed in 2.14.
+COORDINATION_LEADER = (Expect("INVALID_ARGUMENT", "Unexpected heartbeat request from task"),
+                       Expect("INVALID_ARGUMENT", "Unexpected task request"))
+HEARTBEAT = "/tensorflow.CoordinationService/Heartbeat"
+# Read from the signature replies above, so never probed again with MALFORMED.
+SERVICE_METHODS = (HEARTBEAT, "/tensorflow.ProfilerService/Monitor")
+RELEASE_ROW = re.compile(r"^2\.\d{1,2}$")
 
-# Releases the method tables in §1.2 tell apart; "older" is anything before 2.2, "newer" after 2.21.
-RELEASES = ("older",) + tuple(f"2.{minor}" for minor in range(2, 22)) + ("newer",)
+
+class MarkerDataError(ValueError):
+    """tf_release_markers.json is malformed; the message names the row."""
 
 
 @dataclass(frozen=True)
-class Marker:
-    """A method registered from release `since` up to, not including, `until` (§1.2)."""
+class ReleaseRow:
+    """What one minor release registers (`methods`: path -> registered; a path not listed is unknown) and how
+    its coordination leader words a heartbeat rejection (None: not recorded)."""
 
-    method: str
-    since: str
-    until: str | None = None
+    release: str
+    source: str  # "measured" (bench/tf_release_matrix.py) or "derived" (from source, never run)
+    note: str
+    methods: dict[str, bool]
+    leader_heartbeat: str | None = None
+    covers_older: bool = False  # the row also stands for every older release (1.x-2.1)
 
-    def present_in(self, release: str) -> bool:
-        index = RELEASES.index(release)
-        return RELEASES.index(self.since) <= index and (self.until is None or index < RELEASES.index(self.until))
+    def agrees(self, observed: dict[str, bool], leader_heartbeat: str | None) -> bool:
+        if any(m in self.methods and self.methods[m] != v for m, v in observed.items()):
+            return False
+        return not (leader_heartbeat and self.leader_heartbeat
+                    and not leader_heartbeat.startswith(self.leader_heartbeat))
 
 
-# Probed with MALFORMED: a registered method rejects it with INTERNAL, an unknown one is UNIMPLEMENTED with
-# empty details straight from gRPC core (§1.2 rule of thumb; measured on 2.21, §5).
-VERSION_MARKERS = (
-    Marker("/tensorflow.eager.EagerService/UpdateContext", "2.2"),
-    Marker("/tensorflow.eager.EagerService/RunComponentFunction", "2.3"),
-    Marker("/tensorflow.ProfilerService/Terminate", "2.3"),
-    Marker("/tensorflow.ProfilerService/GetSnapshot", "2.21"),
-    Marker("/tensorflow.CoordinationService/RegisterWorker", "2.8", "2.9"),
-    Marker("/tensorflow.CoordinationService/RegisterTask", "2.9"),
-    Marker("/tensorflow.CoordinationService/TryGetKeyValue", "2.10"),
-    Marker("/tensorflow.CoordinationService/GetTaskState", "2.11"),
-    Marker("/tensorflow.CoordinationService/PollForError", "2.18"),
-    Marker("/tensorflow.CoordinationService/GetAliveTasks", "2.19"),
-    Marker("/tensorflow.CoordinationService/GetJobState", "2.20", "2.21"),
-    Marker("/tensorflow.CoordinationService/WatchJobState", "2.21"),
-)
-# Service-level markers, read from the signature replies above (§1.1 table).
-SERVICE_MARKERS = (
-    Marker("/tensorflow.CoordinationService/Heartbeat", "2.8"),
-    Marker("/tensorflow.ProfilerService/Monitor", "2.4"),
-)
+def _leader_prefix(row: dict) -> str | None:
+    """The wording before the task name: the part that tells releases apart."""
+    reply = row.get("replies", {}).get("leader", {}).get(HEARTBEAT)
+    if not reply or reply.get("code") != "INVALID_ARGUMENT":
+        return None
+    return re.split(r"[:=]", reply["details"], maxsplit=1)[0]
+
+
+def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
+    try:
+        raw_rows = json.loads(text)["releases"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MarkerDataError(f"tf_release_markers.json: not a marker file: {exc!r}") from None
+    rows = []
+    for index, raw in enumerate(raw_rows):
+        name = raw.get("release", f"row {index}") if isinstance(raw, dict) else f"row {index}"
+        try:
+            if not RELEASE_ROW.match(raw["release"]) or raw["source"] not in ("measured", "derived"):
+                raise ValueError("needs release \"2.N\" and source measured/derived")
+            methods = raw["methods"]
+            if not methods or not all(isinstance(k, str) and k.startswith("/") and isinstance(v, bool)
+                                      for k, v in methods.items()):
+                raise ValueError("methods must map gRPC paths to true/false")
+            rows.append(ReleaseRow(raw["release"], raw["source"], str(raw["note"]), dict(methods),
+                                   _leader_prefix(raw), bool(raw.get("covers_older", False))))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MarkerDataError(f"tf_release_markers.json: release {name}: {exc!r}") from None
+    rows.sort(key=lambda r: int(r.release.split(".")[1]))
+    if len({r.release for r in rows}) != len(rows):
+        raise MarkerDataError("tf_release_markers.json: a release appears twice")
+    return tuple(rows)
+
+
+def choose_markers(rows: tuple[ReleaseRow, ...]) -> tuple[str, ...]:
+    """Few methods that still separate every pair of rows any method separates (greedy set cover), so a
+    scan sends a handful of MALFORMED requests instead of one per known method."""
+    def separates(method: str, a: ReleaseRow, b: ReleaseRow) -> bool:
+        return method in a.methods and method in b.methods and a.methods[method] != b.methods[method]
+
+    methods = sorted({m for r in rows for m in r.methods})
+    pairs = [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:] if any(separates(m, a, b) for m in methods)]
+    chosen = [m for m in SERVICE_METHODS if m in methods]
+    pairs = [(a, b) for a, b in pairs if not any(separates(m, a, b) for m in chosen)]
+    while pairs:
+        best = max(methods, key=lambda m: (sum(separates(m, a, b) for a, b in pairs), m))
+        chosen.append(best)
+        pairs = [(a, b) for a, b in pairs if not separates(best, a, b)]
+    return tuple(m for m in chosen if m not in SERVICE_METHODS)
+
+
+@cache
+def release_rows() -> tuple[ReleaseRow, ...]:
+    return parse_rows(resources.files("netaudit").joinpath("data/tf_release_markers.json").read_text())
+
+
+@cache
+def version_markers() -> tuple[str, ...]:
+    """Probed with MALFORMED: a registered method rejects it with INTERNAL, an unknown one is UNIMPLEMENTED with
+    empty details straight from gRPC core (§1.2 rule of thumb; measured on every row marked measured)."""
+    return choose_markers(release_rows())
+
 
 DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
 
@@ -108,23 +167,26 @@ def decode_devices(body: bytes) -> list[dict]:
     return devices
 
 
-def infer_version(registered: dict[str, bool]) -> dict:
-    candidates = [r for r in RELEASES
-                  if all(m.present_in(r) == registered[m.method]
-                         for m in VERSION_MARKERS + SERVICE_MARKERS if m.method in registered)]
+def infer_version(registered: dict[str, bool], leader_heartbeat: str | None = None,
+                  rows: tuple[ReleaseRow, ...] | None = None) -> dict:
+    """The releases whose row agrees with every observation. Past the newest row lies an unknown future
+    release that may look the same, so the newest row alone reads ">= 2.N"."""
+    rows = rows or release_rows()
+    candidates = [r for r in rows if r.agrees(registered, leader_heartbeat)]
     basis = sorted(m for m, present in registered.items() if present)
     if not candidates:
-        return {"range": "unknown", "min": None, "max": None, "registered_markers": basis}
+        return {"range": "unknown", "min": None, "max": None, "registered_markers": basis, "source": None}
     low, high = candidates[0], candidates[-1]
-    low_v = None if low == "older" else ("2.21" if low == "newer" else low)
-    high_v = None if high == "newer" else ("2.1" if high == "older" else high)
+    low_v = None if low.covers_older else low.release
+    high_v = None if high is rows[-1] else high.release
     if low_v is None:
-        text = f"<= {high_v}"
+        text = f"<= {high_v}" if high_v else "any"
     elif high_v is None:
         text = f">= {low_v}"
     else:
         text = low_v if low_v == high_v else f"{low_v}-{high_v}"
-    return {"range": text, "min": low_v, "max": high_v, "registered_markers": basis}
+    source = "measured" if all(r.source == "measured" for r in candidates) else "derived"
+    return {"range": text, "min": low_v, "max": high_v, "registered_markers": basis, "source": source}
 
 
 def _proves(sig: Signature, reply: Reply) -> bool:
@@ -155,14 +217,15 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     if len(tasks) == 1:
         out.details["job"], out.details["task"] = tasks[0]
     heartbeat = replies[[s.service for s in SIGNATURES].index("tensorflow.CoordinationService")]
-    if heartbeat.matches(COORDINATION_LEADER.code, COORDINATION_LEADER.details):
+    leader = any(heartbeat.matches(e.code, e.details) for e in COORDINATION_LEADER)
+    if leader:
         out.details["coordination_service"] = "enabled (this task is the coordination leader)"
     elif "tensorflow.CoordinationService" in found:
         out.details["coordination_service"] = "registered, not enabled on this task"
-    markers = await asyncio.gather(*(session.unary(m.method, MALFORMED) for m in VERSION_MARKERS))
-    registered = {m.method: reply.registered for m, reply in zip(VERSION_MARKERS, markers, strict=True)}
-    for marker in SERVICE_MARKERS:
-        reply = next(r for r in replies if r.method == marker.method)
-        registered[marker.method] = reply.registered
-    out.details["tf_version"] = infer_version(registered)
+    markers = await asyncio.gather(*(session.unary(m, MALFORMED) for m in version_markers()))
+    registered = {m: reply.registered for m, reply in zip(version_markers(), markers, strict=True)}
+    for method in SERVICE_METHODS:
+        registered[method] = next(r for r in replies if r.method == method).registered
+    out.details["tf_version"] = infer_version(registered, heartbeat.details if leader else None)
+    out.details["advisories"] = advisories.match(out.details["tf_version"]["min"], out.details["tf_version"]["max"])
     return out

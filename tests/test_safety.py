@@ -33,7 +33,7 @@ REFERENCE_EMPTY_ONLY = {
 
 def declared_calls() -> list[tuple[str, bytes]]:
     calls = [(sig.method, sig.request) for sig in tf_runtime.SIGNATURES]
-    calls += [(m.method, MALFORMED) for m in tf_runtime.VERSION_MARKERS]
+    calls += [(m, MALFORMED) for m in tf_runtime.version_markers()]
     calls += [(grpc_generic.HEALTH_CHECK, b"")] + [(m, grpc_generic.LIST_SERVICES) for m in grpc_generic.REFLECTION]
     calls += [(modelserver_grpc.MODEL_STATUS, b""), (modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec("m")),
               (modelserver_grpc.METADATA, modelserver_grpc.metadata_request("m")), (modelserver_grpc.RELOAD, b""),
