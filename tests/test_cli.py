@@ -46,7 +46,7 @@ def test_text_summary_and_closed_port(lab):
     assert row.split()[1:5] == ["open", "tf-server", "plaintext", "NO"]
     assert f"{tf.job}:{tf.task}" in row
     closed = next(line for line in lines if line.startswith(f"127.0.0.1:{port}"))
-    assert closed.split()[1] == "closed" and "conn-refused" in closed
+    assert closed.split()[1] == "closed" and "RST" in closed
     assert "CRITICAL" in proc.stdout
 
 

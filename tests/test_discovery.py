@@ -36,7 +36,7 @@ def sweep_ns():
 
 def test_cidr_sweep_states_and_fingerprints(sweep_ns):
     proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.0/28", "-p", "2222,2223",
-                        "--all-states", "--timeout", "1", "--retries", "1", "--format", "json")
+                        "--engine", "connect", "--all-states", "--timeout", "1", "--retries", "1", "--format", "json")
     data = json.loads(proc.stdout)
     states = {(e["host"], e["port"]): e["state"] for e in data["endpoints"]}
     hosts = [f"198.18.0.{i}" for i in range(16)]
@@ -45,7 +45,7 @@ def test_cidr_sweep_states_and_fingerprints(sweep_ns):
         assert states[(host, 2223)] == "closed"
         assert states[(host, 2222)] == ("undetermined" if host == "198.18.0.5" else "open")
     dropped = next(e for e in data["endpoints"] if e["host"] == "198.18.0.5" and e["port"] == 2222)
-    assert dropped["evidence"] == ["TCP connect to 198.18.0.5 port 2222: no reply within 1s"]
+    assert dropped["evidence"] == ["TCP connect() to 198.18.0.5 port 2222: no reply (no reply within 1s)"]
     assert data["stats"]["retried"] == 1 and data["stats"]["states"] == {"open": 15, "closed": 16, "undetermined": 1}
     tf = [e for e in data["endpoints"] if e["kind"] == "tf-server"]
     assert len(tf) == 15 and all(e["details"]["job"] == "worker" and e["details"]["task"] == 0 for e in tf)
@@ -53,16 +53,30 @@ def test_cidr_sweep_states_and_fingerprints(sweep_ns):
 
 def test_without_all_states_only_open_ports_of_a_sweep_are_listed(sweep_ns):
     proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.1-3", "-p", "2222,2223",
-                        "--format", "json")
+                        "--engine", "connect", "--format", "json")
     data = json.loads(proc.stdout)
     assert [(e["host"], e["port"], e["state"]) for e in data["endpoints"]] == [
         (f"198.18.0.{i}", 2222, "open") for i in (1, 2, 3)]
     assert data["stats"]["states"] == {"open": 3, "closed": 3}
+    # The closed ports are not listed, but their verdict is kept, compactly.
+    assert data["port_states"] == [{"state": "closed", "reason": "reset", "ttl": None, "responder": None,
+                                    "ports": [2223], "hosts": ["198.18.0.1/32", "198.18.0.2/31"], "count": 3}]
+
+
+def test_root_defaults_to_the_syn_engine_and_says_so(sweep_ns):
+    """As nmap does: raw SYNs when privileged, so a drop is `filtered`, not `undetermined`."""
+    proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.5", "-p", "2222,2223", "--timeout", "1",
+                        "--format", "json")
+    data = json.loads(proc.stdout)
+    assert (data["options"]["engine"], data["options"]["engine_reason"]) == (
+        "syn", "root on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)")
+    cells = {e["port"]: (e["state"], e["details"]["discovery"]["reason"]) for e in data["endpoints"]}
+    assert cells == {2222: ("filtered", "no-response"), 2223: ("closed", "reset")}
 
 
 def test_rate_limit_spaces_connections(sweep_ns):
     proc = sweep_ns.run(sys.executable, "-m", "netaudit", "scan", "198.18.0.0/28", "-p", "2223", "--rate", "20",
-                        "--format", "json")
+                        "--engine", "connect", "--format", "json")
     data = json.loads(proc.stdout)
     assert data["stats"]["states"] == {"closed": 16}
     assert data["stats"]["discovery_seconds"] >= 15 / 20

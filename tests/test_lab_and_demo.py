@@ -83,6 +83,18 @@ def test_demo_scans_every_vantage_and_brings_the_lab_down(demo_dir):
     assert [s["vantage"] for s in data["scans"]] == ["cluster", "apps", "corp", "edge"]
     assert sorted(f["rule"] for f in data["findings"] if f["rule"].startswith("policy-")) == [
         "policy-unexpected-reachability@corp", "policy-unexpected-reachability@edge"]
+    # As root the demo scans with raw SYNs: every cell the firewall drops or rejects says so, none is unknown.
+    cells = {(r["vantage"], f"{r['host']}:{r['port']}"): r for r in data["reachability"]}
+    assert [k for k, c in cells.items() if c["state"] == "undetermined"] == []
+    assert (cells[("corp", "198.18.1.10:2222")]["state"], cells[("corp", "198.18.1.10:2222")]["reason"]) == (
+        "filtered", "admin-prohibited")
+    assert (cells[("corp", "198.18.1.20:8500")]["state"], cells[("corp", "198.18.1.20:8500")]["reason"]) == (
+        "closed", "reset")
+    assert (cells[("edge", "198.18.1.10:2222")]["state"], cells[("edge", "198.18.1.10:2222")]["reason"]) == (
+        "filtered", "no-response")
+    assert cells[("edge", "198.18.1.11:2222")]["verdict"] == "open-not-allowed"
+    summary = (report / "summary.txt").read_text()
+    assert "blocked filtered (admin-prohibited)" in summary and "OPEN!" in summary
     assert not (out / "lab-state").exists()
     from netaudit.lab.segments import SegmentedLab
 
@@ -99,3 +111,27 @@ def test_demo_loopback_variant(tmp_path):
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["vantage"] == "loopback" and [e["kind"] for e in data["endpoints"]].count("tf-server") == 13
     assert not (tmp_path / "lab-state").exists()
+
+
+def test_lab_processes_start_from_the_checkout_with_a_regular_install(tmp_path):
+    """After `pip install .` (not editable), the checkout's own netaudit/ folder (which has no lab/) must not
+    shadow the installed package when a lab process starts from the checkout's root."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+        python = str(venv / "bin" / "python")
+        install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(root)],
+                                 capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert install.returncode == 0, install.stderr
+        probe = ("import subprocess, netaudit; from netaudit.lab.processes import module_argv; "
+                 "assert 'site-packages' in netaudit.__file__, netaudit.__file__; "
+                 "subprocess.run(module_argv('netaudit.lab.tf_task', '--help'), check=True, capture_output=True)")
+        proc = subprocess.run([python, "-P", "-c", probe], capture_output=True, text=True, timeout=120, cwd=root)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
