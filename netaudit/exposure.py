@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .discovery import ENGINES
 from .model import Finding
 from .policy import Policy, Segment
 from .portstates import answered_by, lookup, received, target_ttls
@@ -75,7 +76,8 @@ class ScanView:
 
     def _cell(self, host: str, port: int, state: str, reason: str, ttl: int | None, responder: str | None,
               sent: str | None, transport: str | None) -> dict[str, Any]:
-        sent = sent or self.scan.get("options", {}).get("engine", "probe")
+        engine = ENGINES.get(self.scan.get("options", {}).get("engine", ""))
+        sent = sent or (engine.sends if engine else "probe")
         got = received(reason, responder)
         who = answered_by(reason, ttl, responder, self.ttls.get(host), self.sees_packets, self.local)
         return {"state": state, "reason": reason, "transport": transport, "sent": sent, "received": got,

@@ -116,7 +116,7 @@ def to_text(result) -> str:
     table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(cell_label(c) for c in cells)]
               for ep, cells in rows]
     lines += _table([r + [""] for r in table])
-    lines += ["", "  " + "; ".join(f"{CELL_MARKS[v]}: {text}" for v, text in VERDICTS.items() if v in CELL_MARKS), ""]
+    lines += ["", "LEGEND"] + [f"  {CELL_MARKS[v]:<13} {text}" for v, text in VERDICTS.items()] + [""]
     lines.append("EVIDENCE PER CELL")
     for ep, cells in rows:
         lines += [f"  {c['vantage']} -> {_address(ep['host'], ep['port'])}: {c['evidence']}" for c in cells]

@@ -95,6 +95,10 @@ def test_demo_scans_every_vantage_and_brings_the_lab_down(demo_dir):
     assert cells[("edge", "198.18.1.11:2222")]["verdict"] == "open-not-allowed"
     summary = (report / "summary.txt").read_text()
     assert "blocked filtered (admin-prohibited)" in summary and "OPEN!" in summary
+    assert "corp -> 198.18.1.20:8500: raw SYN to 198.18.1.20:8500: RST, TTL 64; answered by a device 1 hop before" \
+        in summary
+    html = (report / "report.html").read_text()
+    assert 'class="legend"' in html and 'class="cell open-not-allowed"' in html and 'class="cell blocked"' in html
     assert not (out / "lab-state").exists()
     from netaudit.lab.segments import SegmentedLab
 
