@@ -14,10 +14,9 @@ takes its own arguments first and hands KServe only the ones it knows.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
-import threading
-import time
+
+from .processes import announce_when_listening
 
 # What the lab serves, and what a probe must find: name -> (healthy, inputs, outputs).
 MODELS: dict[str, tuple[bool, list[dict], list[dict]]] = {
@@ -26,21 +25,6 @@ MODELS: dict[str, tuple[bool, list[dict], list[dict]]] = {
     "churn_scorer": (False, [{"name": "features", "datatype": "FP32", "shape": [-1, 3]}],
                      [{"name": "score", "datatype": "FP32", "shape": [-1, 1]}]),
 }
-
-
-def announce_when_listening(*ports: int) -> None:
-    """Print READY once every port accepts: ModelServer.start() blocks, and its log lines differ by release."""
-    def watch() -> None:
-        for port in ports:
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-        print("READY", flush=True)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> None:

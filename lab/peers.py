@@ -1,8 +1,8 @@
-"""Virtual environments for lab servers whose requirements clash with the scanner's own environment.
+"""Virtual environments for lab servers that cannot share the scanner's environment.
 
 MLServer 1.7 pins fastapi<0.116 (so starlette<0.47) while KServe needs starlette>=1.3, and installed
-together pip falls back to mlserver 1.2.1 (peers-wire-facts.md §5). The lab therefore installs MLServer
-into a venv of its own, once, on first use: under the source tree's `.cache/` (git-ignored) when netaudit
+together pip falls back to mlserver 1.2.1 (peers-wire-facts.md §5); PyTriton pins numpy<2 and needs a
+particular interpreter (below). The lab therefore installs each into a venv of its own, once, on first use: under the source tree's `.cache/` (git-ignored) when netaudit
 runs from a checkout, else under NETAUDIT_PEER_VENVS. A lock keeps two labs from building it at once, and
 a marker written last means a half-built venv (an interrupted pip) is rebuilt rather than used.
 """
@@ -18,9 +18,13 @@ from pathlib import Path
 
 from .processes import LabError, lab_env
 
-# Name -> the exact requirements pip installs into that venv.
-PEER_VENVS: dict[str, tuple[str, ...]] = {
-    "mlserver": ("mlserver==1.7.1",),
+# Name -> (the interpreter the venv is built from, None for this one; the exact requirements pip installs).
+# PyTriton's Python-backend stub is linked against the system's libpython3.11 (Debian's 3.11.2) and fails
+# with another 3.11's standard library ("'_thread.RLock' object has no attribute '_recursion_count'"), so
+# its venv is built from that same system interpreter.
+PEER_VENVS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "mlserver": (None, ("mlserver==1.7.1",)),
+    "triton": ("/usr/bin/python3.11", ("nvidia-pytriton==0.7.0",)),
 }
 MARKER = ".netaudit-complete"
 INSTALL_TIMEOUT = 900.0
@@ -39,7 +43,9 @@ def venv_root() -> Path:
 
 def venv_python(name: str) -> Path:
     """The venv's interpreter, building the venv first when it is missing or incomplete."""
-    requirements = PEER_VENVS[name]
+    interpreter, requirements = PEER_VENVS[name]
+    if interpreter and not Path(interpreter).exists():
+        raise LabError(f"the {name} venv needs {interpreter} (the interpreter its binaries are linked against)")
     root = venv_root()
     root.mkdir(parents=True, exist_ok=True)
     target = root / "-".join(r.replace("==", "-") for r in requirements)
@@ -49,7 +55,7 @@ def venv_python(name: str) -> Path:
         if (target / MARKER).exists():
             return python
         shutil.rmtree(target, ignore_errors=True)
-        steps = ([sys.executable, "-m", "venv", str(target)],
+        steps = ([interpreter or sys.executable, "-m", "venv", str(target)],
                  [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements])
         for argv in steps:
             try:
