@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import kserve_server, tensorboard_server
-from .peers import venv_python
+from .peers import PEER_VENVS, venv_python
 from .processes import LabProcess, module_argv, spawn
 
 # MLServer logs this for its last server (metrics, REST, gRPC start concurrently; gRPC comes last).
@@ -78,6 +78,20 @@ def start_mlserver(name: str, http_port: int, grpc_port: int, metrics_port: int,
               for model, s in MLSERVER_MODELS.items()}
     return Started(spawn(name, argv, log_dir, MLSERVER_READY),
                    {"product": "mlserver", "version": version, "models": models, "metrics_port": metrics_port})
+
+
+def triton_available() -> bool:
+    """PyTriton's venv needs the system interpreter its stub is linked against (Debian's python3.11)."""
+    interpreter = PEER_VENVS["triton"][0]
+    return interpreter is None or Path(interpreter).exists()
+
+
+def triton_version(process: LabProcess) -> str | None:
+    """The Triton release, from the `server_version` row of the table tritonserver logs at start-up."""
+    for line in Path(process.log).read_text(errors="replace").splitlines():
+        if "| server_version" in line:
+            return line.split("|")[2].strip()
+    return None
 
 
 def start_triton(name: str, http_port: int, grpc_port: int, metrics_port: int, log_dir: Path,

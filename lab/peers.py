@@ -67,3 +67,8 @@ def venv_python(name: str) -> Path:
                 raise LabError(f"cannot build the {name} venv ({' '.join(argv[-len(requirements):])}):\n{tail}")
         (target / MARKER).write_text(" ".join(requirements) + "\n")
     return python
+
+
+def prepare_venvs(names: tuple[str, ...]) -> None:
+    for name in names:
+        venv_python(name)
