@@ -2,8 +2,9 @@
 
 MLServer 1.7 pins fastapi<0.116 (so starlette<0.47) while KServe needs starlette>=1.3, and installed
 together pip falls back to mlserver 1.2.1 (peers-wire-facts.md §5); PyTriton pins numpy<2 and needs a
-particular interpreter (below). The lab therefore installs each into a venv of its own, once, on first use: under the source tree's `.cache/` (git-ignored) when netaudit
-runs from a checkout, else under NETAUDIT_PEER_VENVS. A lock keeps two labs from building it at once, and
+particular interpreter (below). The lab therefore installs each into a venv of its own, once, on first
+use: under the source tree's `.cache/` (git-ignored) when netaudit runs from a checkout, else under
+NETAUDIT_PEER_VENVS. A lock keeps two labs from building it at once, and
 a marker written last means a half-built venv (an interrupted pip) is rebuilt rather than used.
 """
 
