@@ -147,7 +147,7 @@ class LoopbackLab(Lab):
                            LabEndpoint("mlserver/metrics", HOST, ports[2], "http", "mlserver", facts=ml.facts)]
         if triton_available():
             ports = [free_port() for _ in range(3)]
-            tr = start_triton("triton", *ports, self.dir)
+            tr = start_triton("triton", *ports, self.dir / "triton", self.dir)
             self.processes.append(tr.process)
             self.endpoints += [LabEndpoint("triton/rest", HOST, ports[0], "inference-v2-rest", "triton", facts=tr.facts),
                                LabEndpoint("triton/grpc", HOST, ports[1], "inference-v2-grpc", "triton", facts=tr.facts),

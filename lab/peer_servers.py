@@ -94,11 +94,12 @@ def triton_version(process: LabProcess) -> str | None:
     return None
 
 
-def start_triton(name: str, http_port: int, grpc_port: int, metrics_port: int, log_dir: Path,
+def start_triton(name: str, http_port: int, grpc_port: int, metrics_port: int, workdir: Path, log_dir: Path,
                  netns: str | None = None) -> Started:
     python = venv_python("triton")
     argv = [*_prefix(netns), str(python), str(Path(__file__).with_name("triton_server.py")),
-            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
+            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+            "--workdir", str(workdir)]
     return Started(spawn(name, argv, log_dir, TRITON_READY),
                    {"product": "triton", "pytriton": _venv_version(python, "nvidia-pytriton"),
                     "metrics_port": metrics_port})
