@@ -111,3 +111,12 @@ def decode(buf: bytes) -> Fields:
             raise DecodeError(f"unsupported wire type {wire_type}")
         values.setdefault(number, []).append(value)
     return Fields(values)
+
+
+def packed_varints(buf: bytes) -> list[int]:
+    """The values of a packed repeated varint field (proto3's default for repeated int64, e.g. a shape)."""
+    values, pos = [], 0
+    while pos < len(buf):
+        value, pos = _read_varint(buf, pos)
+        values.append(value)
+    return values

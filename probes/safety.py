@@ -69,6 +69,23 @@ DO_NOT_CALL: frozenset[str] = frozenset({
     "/tensorflow.ProfilerService/StartContinuousProfiling",
     "/tensorflow.ProfilerService/StopContinuousProfiling",
     "/tensorflow.ProfilerService/GetSnapshot",
+    # Open Inference Protocol V2, inference.GRPCInferenceService (kserve/kserve@aaac4e29
+    # python/kserve/kserve/protocol/grpc/grpc_predict_v2.proto): ModelInfer runs a model; the repository
+    # extension loads and unloads models.
+    "/inference.GRPCInferenceService/ModelInfer",
+    "/inference.GRPCInferenceService/RepositoryModelLoad",
+    "/inference.GRPCInferenceService/RepositoryModelUnload",
+    # Triton's extensions of the same service (triton-inference-server/common protobuf/grpc_service.proto,
+    # as shipped in tritonclient 2.73.0's service_pb2): streaming inference; shared-memory regions that
+    # Triton then reads and writes; TraceSetting and LogSettings update the server's settings whenever the
+    # request carries any (the same method reads them), so they are never called at all.
+    "/inference.GRPCInferenceService/ModelStreamInfer",
+    "/inference.GRPCInferenceService/SystemSharedMemoryRegister",
+    "/inference.GRPCInferenceService/SystemSharedMemoryUnregister",
+    "/inference.GRPCInferenceService/CudaSharedMemoryRegister",
+    "/inference.GRPCInferenceService/CudaSharedMemoryUnregister",
+    "/inference.GRPCInferenceService/TraceSetting",
+    "/inference.GRPCInferenceService/LogSettings",
 })
 
 # Methods whose only allowed request is the empty message (tf-wire-facts.md §2.4, §4): an empty

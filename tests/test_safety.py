@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from netaudit.fingerprint import GRPC_PROBES
-from netaudit.probes import grpc_generic, modelserver_grpc, tf_runtime
+from netaudit.probes import grpc_generic, inference_v2, modelserver_grpc, tf_runtime
 from netaudit.probes.base import ProbeContext
 from netaudit.probes.safety import DO_NOT_CALL, EMPTY_ONLY, MALFORMED, UnsafeCall, check_call
 from netaudit.rpc import RpcSession
@@ -23,6 +23,12 @@ REFERENCE_DO_NOT_CALL = {
     "/tensorflow.CoordinationService/Barrier", "/tensorflow.CoordinationService/InsertKeyValue",
     "/tensorflow.ProfilerService/Profile", "/tensorflow.ProfilerService/Terminate",
 }
+# Open Inference Protocol V2 and Triton's extensions (issue 12): these run models, load or unload them, or
+# change server settings; spelled out here for the same reason.
+REFERENCE_V2_DO_NOT_CALL = {f"/inference.GRPCInferenceService/{m}" for m in (
+    "ModelInfer", "ModelStreamInfer", "RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting",
+    "LogSettings")}
 # §4 Serving rows: these run or replace models as soon as the request names a model or carries a config.
 REFERENCE_EMPTY_ONLY = {
     "/tensorflow.serving.ModelService/HandleReloadConfigRequest", "/tensorflow.serving.PredictionService/Predict",
@@ -38,11 +44,13 @@ def declared_calls() -> list[tuple[str, bytes]]:
     calls += [(modelserver_grpc.MODEL_STATUS, b""), (modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec("m")),
               (modelserver_grpc.METADATA, modelserver_grpc.metadata_request("m")), (modelserver_grpc.RELOAD, b""),
               (modelserver_grpc.PREDICT, b""), (modelserver_grpc.PROFILER_MONITOR, b"")]
+    calls += inference_v2.declared_calls()
     return calls
 
 
 def test_do_not_call_list_covers_the_reference():
     assert REFERENCE_DO_NOT_CALL <= DO_NOT_CALL
+    assert REFERENCE_V2_DO_NOT_CALL <= DO_NOT_CALL
     assert REFERENCE_EMPTY_ONLY <= EMPTY_ONLY
 
 
