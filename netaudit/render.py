@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any, Callable
 
+from . import registry
 from .exposure import VERDICTS
 from .model import SEVERITIES
 
@@ -162,8 +163,15 @@ def to_html(result) -> str:
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
+        exposed=exposed_kinds(data["endpoints"]),
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS,
         css=templates.joinpath("report.css").read_text())
+
+
+def exposed_kinds(endpoints: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(label, count) of the open endpoints of each sensitive kind, in registry order."""
+    counts = Counter(e.get("kind") for e in endpoints if e["state"] == "open")
+    return [(registry.kind(k).label, counts[k]) for k in registry.sensitive_kinds() if counts[k]]
 
 
 def trend_svg(trend: list) -> dict | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from netaudit import httpwire
 
+from .base import Outcome, ProbeContext
 from .inference_v2 import MAX_MODELS, bounded
 
 # Requests and the replies that prove KServe V1, as data.
@@ -92,3 +93,14 @@ async def probe(host: str, port: int, timeout: float, model_names: tuple[str, ..
     models = [m for m in await asyncio.gather(*(one(n) for n in names)) if m]
     return InferenceV1Facts("inference-v1-rest", "kserve", tuple(sorted(models, key=lambda m: m.name)),
                             listed is not None, evidence=tuple(evidence))
+
+
+async def identify(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outcome:
+    """The engine's entry (probes/inference_v1.toml): the facts as an Outcome."""
+    facts = await probe(host, port, timeout, ctx.model_names)
+    if facts is None:
+        return Outcome()
+    return Outcome(kind=facts.kind, services=["kserve V1 REST /v1/models"], authenticated=facts.authenticated,
+                   details={"product": facts.product, "protocols": ["v1"], "listed": facts.listed,
+                            "models": {m.name: {"ready": m.ready} for m in facts.models}},
+                   evidence=list(facts.evidence))

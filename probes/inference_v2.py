@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from netaudit import httpwire, protowire
 from netaudit.rpc import RpcSession
+
+from .base import Outcome, ProbeContext
 
 SERVICE = "inference.GRPCInferenceService"
 SERVER_METADATA = f"/{SERVICE}/ServerMetadata"
@@ -276,3 +278,25 @@ async def probe_grpc(host: str, port: int, timeout: float, model_names: tuple[st
 def declared_calls() -> list[tuple[str, bytes]]:
     return [(SERVER_METADATA, b""), (MODEL_METADATA, name_request("m")), (MODEL_READY, name_request("m"))]
 
+
+
+def _outcome(facts: InferenceV2Facts | None, service: str) -> Outcome:
+    if facts is None:
+        return Outcome()
+    models = {m.name: {"versions": list(m.versions), "platform": m.platform, "ready": m.ready,
+                       "inputs": [asdict(t) for t in m.inputs], "outputs": [asdict(t) for t in m.outputs]}
+              for m in facts.models}
+    return Outcome(kind=facts.kind, services=[service], authenticated=facts.authenticated,
+                   details={"product": facts.product, "version": facts.version, "protocols": ["v2"],
+                            "extensions": list(facts.extensions), "models": models,
+                            "model_names_tried": facts.model_names_tried},
+                   evidence=list(facts.evidence))
+
+
+async def identify_rest(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outcome:
+    """The engine's entries (probes/inference_v2.toml): the facts as an Outcome."""
+    return _outcome(await probe_rest(host, port, timeout, ctx.model_names), "Open Inference Protocol REST /v2")
+
+
+async def identify_grpc(session: RpcSession, ctx: ProbeContext) -> Outcome:
+    return _outcome(await probe_grpc_session(session, ctx.model_names), SERVICE)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from netaudit import httpwire
 
+from .base import Outcome, ProbeContext
 from .inference_v2 import bounded
 
 # The requests, in order, and what each must answer.
@@ -69,3 +70,15 @@ async def probe(host: str, port: int, timeout: float) -> TensorBoardFacts | None
                   f"GET /data/plugins_listing <- {plugins.summary()}: {len(active)} active plugins",
                   f"GET /data/runs <- {runs.summary()}: {len(names)} runs"))
     return facts
+
+
+async def identify(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outcome:
+    """The engine's entry (probes/tensorboard.toml): the facts as an Outcome."""
+    facts = await probe(host, port, timeout)
+    if facts is None:
+        return Outcome()
+    return Outcome(kind=facts.kind, services=["tensorboard /data API"], authenticated=facts.authenticated,
+                   details={"product": facts.product, "version": facts.version, "logdir": facts.logdir,
+                            "runs": list(facts.runs), "runs_total": facts.runs_total,
+                            "active_plugins": list(facts.active_plugins)},
+                   evidence=list(facts.evidence))
