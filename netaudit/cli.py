@@ -37,6 +37,18 @@ examples:
 """ + EPILOG
 
 
+def families_help() -> str:
+    """The server families the registry declares, for `scan --help`."""
+    from . import registry
+
+    lines = ["server families recognised (kind: usual ports):"]
+    for family in sorted(registry.families(), key=lambda f: not any(k.sensitive for k in f.kinds)):
+        kinds = "; ".join(f"{k.name}" + (f" ({', '.join(map(str, k.ports))})" if k.ports else "")
+                          for k in family.kinds)
+        lines.append(f"  {family.title}\n      {kinds}")
+    return "\n".join(lines) + "\n\n"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but usage errors use the documented exit code 2 with a one-line hint."""
 
@@ -95,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="scan targets from where this process runs (one vantage)",
                           description="Discover open ports, fingerprint TF servers with read-only RPCs, and report "
                           "findings. Probes never change a server's state.",
-                          epilog=SCAN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                          epilog=families_help() + SCAN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see targets below)")
     scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")

@@ -125,12 +125,15 @@ def test_lab_processes_start_from_the_checkout_with_a_regular_install(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    venv = tmp_path / "venv"
+    venv, source = tmp_path / "venv", tmp_path / "source"
     try:
+        # Built from a copy: building in the checkout would leave a build/ folder in it.
+        shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", ".wt", ".venv", ".cache", "build",
+                                                                    "*.egg-info", "__pycache__", ".tf-venvs"))
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
         python = str(venv / "bin" / "python")
-        install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(root)],
-                                 capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                                  str(source)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert install.returncode == 0, install.stderr
         probe = ("import subprocess, netaudit; from netaudit.lab.processes import module_argv; "
                  "assert 'site-packages' in netaudit.__file__, netaudit.__file__; "
@@ -139,3 +142,4 @@ def test_lab_processes_start_from_the_checkout_with_a_regular_install(tmp_path):
         assert proc.returncode == 0, proc.stderr
     finally:
         shutil.rmtree(venv, ignore_errors=True)
+        shutil.rmtree(source, ignore_errors=True)
