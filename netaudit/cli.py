@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError
+from .textsafe import terminal_lines, terminal_safe
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
@@ -298,7 +299,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        engine=args.engine)
     result = scan(targets, opts)
     if not result.complete:
-        print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
+        print(f"netaudit: scan incomplete: {terminal_safe(str(result.stats.get('incomplete_reason')))}",
+              file=sys.stderr)
     return finish(result, args)
 
 
@@ -422,8 +424,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no runs in {store.path}")
         for run_id, kind, vantage, started, complete, findings in rows:
-            print(f"{run_id:>5}  {kind:<6}  {started or '-':<20}  {vantage or '-':<24}  "
-                  f"{'complete' if complete else 'INCOMPLETE':<10}  {findings} findings")
+            print(terminal_safe(f"{run_id:>5}  {kind:<6}  {started or '-':<20}  {vantage or '-':<24}  "
+                                f"{'complete' if complete else 'INCOMPLETE':<10}  {findings} findings"))
         return EXIT_OK
     if len(args.runs) == 1:
         sys.stdout.write(to_text(Recorded(store.run(int(args.runs[0])))))
@@ -435,9 +437,9 @@ def cmd_history(args: argparse.Namespace) -> int:
           f"persisting, {len(diff['resolved'])} resolved")
     for f in new["findings"]:
         if f["state"] == "new":
-            print(f"  NEW       {f['severity']:<8}  {f['title']}")
+            print(terminal_safe(f"  NEW       {f['severity']:<8}  {f['title']}"))
     for f in diff["resolved"]:
-        print(f"  RESOLVED  {f['severity']:<8}  {f['title']}")
+        print(terminal_safe(f"  RESOLVED  {f['severity']:<8}  {f['title']}"))
     return EXIT_OK
 
 
@@ -459,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"netaudit: error: {exc}", file=sys.stderr)
+        print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("netaudit: interrupted", file=sys.stderr)
@@ -474,10 +476,10 @@ def main(argv: list[str] | None = None) -> int:
         from .lab.processes import LabError
 
         if isinstance(exc, LabError):
-            print(f"netaudit: lab error: {exc}", file=sys.stderr)
+            print(f"netaudit: lab error: {terminal_lines(str(exc))}", file=sys.stderr)
         else:
-            print(f"netaudit: internal error: {type(exc).__name__}: {exc} (set NETAUDIT_DEBUG=1 for a traceback)",
-                  file=sys.stderr)
+            print(f"netaudit: internal error: {type(exc).__name__}: {terminal_safe(str(exc))} "
+                  "(set NETAUDIT_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

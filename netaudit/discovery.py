@@ -297,14 +297,25 @@ NMAP_STATES = {"open": "open", "closed": "closed", "filtered": "filtered"}
 NMAP_MIN_RATE = 1000
 
 
+class NmapXmlError(ValueError):
+    """nmap's XML output could not be read (nmap's -sV fields carry what servers sent)."""
+
+
 def parse_nmap_xml(xml: str | bytes) -> tuple[list[tuple[str, int, str, str, dict[str, str]]], dict[str, str]]:
     """Every listed port as (host, port, nmap state, reason, service attributes), and per host the state of
     the ports nmap folded into <extraports>. Parsed from the XML directly: python-nmap's dict drops
     `reason_ttl`, the service `tunnel` and `method` (anchors.md §2)."""
     import xml.etree.ElementTree as ET
 
+    try:
+        return _parse_nmap_xml(ET.fromstring(xml))
+    except (ET.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise NmapXmlError(f"unreadable nmap XML: {exc}") from None
+
+
+def _parse_nmap_xml(root) -> tuple[list[tuple[str, int, str, str, dict[str, str]]], dict[str, str]]:
     rows, extra = [], {}
-    for host in ET.fromstring(xml).iter("host"):
+    for host in root.iter("host"):
         address = next((a.get("addr") for a in host.iter("address") if a.get("addrtype") in ("ipv4", "ipv6")), None)
         folded = host.find("ports/extraports")
         if folded is not None:
