@@ -14,7 +14,7 @@ import grpc
 import grpc.aio
 
 from .bounds import GRPC_RECEIVE_MAX
-from .faults import sent
+from . import faults
 from .probes.base import deadlines
 from .probes.safety import MALFORMED, check_call
 
@@ -122,7 +122,7 @@ class RpcSession:
         A call whose deadline passed is sent again up to `retries` times: on a lossy link the reply may
         simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
-        sent(method)
+        faults.sent(method)
         call = self.channel.unary_unary(method)
         sent = 0
         for deadline in deadlines(self.timeout, self.retries):
@@ -147,7 +147,7 @@ class RpcSession:
     async def stream_first(self, method: str, request: bytes) -> Reply:
         """A bidi-streaming call that sends one message and reads one reply (server reflection)."""
         check_call(method, request)
-        sent(method)
+        faults.sent(method)
         self.calls.append((method, request))
         call = self.channel.stream_stream(method)(iter([request]), timeout=self.timeout)
         try:
