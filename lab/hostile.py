@@ -47,7 +47,7 @@ CASES: dict[str, tuple[str, str]] = {
     "grpc-oversized": ("a TF-like server whose GetStatus is 120,000 devices (11 MiB)", "tf-server"),
     "grpc-invalid-protobuf": ("a TF-like server whose GetStatus is not protobuf (wire type 7)", "any"),
     "grpc-wrong-message": ("a TF-like server whose GetStatus is valid protobuf of another message", "any"),
-    "grpc-spoof-devices": ("a TF-like server with 8,000 devices whose names hold escape sequences", "tf-server"),
+    "grpc-spoof-devices": ("a TF-like server with 3,000 devices whose names hold escape sequences", "tf-server"),
     "grpc-gzip-bomb": ("a TF-like server whose gzip-compressed GetStatus expands 1000x, to 16 MiB", "any"),
     "grpc-modelserver-spoof": ("a ModelServer-like server: escape sequences and thousands of versions and "
                                "signatures", "modelserver-grpc"),
@@ -288,7 +288,7 @@ def tf_status_bodies() -> dict[str, bytes]:
     from netaudit import protowire
 
     plain = _device("/job:worker/replica:0/task:0/device:CPU:0")
-    spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(8000))
+    spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(3000))
     return {
         "grpc-oversized": plain * 120_000,
         "grpc-invalid-protobuf": b"\x0f\xff\xff" + plain,

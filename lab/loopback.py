@@ -31,8 +31,10 @@ class LoopbackLab(Lab):
     kind = "loopback"
 
     def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True,
-                 tls: bool = True):
+                 tls: bool = True, hostile: bool = False, tarpits: int = 0):
         super().__init__(state_dir)
+        self.with_hostile = hostile
+        self.tarpits = tarpits
         self.with_decoys = decoys
         self.with_modelserver = modelserver
         self.with_tls = tls
@@ -125,3 +127,8 @@ class LoopbackLab(Lab):
         models_config = self._plan_modelserver(deadline) if self.with_modelserver else None
         if self.with_tls:
             self._plan_tls(models_config)
+        if self.with_hostile:
+            from .hostile import plan_hostile
+
+            plan_hostile(self, self.tarpits)
+            self._save()

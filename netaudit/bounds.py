@@ -57,59 +57,78 @@ def more(count: int, noun: str) -> str:
     return f"… and {count:,} more {noun}"
 
 
+# Maps keyed by names a server chose (models, signatures, tensors); every other dict is a record whose
+# keys netaudit wrote, and is never cut.
+NAME_MAPS = frozenset({"models", "signatures", "inputs", "outputs"})
+# When an endpoint is over ENDPOINT_JSON_MAX, every list and name map in its details is cut to these
+# many items in turn (and evidence to EVIDENCE_FLOOR lines at least), until it fits.
+SHRINK_STEPS = (32, 16, 8, 4, 2, 1)
+EVIDENCE_FLOOR = 8
+LAST_RESORT_STRING_MAX = 40
+
+
 def _json_size(value: Any) -> int:
     return len(json.dumps(value))
 
 
-def _clip_strings(value: Any) -> Any:
+def _clip_strings(value: Any, limit: int = STRING_MAX) -> Any:
     if isinstance(value, str):
-        return clip(value)
+        return clip(value, limit)
     if isinstance(value, list):
-        return [_clip_strings(v) for v in value]
+        return [_clip_strings(v, limit) for v in value]
     if isinstance(value, dict):
-        return {clip(str(k)): _clip_strings(v) for k, v in value.items()}
+        return {clip(str(k), limit): _clip_strings(v, limit) for k, v in value.items()}
     return value
 
 
-def _largest(container: Any, path: tuple) -> tuple[tuple, Any]:
-    """The path to the biggest list or map with more than one item: the first thing to halve."""
-    best_path, best = path, container
-    while True:
-        children = list(best.items()) if isinstance(best, dict) else list(enumerate(best))
-        big = [(k, v) for k, v in children if isinstance(v, (dict, list)) and len(v) > 1]
-        if not big:
-            return best_path, best
-        key, child = max(big, key=lambda kv: _json_size(kv[1]))
-        if len(children) > 1 and _json_size(child) * 2 < _json_size(best):
-            return best_path, best  # no single child dominates: halve this one
-        best_path, best = best_path + (key,), child
+def _cap_all(value: Any, limit: int, label: str, cut: dict[str, int], is_map: bool = False) -> Any:
+    """`value` with every list and name map in it cut to `limit` items, the cuts counted by label."""
+    if isinstance(value, list):
+        if len(value) > limit:
+            cut[label] = cut.get(label, 0) + len(value) - limit
+        return [_cap_all(v, limit, label, cut) for v in value[:limit]]
+    if isinstance(value, dict):
+        items = list(value.items())
+        if is_map:
+            if len(items) > limit:
+                cut[label] = cut.get(label, 0) + len(items) - limit
+            return {k: _cap_all(v, limit, label, cut) for k, v in items[:limit]}
+        return {k: _cap_all(v, limit, f"{label}.{k}" if label else str(k), cut, str(k) in NAME_MAPS)
+                for k, v in items}
+    return value
+
+
+def _bounded_evidence(lines: list[str], count: int, width: int) -> list[str]:
+    lines = [clip(line, width) for line in lines]
+    if len(lines) > count:
+        lines = lines[:count - 1] + [more(len(lines) - count + 1, "evidence lines")]
+    return lines
 
 
 def bound_endpoint(endpoint) -> None:
-    """Clip strings and evidence, then halve the largest list or map in details until the endpoint's JSON
-    fits ENDPOINT_JSON_MAX; each cut is counted in details["truncated"]."""
-    evidence = [clip(line, EVIDENCE_LINE_MAX) for line in endpoint.evidence]
-    if len(evidence) > EVIDENCE_MAX:
-        evidence = evidence[:EVIDENCE_MAX - 1] + [more(len(evidence) - EVIDENCE_MAX + 1, "evidence lines")]
-    endpoint.evidence = evidence
-    endpoint.details = _clip_strings(endpoint.details)
-    endpoint.services = [clip(s) for s in cap_list(endpoint.services, "services",
-                                                   endpoint.details.setdefault("truncated", {}))]
-    truncated = endpoint.details["truncated"]
-    while _json_size(endpoint.to_dict()) > ENDPOINT_JSON_MAX:
-        path, big = _largest({k: v for k, v in endpoint.details.items() if k != "truncated"}, ())
-        if not path or len(big) <= 1:
-            endpoint.evidence = endpoint.evidence[:len(endpoint.evidence) // 2]
-            if not endpoint.evidence:
-                break
-            continue
-        keep = len(big) // 2
-        label = ".".join(str(p) for p in path)
-        truncated[label] = truncated.get(label, 0) + len(big) - keep
-        if isinstance(big, dict):
-            for key in list(big)[keep:]:
-                del big[key]
-        else:
-            del big[keep:]
-    if not truncated:
-        del endpoint.details["truncated"]
+    """Clip strings and evidence; then, while the endpoint's JSON is over ENDPOINT_JSON_MAX, cut every list
+    and name map in details to fewer items (SHRINK_STEPS). Each cut is counted in details["truncated"]."""
+    truncated: dict[str, int] = dict(endpoint.details.pop("truncated", {}))
+    endpoint.services = [clip(s) for s in cap_list(endpoint.services, "services", truncated)]
+    details = _clip_strings(endpoint.details)
+    evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_MAX, EVIDENCE_LINE_MAX)
+    endpoint.details, endpoint.evidence = details, evidence
+    shrunk: dict[str, int] = {}
+
+    def fits() -> bool:
+        return _json_size(endpoint.to_dict()) + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
+
+    for limit in SHRINK_STEPS:
+        if fits():
+            break
+        shrunk = {}
+        endpoint.details = _cap_all(details, limit, "", shrunk)
+        endpoint.evidence = _bounded_evidence(evidence, max(limit, EVIDENCE_FLOOR), EVIDENCE_LINE_MAX)
+    if not fits():  # one item of everything is still too much: shorter strings, fewer lines
+        endpoint.details = _clip_strings(endpoint.details, LAST_RESORT_STRING_MAX)
+        endpoint.evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_FLOOR, LAST_RESORT_STRING_MAX * 2)
+        endpoint.services = [clip(s, LAST_RESORT_STRING_MAX) for s in endpoint.services[:EVIDENCE_FLOOR]]
+    for label, count in shrunk.items():
+        truncated[label] = truncated.get(label, 0) + count
+    if truncated:
+        endpoint.details["truncated"] = truncated

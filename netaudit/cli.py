@@ -136,8 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "network namespaces in 198.18.0.0/15 (segments cluster, apps, corp, edge) joined by a router "
                          "whose nftables ruleset plays the VPC firewall, with a TF cluster and a ModelServer in "
                          "`cluster`. Without root (or with --loopback) it starts the loopback lab on 127.0.0.1: TF "
-                         "clusters, a ModelServer, TLS variants and decoys. Needs: pip install 'netaudit[lab]'.",
-                         epilog="examples:\n  netaudit lab up\n  netaudit lab scan edge -o edge.json\n"
+                         "clusters, a ModelServer, TLS variants and decoys. `up --hostile` adds hostile servers on "
+                         "127.0.0.1 (tarpits, drips, HTTP/2 floods, oversized, invalid and compressed-bomb gRPC "
+                         "replies, resets, endless HTTP, TLS garbage and stalls, escape sequences in every field: "
+                         "see netaudit/lab/hostile.py) to check that no server can crash, stall, bloat or spoof a "
+                         "scan. Needs: pip install 'netaudit[lab]'.",
+                         epilog="examples:\n  netaudit lab up\n  netaudit lab up --loopback --hostile --tarpits 100\n"
+                                "  netaudit lab scan edge -o edge.json\n"
                                 "  netaudit lab ruleset isolated\n  netaudit lab impair edge --delay 200 --loss 10\n"
                                 "  netaudit lab impair edge --clear\n  netaudit lab down")
     lab.add_argument("action", choices=["up", "down", "status", "scan", "ruleset", "impair"],
@@ -148,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
     lab.add_argument("--no-decoys", action="store_true", help="up, loopback lab: start no decoys")
     lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")
+    lab.add_argument("--hostile", action="store_true",
+                     help="up, loopback lab: also start the hostile servers (one process, 127.0.0.1 only)")
+    lab.add_argument("--tarpits", type=non_negative_int, default=0, metavar="N",
+                     help="up --hostile: this many extra tarpit ports (default 0)")
     lab.add_argument("--ruleset", default="leaky", choices=["leaky", "isolated"],
                      help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
     lab.add_argument("--engine", choices=ENGINES, default="connect", help="scan: discovery engine")
@@ -316,12 +325,12 @@ def open_lab(args: argparse.Namespace):
         why = segments_missing()
         if why and not args.loopback:
             print(f"{why}: starting the loopback lab instead of network segments", file=sys.stderr)
-        kind = "loopback" if args.loopback or why else "segments"
+        kind = "loopback" if args.loopback or args.hostile or why else "segments"
     if kind == "segments":
         from .lab.segments import SegmentedLab
 
         return SegmentedLab(ruleset=args.ruleset)
-    return LoopbackLab(decoys=not args.no_decoys)
+    return LoopbackLab(decoys=not args.no_decoys, hostile=args.hostile, tarpits=args.tarpits)
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
