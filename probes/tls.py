@@ -198,7 +198,8 @@ def leaf_facts(der: bytes, host: str, ca_bundle: Path | None) -> dict[str, Any]:
         cert = x509.load_der_x509_certificate(der)
         facts: dict[str, Any] = {"certificate": certificate_facts(cert, host), "trusted_public": None,
                                  "trusted_ca_bundle": None}
-    except (ValueError, TypeError) as exc:  # cryptography parses lazily: a bad extension fails on access
+    except Exception as exc:  # noqa: BLE001 - server bytes: cryptography parses lazily and a bad field fails on
+        # access with ValueError, KeyError (an unknown string tag), InvalidVersion, DuplicateExtension, …
         raise CertificateError(f"unreadable certificate: {exc}") from None
     if ca_bundle:
         store = verification.Store(x509.load_pem_x509_certificates(ca_bundle.read_bytes()))
