@@ -13,7 +13,7 @@ from pathlib import Path
 from .processes import LabError, LabProcess, alive, stop, wait_ready
 
 START_TIMEOUT = 180.0
-LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx", "mlserver", "tensorboard-logs", "triton")
+LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx", "mlserver", "tensorboard-logs", "triton", "hostile-ca")
 
 
 @dataclass

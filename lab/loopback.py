@@ -36,8 +36,10 @@ class LoopbackLab(Lab):
     kind = "loopback"
 
     def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True,
-                 tls: bool = True, peers: bool = PEERS_DEFAULT):
+                 tls: bool = True, peers: bool = PEERS_DEFAULT, hostile: bool = False, tarpits: int = 0):
         super().__init__(state_dir)
+        self.with_hostile = hostile
+        self.tarpits = tarpits
         self.with_decoys = decoys
         self.with_modelserver = modelserver
         self.with_tls = tls
@@ -170,3 +172,8 @@ class LoopbackLab(Lab):
             self._plan_tls(models_config)
         if self.with_peers:
             self._plan_peers()
+        if self.with_hostile:
+            from .hostile import plan_hostile
+
+            plan_hostile(self, self.tarpits)
+            self._save()

@@ -94,7 +94,7 @@ def to_junit(result) -> str:
     failing = {(f["host"], f["port"]) for f in data["findings"]}
     cases = failures = 0
     for f in sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"])):
-        case = ET.SubElement(suite, "testcase", classname=f"{f['host']}:{f['port']}",
+        case = ET.SubElement(suite, "testcase", classname=xml_safe(f"{f['host']}:{f['port']}"),
                              name=xml_safe(f"{f['rule']}: {f['title']}"))
         failure = ET.SubElement(case, "failure", type=f["severity"], message=xml_safe(f["title"]))
         failure.text = xml_safe("\n".join(f["evidence"]) + "\n\nRemediation: " + f["remediation"])

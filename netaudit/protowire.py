@@ -76,8 +76,9 @@ class Fields:
         found = self.blobs(number)
         return found[-1].decode("utf-8", "replace") if found else default
 
-    def messages(self, number: int) -> list[Fields]:
-        return [decode(b) for b in self.blobs(number)]
+    def messages(self, number: int, limit: int | None = None) -> list[Fields]:
+        """The first `limit` (all when None) submessages, decoded: a server decides how many it sends."""
+        return [decode(b) for b in self.blobs(number)[:limit]]
 
     def message(self, number: int) -> Fields:
         found = self.blobs(number)

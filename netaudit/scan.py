@@ -2,6 +2,8 @@
 
 Fingerprinting starts the moment discovery finds an open port, so a sweep and its probes overlap.
 An interrupt or a spent time budget still returns everything gathered so far, marked incomplete.
+Whatever one server sends stays with its endpoint (netaudit/faults.py): a probe that breaks or runs out
+of its wall-clock budget leaves details.probe_error and what was proven before, and the scan goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .assess import assess
+from .bounds import bound_endpoint
 from .discovery import ENGINES, DiscoveryOptions, PortResult
+from .faults import CURRENT, Step, budget as fingerprint_budget, probe_error
 from .model import Endpoint, ScanResult
 from .portstates import answered_by, received, target_ttls
 from .probes.base import ProbeContext
@@ -21,7 +25,6 @@ from .probes.serving import BUILTIN_MODEL_NAMES
 from .probes.tls import TlsOptions
 from .progress import Progress
 from .targets import TargetSet
-
 
 
 @dataclass
@@ -44,6 +47,32 @@ class ScanOptions:
         return DiscoveryOptions(self.timeout, self.retries, self.rate, self.concurrency, self.all_states)
 
 
+async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) -> None:
+    """Run one endpoint's probes: an exception or a spent budget becomes details.probe_error, what the
+    probes already wrote into the endpoint stays. UnsafeCall is netaudit's own bug and propagates."""
+    from .probes.safety import UnsafeCall
+
+    step = Step(first_step)
+    token = CURRENT.set(step)
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            await work
+    except UnsafeCall:
+        raise
+    except Exception as exc:  # anything a server can provoke, by design: the scan must go on
+        if deadline.expired():
+            endpoint.details["probe_error"] = probe_error(None, step.describe(),
+                                                          f"the {seconds:g}s fingerprint budget was spent")
+        else:
+            endpoint.details["probe_error"] = probe_error(exc, step.describe())
+        endpoint.evidence.append(f"probe stopped during {endpoint.details['probe_error']['during']}: "
+                                 f"{endpoint.details['probe_error']['error']}: "
+                                 f"{endpoint.details['probe_error']['message']}")
+    finally:
+        CURRENT.reset(token)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -52,6 +81,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     probe_slots = asyncio.Semaphore(opts.probe_concurrency)
     ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
     pending: list[asyncio.Task] = []
+    seconds = fingerprint_budget(opts.timeout, opts.retries)
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
         # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
@@ -59,7 +89,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         from .fingerprint import fingerprint
 
         async with probe_slots:
-            await fingerprint(endpoint, opts.timeout, ctx, opts.tls)
+            await isolated(endpoint, fingerprint(endpoint, opts.timeout, ctx, opts.tls), seconds, "sniff")
         progress.fingerprinted(endpoint)
 
     engine = ENGINES[opts.engine]
@@ -95,8 +125,10 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     if pending:
         from .fingerprint import cross_reference
 
-        await cross_reference(result.endpoints, opts.timeout, ctx)
+        await cross_reference(result.endpoints, opts.timeout, ctx,
+                              lambda ep, work: isolated(ep, work, seconds, "cross-reference"))
     result.stats["probe_retried"] = sum(1 for e in result.endpoints if e.details.get("probe_retries"))
+    result.stats["fingerprint_budget_seconds"] = seconds
 
 
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:
@@ -138,6 +170,9 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
             loop.remove_signal_handler(sig)
         progress.done()
     result.endpoints.sort(key=lambda e: (ipaddress.ip_address(e.host).version, ipaddress.ip_address(e.host), e.port))
+    for endpoint in result.endpoints:
+        bound_endpoint(endpoint)
+    result.stats["probe_errors"] = sum(1 for e in result.endpoints if "probe_error" in e.details)
     result.findings = assess(result.endpoints)
     result.finished = now()
     return result
