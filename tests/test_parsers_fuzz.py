@@ -134,7 +134,7 @@ def test_nmap_xml_reader_gives_rows_or_nmap_xml_error(data):
         rows, extra = parse_nmap_xml(data)
     except NmapXmlError:
         return
-    assert all(isinstance(port, int) for _, port, *_ in rows)
+    assert all(isinstance(row.port, int) for row in rows)
 
 
 @pytest.fixture(scope="module")

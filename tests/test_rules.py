@@ -52,6 +52,17 @@ CASES = {
                                           ep("tf-server", "tls", tls={"certificate": {"hostname_match": True}})),
     "tls-legacy-version": (ep("tf-server", "tls", tls=TLS_BAD), ep("tf-server", "tls", tls={"versions": ["TLSv1.3"]})),
     "tls-downgrade": (ep("tf-server", downgrade={"tls_version": "TLSv1.3"}), ep("tf-server")),
+    "tensorboard-unauthenticated": (ep("tensorboard", version="2.21.0", logdir="/srv/logs"),
+                                    ep("tensorboard", authenticated=None, version="2.21.0", logdir="/srv/logs")),
+    "inference-v1-predict-exposed": (ep("inference-v1-rest", protocols=["v1"], models={"m": {"ready": True}}),
+                                     ep("inference-v1-rest", protocols=["v1"], models={})),
+    "inference-v2-infer-exposed": (ep("inference-v2-grpc", product="mlserver", version="1.7.1", protocols=["v2"]),
+                                   ep("inference-v2-grpc", "plaintext", True, product="mlserver", version="1.7.1",
+                                      protocols=["v2"])),
+    "inference-v2-repository-exposed": (
+        ep("inference-v2-rest", product="triton", version="2.51.0", protocols=["v2"],
+           extensions=["classification", "model_repository", "model_repository(unload_dependents)"]),
+        ep("inference-v2-rest", product="mlserver", version="1.7.1", protocols=["v2"], extensions=[])),
 }
 
 
