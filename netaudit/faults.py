@@ -12,7 +12,7 @@ import contextvars
 from dataclasses import dataclass
 
 from .bounds import clip
-from .probes.base import deadlines
+from .deadlines import deadlines
 from .textsafe import terminal_safe
 
 # Rounds of sequential waits a fingerprint may spend: sniff (connect, preface, TLS or HTTP) takes up to

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .bounds import HEADER_VALUE_MAX, HEADERS_MAX, HTTP_BODY_MAX, clip
 from .faults import sent
+from .safety import check_http
 
 MAX_BODY = HTTP_BODY_MAX
 LINE_MAX = 16 * 1024  # one status or header line; asyncio's reader refuses longer ones
@@ -38,7 +39,9 @@ class HttpReply:
 
 async def request(host: str, port: int, method: str, path: str, timeout: float,
                   headers: dict[str, str] | None = None, body: bytes = b"") -> HttpReply | None:
-    """None when the peer does not answer with HTTP within the deadline."""
+    """None when the peer does not answer with HTTP within the deadline. Every request passes the safety
+    check first: only reads leave (netaudit/safety.py)."""
+    check_http(method, path, body)
     sent(f"HTTP {method} {path}")
     try:
         return await asyncio.wait_for(_request(host, port, method, path, headers or {}, body), timeout)

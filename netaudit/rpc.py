@@ -15,8 +15,8 @@ import grpc.aio
 
 from .bounds import GRPC_RECEIVE_MAX
 from . import faults
-from .probes.base import deadlines
-from .probes.safety import MALFORMED, check_call
+from .deadlines import deadlines
+from .safety import MALFORMED, check_call
 
 HTTP_STATUS = re.compile(r"Received http2 header with status: (\d+)")
 CHANNEL_OPTIONS = [

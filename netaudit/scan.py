@@ -50,7 +50,7 @@ class ScanOptions:
 async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) -> None:
     """Run one endpoint's probes: an exception or a spent budget becomes details.probe_error, what the
     probes already wrote into the endpoint stays. UnsafeCall is netaudit's own bug and propagates."""
-    from .probes.safety import UnsafeCall
+    from .safety import UnsafeCall
 
     step = Step(first_step)
     token = CURRENT.set(step)

@@ -9,7 +9,7 @@ uvicorn header proves nothing: KServe, MLServer and any FastAPI app share them (
 Only reads are sent. REST: GETs only. `POST /v2/repository/index` (the repository extension's model list)
 does not change state, but it is a POST and the spec files it with load and unload, so it is not sent.
 gRPC: ServerMetadata, ModelMetadata and ModelReady; everything that runs, loads or unloads models, or
-changes server settings, is on probes/safety.py's DO_NOT_CALL. Model names come from what the server leaks
+changes server settings, is on probes/inference_v2.toml's do_not_call list. Model names come from what the server leaks
 elsewhere (KServe's `GET /v1/models`, Triton's metrics labels) plus the caller's candidate list.
 
 Message layouts from kserve/kserve@aaac4e29 python/kserve/kserve/protocol/grpc/grpc_predict_v2.proto

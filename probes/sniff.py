@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from netaudit.bounds import clip
 
-from .base import deadlines
+from netaudit.deadlines import deadlines
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"

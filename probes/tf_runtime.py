@@ -20,7 +20,7 @@ from netaudit.bounds import cap_list
 from netaudit.rpc import Reply, RpcSession
 
 from .base import Expect, Outcome, ProbeContext
-from .safety import MALFORMED
+from netaudit.safety import MALFORMED
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from netaudit.lab.loopback import LoopbackLab
 from netaudit.lab.peer_servers import MLSERVER_MODELS, triton_version
 from netaudit.probes import inference_v1, inference_v2, modelserver_rest, tensorboard
 from netaudit.probes.base import ProbeContext
-from netaudit.probes.safety import DO_NOT_CALL
+from netaudit.safety import do_not_call
 from netaudit.rpc import RpcSession
 
 TIMEOUT = 5.0
@@ -81,8 +81,8 @@ def test_every_state_changing_v2_method_of_the_real_service_is_on_do_not_call():
     assert service.full_name == inference_v2.SERVICE
     unsafe = {f"/{service.full_name}/{m.name}" for m in service.methods if m.name not in READ_ONLY_V2}
     assert unsafe == {f"/{inference_v2.SERVICE}/{m}" for m in ("ModelInfer", "RepositoryModelLoad", "RepositoryModelUnload")}
-    assert unsafe <= DO_NOT_CALL
-    assert not {m for m, _ in inference_v2.declared_calls()} & DO_NOT_CALL
+    assert unsafe <= do_not_call()
+    assert not {m for m, _ in inference_v2.declared_calls()} & do_not_call()
 
 
 # --- each family, identified and inventoried ----------------------------------------------------------------
@@ -215,5 +215,5 @@ def test_a_real_v2_grpc_probe_sends_only_read_only_calls(fam):
 
     sent = run(calls())
     assert {m for m, _ in sent} == set(inference_v2.GRPC_CALLS)
-    assert not {m for m, _ in sent} & DO_NOT_CALL
+    assert not {m for m, _ in sent} & do_not_call()
 

@@ -13,7 +13,7 @@ from netaudit.fingerprint import fingerprint
 from netaudit.lab.hostile import HostileLab
 from netaudit.model import Endpoint
 from netaudit.probes.base import ProbeContext
-from netaudit.probes.safety import UnsafeCall, check_call
+from netaudit.safety import UnsafeCall, check_call
 from netaudit.scan import ScanOptions, isolated, scan
 from netaudit.targets import build_targets
 
