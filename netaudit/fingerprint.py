@@ -1,9 +1,10 @@
 """The probe runner: turn an open port into an Endpoint that says what it is and how it is protected.
 
-The sniff decides the protocol family; then the probes for that family run in order over one shared
-connection. The first probe that claims a kind names the endpoint; every probe adds its evidence.
-After every endpoint is fingerprinted, model names one ModelServer port leaked (its metrics, say) are
-tried on the other ModelServer ports of the same host.
+The sniff decides the protocol; then every family probe the registry declares for it runs in order
+(gRPC probes over one shared channel). The first probe that claims a kind names the endpoint; every
+probe adds its facts and evidence, so a port that speaks two protocols (KServe's V1 and V2 REST) shows
+both. After every endpoint is fingerprinted, model names one port of a host gave away (its metrics, its
+model list) are tried on the host's other ports whose family asks for models by name.
 """
 
 from __future__ import annotations
@@ -13,35 +14,45 @@ import ssl
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from . import registry
 from .faults import enter
 from .model import Endpoint
-from .probes import grpc_generic, modelserver_grpc, modelserver_rest, tf_runtime, tls
+from .probes import tls
 from .probes.base import Outcome, ProbeContext
 from .probes.sniff import Sniff, printable, sniff, tls_handshake
 from .probes.tls import TlsOptions
 from .rpc import RpcSession
 from .tlsrelay import TlsRelay, client_context
 
-GrpcProbe = Callable[[RpcSession, ProbeContext], Awaitable[Outcome]]
-
-# Most specific first: a TF server also answers the generic gRPC probe, as UNIMPLEMENTED.
-GRPC_PROBES: tuple[GrpcProbe, ...] = (tf_runtime.probe, modelserver_grpc.probe, grpc_generic.probe)
-SERVING_KINDS = ("modelserver-grpc", "modelserver-rest")
-
 KIND_BY_PROTOCOL = {"http": ("http", "plaintext"), "tls": ("tls", "tls"),
                     "banner": ("unknown", "unknown"), "silent": ("unknown", "unknown")}
 
 
+class UndeclaredFact(registry.RegistryError):
+    """A probe wrote a details key its family does not declare: a bug in netaudit, not a scan result."""
+
+
 def _apply(endpoint: Endpoint, outcome: Outcome) -> None:
+    """Add one probe's claim. Facts are typed and declared; maps (models) merge by key and lists (protocols)
+    by item, so two probes of one port both count."""
+    undeclared = set(outcome.details) - registry.top_level_facts()
+    if undeclared:
+        raise UndeclaredFact(f"a probe wrote undeclared details {sorted(undeclared)} (declare them in its "
+                             "family's [facts])")
     if endpoint.kind is None and outcome.kind:
         endpoint.kind = outcome.kind
         if outcome.authenticated is not None:
             endpoint.authenticated = outcome.authenticated
     endpoint.services.extend(s for s in outcome.services if s not in endpoint.services)
-    truncated = {**endpoint.details.get("truncated", {}), **outcome.details.get("truncated", {})}
-    endpoint.details.update(outcome.details)
-    if truncated:
-        endpoint.details["truncated"] = truncated
+    for key, value in outcome.details.items():
+        mine = endpoint.details.get(key)
+        if isinstance(mine, dict) and isinstance(value, dict):
+            endpoint.details[key] = {**mine, **{k: {**mine.get(k, {}), **v} if isinstance(v, dict) and
+                                                isinstance(mine.get(k), dict) else v for k, v in value.items()}}
+        elif isinstance(mine, list) and isinstance(value, list):
+            endpoint.details[key] = mine + [v for v in value if v not in mine]
+        else:
+            endpoint.details[key] = value
     endpoint.evidence.extend(outcome.evidence)
 
 
@@ -69,9 +80,9 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
     try:
         enter("gRPC channel set-up")
         if await session.ready():
-            for probe in GRPC_PROBES:
-                enter(f"{probe.__module__.rsplit('.', 1)[-1]} probe")
-                outcomes.append(await probe(session, ctx))
+            for probe in registry.probes_for("h2", "grpc"):
+                enter(f"{probe.module} probe")
+                outcomes.append(await probe.run(session, ctx))
                 if on_outcome:
                     on_outcome(outcomes[-1])
     finally:
@@ -206,7 +217,8 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
             found = also
         elif also:
             # A port that serves plaintext and also completes a TLS handshake lets an attacker strip TLS.
-            endpoint.details["downgrade"] = f"plaintext and TLS ({also.tls.get('version')}) on the same port"
+            endpoint.details["downgrade"] = {"tls_version": also.tls.get("version")}
+            endpoint.evidence.append(f"plaintext and TLS ({also.tls.get('version')}) on the same port: a downgrade")
             endpoint.evidence.extend(also.evidence)
     endpoint.details["protocol"] = found.protocol
     if found.protocol == "tls":
@@ -217,8 +229,9 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
             endpoint.kind, endpoint.transport = "unknown", "plaintext"
     else:
         if found.protocol == "http":
-            enter("modelserver_rest probe")
-            _apply(endpoint, await modelserver_rest.probe(endpoint.host, endpoint.port, timeout, ctx))
+            for probe in registry.probes_for("http", "http"):
+                enter(f"{probe.module} probe")
+                _apply(endpoint, await probe.run(endpoint.host, endpoint.port, timeout, ctx))
         kind = endpoint.kind
         _from_sniff(endpoint, found)
         endpoint.kind = kind or endpoint.kind
@@ -229,31 +242,38 @@ def _tried(endpoint: Endpoint, ctx: ProbeContext) -> set[str]:
         set(endpoint.details.get("models_learned", []))
 
 
+def _channel(endpoint: Endpoint) -> str | None:
+    return {"h2": "grpc", "http": "http"}.get(endpoint.details.get("protocol", ""))
+
+
 async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeContext,
                           guard: Callable[[Endpoint, Awaitable[None]], Awaitable[None]] | None = None) -> None:
-    """Try names seen on one ModelServer port on the host's other ModelServer ports (gRPC and REST
-    usually belong to one server, and only REST can leak names through metrics). `guard` runs each
-    endpoint's part (the scan's fault isolation)."""
-    serving = [e for e in endpoints if e.kind in SERVING_KINDS]
+    """Try names seen on one port of a host on the host's other ports whose family asks for models by name
+    (TF Serving's gRPC and REST usually belong to one server, and only REST leaks names through metrics;
+    KServe lists its models on REST, its gRPC port does not). `guard` runs each endpoint's part (the
+    scan's fault isolation)."""
+    asking = [(e, p) for e in endpoints if (p := registry.inventory_probe(e.kind, _channel(e) or ""))]
     seen: dict[str, set[str]] = {}
-    for ep in serving:
+    for ep in endpoints:
         seen.setdefault(ep.host, set()).update(ep.details.get("models", {}), ep.details.get("metrics_model_names", []))
-    for ep in serving:
+    for ep, probe in asking:
         missing = tuple(sorted(seen[ep.host] - _tried(ep, ctx)))
         if not missing:
             continue
-        work = _learn(ep, missing, timeout, ctx)
+        work = _learn(ep, probe, missing, timeout, ctx)
         await (guard(ep, work) if guard else work)
 
 
-async def _learn(ep: Endpoint, missing: tuple[str, ...], timeout: float, ctx: ProbeContext) -> None:
+async def _learn(ep: Endpoint, probe: registry.Probe, missing: tuple[str, ...], timeout: float,
+                 ctx: ProbeContext) -> None:
     ep.details["models_learned"] = list(missing)
-    if ep.kind == "modelserver-rest":
-        more = await modelserver_rest.inventory(ep.host, ep.port, timeout, missing, ep.evidence)
+    enter(f"{probe.module} inventory")
+    if probe.channel == "http":
+        more = await probe.ask(ep.host, ep.port, timeout, missing, ep.evidence)
     else:
         session = _session(ep, timeout, ctx)
         try:
-            more = await modelserver_grpc.inventory(session, missing)
+            more = await probe.ask(session, missing)
         finally:
             ep.evidence.extend(session.transcript)
             _count(ep, session)

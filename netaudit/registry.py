@@ -57,10 +57,17 @@ class Probe:
     channel: str  # grpc: fn(session, ctx) over the endpoint's shared channel; http: fn(host, port, timeout, ctx)
     sniffed: tuple[str, ...]
     order: int
+    # Asks for models by name: grpc fn(session, names), http fn(host, port, timeout, names, evidence) -> {name:
+    # model}. The engine tries names one port of a host gave away on the host's other such ports.
+    inventory: str | None = None
 
     @property
     def run(self) -> Callable:
         return getattr(importlib.import_module(f"netaudit.probes.{self.module}"), self.function)
+
+    @property
+    def ask(self) -> Callable:
+        return getattr(importlib.import_module(f"netaudit.probes.{self.module}"), self.inventory or "")
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ def _kind(entry: dict[str, Any], family: str, where: str) -> Kind:
 
 
 def _probe(entry: dict[str, Any], family: str, where: str) -> Probe:
-    _check_keys(entry, {"module", "function", "channel", "sniffed", "order"}, where)
+    _check_keys(entry, {"module", "function", "channel", "sniffed", "order", "inventory"}, where)
     channel = _require(entry, "channel", str, where)
     if channel not in CHANNELS:
         raise RegistryError(f"{where}: channel {channel!r} is not one of {', '.join(CHANNELS)}")
@@ -138,7 +145,7 @@ def _probe(entry: dict[str, Any], family: str, where: str) -> Probe:
     if not set(sniffed) <= set(SNIFFED):
         raise RegistryError(f"{where}: sniffed {sniffed} names an unknown sniff result (known: {', '.join(SNIFFED)})")
     return Probe(family, _require(entry, "module", str, where), entry.get("function", "probe"), channel, sniffed,
-                 int(entry.get("order", 50)))
+                 int(entry.get("order", 50)), entry.get("inventory"))
 
 
 def check_cvss(vector: str, where: str) -> None:
@@ -221,6 +228,21 @@ def probes_for(sniffed: str, channel: str) -> tuple[Probe, ...]:
     """The probes that apply to what the sniff saw, most specific first."""
     return tuple(sorted((p for f in families() for p in f.probes if sniffed in p.sniffed and p.channel == channel),
                         key=lambda p: p.order))
+
+
+def inventory_probe(kind_name: str | None, channel: str) -> Probe | None:
+    """The probe of this kind's family that asks for models by name over this channel, if any."""
+    declared = kind(kind_name)
+    if declared is None:
+        return None
+    family = next(f for f in families() if f.name == declared.family)
+    return next((p for p in family.probes if p.channel == channel and p.inventory), None)
+
+
+@cache
+def top_level_facts() -> frozenset[str]:
+    """The details keys a probe may write: the first part of every declared fact."""
+    return frozenset(name.split(".", 1)[0] for name in facts())
 
 
 def usual_kind(port: int) -> str | None:

@@ -40,13 +40,13 @@ def endpoint_summary(ep: dict[str, Any]) -> str:
                      + (f" {more(cut['devices'], 'devices')}" if cut.get("devices") else ""))
     if "tf_version" in details:
         parts.append(f"TF {details['tf_version']['range']}")
-    if str(details.get("coordination_service", "")).startswith("enabled"):
+    if details.get("coordination") == "leader":
         parts.append("coordination leader")
     if details.get("models"):
         parts.append("models: " + ", ".join(
             f"{name} v{','.join(str(v['version']) for v in model['versions'])}" for name, model in details["models"].items())
             + (f" {more(cut['models'], 'models')}" if cut.get("models") else ""))
-    if str(details.get("admin_reload", "")).startswith("reachable"):
+    if details.get("admin_reload") == "reachable":
         parts.append("reload API open")
     if details.get("reflection_services"):
         parts.append("reflection: " + ", ".join(details["reflection_services"])

@@ -6,7 +6,7 @@ A method on a family's `do_not_call` list changes server state or runs code. A p
 MALFORMED: bytes that no protobuf parser accepts, so the server rejects the request before any handler runs
 (INTERNAL "Unable to parse request" from gRPC's async server, INTERNAL with empty details from a sync one)
 and the reply still proves whether the method is registered. A method on `empty_only` may get only an
-empty request. Over HTTP only reads are sent (GET, HEAD), plus a POST with an empty body to the paths a
+empty request. Over HTTP only the safe methods are sent (GET, HEAD, OPTIONS, TRACE), plus a POST with an empty body to the paths a
 family lists in `http_post_empty` (rejected by the server's parser before any model is touched).
 """
 
@@ -19,7 +19,7 @@ from . import registry
 
 # Field 1, wire type VARINT, then a varint that never terminates: truncated for every message type.
 MALFORMED = b"\x08\x80"
-READ_METHODS = ("GET", "HEAD")
+READ_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")  # RFC 9110 §9.2.1: the safe methods
 
 
 class UnsafeCall(RuntimeError):

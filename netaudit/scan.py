@@ -49,7 +49,9 @@ class ScanOptions:
 
 async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) -> None:
     """Run one endpoint's probes: an exception or a spent budget becomes details.probe_error, what the
-    probes already wrote into the endpoint stays. UnsafeCall is netaudit's own bug and propagates."""
+    probes already wrote into the endpoint stays. UnsafeCall and RegistryError (a probe writing a fact its
+    family does not declare) are netaudit's own bugs and propagate."""
+    from .registry import RegistryError
     from .safety import UnsafeCall
 
     step = Step(first_step)
@@ -58,7 +60,7 @@ async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) ->
     try:
         async with deadline:
             await work
-    except UnsafeCall:
+    except (UnsafeCall, RegistryError):
         raise
     except Exception as exc:  # anything a server can provoke, by design: the scan must go on
         if deadline.expired():

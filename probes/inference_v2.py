@@ -300,3 +300,8 @@ async def identify_rest(host: str, port: int, timeout: float, ctx: ProbeContext)
 
 async def identify_grpc(session: RpcSession, ctx: ProbeContext) -> Outcome:
     return _outcome(await probe_grpc_session(session, ctx.model_names), SERVICE)
+
+
+async def inventory_grpc(session: RpcSession, names: tuple[str, ...]) -> dict[str, dict]:
+    """Models by name, for names the same host's REST port gave away (KServe lists them at /v1/models)."""
+    return _outcome(await probe_grpc_session(session, names), SERVICE).details.get("models", {})

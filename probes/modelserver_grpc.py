@@ -128,12 +128,15 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         session.unary(RELOAD), session.unary(PREDICT), session.unary(PROFILER_MONITOR))
     if predict_reply.matches(MISSING_SPEC.code, MISSING_SPEC.details):
         out.services.append("tensorflow.serving.PredictionService")
-        out.details["predict"] = f"reachable with {session.credentials} (an empty Predict reached the handler)"
+        out.details["predict"] = "reachable"
+        out.evidence.append(f"Predict reachable with {session.credentials}: an empty request reached the handler")
     if reload_reply.matches(RELOAD_REJECTED.code, RELOAD_REJECTED.details):
-        out.details["admin_reload"] = (f"reachable with {session.credentials} (an empty HandleReloadConfigRequest "
-                                       "reached the handler)")
+        out.details["admin_reload"] = "reachable"
+        out.evidence.append(f"HandleReloadConfigRequest reachable with {session.credentials}: an empty request "
+                            "reached the handler")
     elif reload_reply.code in REFUSED:
-        out.details["admin_reload"] = f"refused: {reload_reply.code}"
+        out.details["admin_reload"] = "refused"
+        out.evidence.append(f"HandleReloadConfigRequest refused: {reload_reply.code}")
     if monitor.matches(PROFILER_PRESENT.code, PROFILER_PRESENT.details):
         out.services.append("tensorflow.ProfilerService")
     out.details["models"] = await inventory(session, ctx.model_names)

@@ -122,7 +122,8 @@ async def probe(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outc
     out.services.append("tensorflow.serving REST /v1/models")
     out.evidence.append(f"{line}: {UNKNOWN_MODEL.format(name=name)!r}, no Server header")
     if unknown.header("access-control-allow-origin") == "*":
-        out.details["cors"] = "* (any web page can call this API from a browser)"
+        out.details["cors"] = "*"
+        out.evidence.append("Access-Control-Allow-Origin: * (any web page can call this API from a browser)")
     root, predict, metrics = await asyncio.gather(
         httpwire.request(host, port, "GET", "/", timeout),
         httpwire.request(host, port, "POST", f"/v1/models/{name}:predict", timeout),
@@ -130,7 +131,7 @@ async def probe(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outc
     if root is not None and root.status == 404 and root.body == LIBEVENT_404:
         out.evidence.append("GET / <- libevent's 90-byte 404 page")
     if predict is not None and _error(predict) == EMPTY_BODY:
-        out.details["predict"] = "reachable with no credentials (an empty :predict body reached the JSON parser)"
+        out.details["predict"] = "reachable"
         out.evidence.append(f"POST /v1/models/{name}:predict (empty body) <- {predict.summary()}: {EMPTY_BODY!r}")
     leaked: list[str] = []
     if metrics is not None and metrics.status == 200 and b":tensorflow:" in metrics.body:

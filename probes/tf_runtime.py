@@ -230,9 +230,11 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     heartbeat = replies[[s.service for s in SIGNATURES].index("tensorflow.CoordinationService")]
     leader = any(heartbeat.matches(e.code, e.details) for e in COORDINATION_LEADER)
     if leader:
-        out.details["coordination_service"] = "enabled (this task is the coordination leader)"
+        out.details["coordination"] = "leader"
+        out.evidence.append("coordination service enabled: this task is the coordination leader")
     elif "tensorflow.CoordinationService" in found:
-        out.details["coordination_service"] = "registered, not enabled on this task"
+        out.details["coordination"] = "registered"
+        out.evidence.append("coordination service registered, not enabled on this task")
     markers = await asyncio.gather(*(session.unary(m, MALFORMED) for m in version_markers()))
     registered = {m: reply.registered for m, reply in zip(version_markers(), markers, strict=True)}
     for method in SERVICE_METHODS:

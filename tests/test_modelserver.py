@@ -106,7 +106,8 @@ def test_grpc_inventory_is_exact(lab, lab_scan):
     secret = target.facts["secret_model"]
     assert ep.details["models"] == expected_models(secret)
     assert ep.details["models_learned"] == [secret]  # only the REST port's metrics revealed it
-    assert ep.details["admin_reload"].startswith("reachable with no credentials")
+    assert ep.details["admin_reload"] == "reachable"
+    assert any(line.startswith("HandleReloadConfigRequest reachable with no credentials") for line in ep.evidence)
     rules = {f.rule: f for f in lab_scan.findings if f.port == target.port}
     assert {r: f.severity for r, f in rules.items()} == {
         "modelserver-reload-exposed": "critical", "modelserver-predict-exposed": "high",
@@ -240,7 +241,7 @@ def test_model_names_file_finds_what_no_wordlist_guesses(lab, plain_server, tmp_
 def test_cors_wildcard_and_no_metrics(plain_server):
     result = scan(build_targets([f"127.0.0.1:{plain_server.rest_port}"]), ScanOptions())
     (ep,) = result.endpoints
-    assert ep.kind == "modelserver-rest" and ep.details["cors"].startswith("*")
+    assert ep.kind == "modelserver-rest" and ep.details["cors"] == "*"
     assert "metrics_model_names" not in ep.details and list(ep.details["models"]) == ["half_plus_two"]
     assert {f.rule for f in result.findings} == {"modelserver-rest-cors-wildcard", "modelserver-predict-exposed",
                                                  "modelserver-plaintext"}

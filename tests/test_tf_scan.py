@@ -40,11 +40,11 @@ def test_tf_servers_are_identified_exactly(lab, lab_scan):
         assert ep.details["devices"][0]["memory_limit"] > 0
         version = ep.details["tf_version"]
         assert version["min"] == installed and version["range"] == f">= {installed}"
-        leader = ep.details.get("coordination_service", "")
+        leader = ep.details.get("coordination")
         if expected.coordination_leader:
-            assert leader == "enabled (this task is the coordination leader)"
+            assert leader == "leader" and "this task is the coordination leader" in "\n".join(ep.evidence)
         else:
-            assert leader == "registered, not enabled on this task"
+            assert leader == "registered"
 
 
 def test_findings_for_tf_servers(lab, lab_scan):

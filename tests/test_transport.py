@@ -91,7 +91,8 @@ def test_tf_server_behind_tls_proxies(lab, outsider, name, changes, extra_findin
 def test_plaintext_and_tls_on_one_port_is_a_downgrade(outsider):
     ep, findings = outsider["tls/dual"]
     assert (ep.kind, ep.transport, ep.authenticated) == ("tf-server", "plaintext", False), ep.evidence
-    assert ep.details["downgrade"] == "plaintext and TLS (TLSv1.3) on the same port"
+    assert ep.details["downgrade"] == {"tls_version": "TLSv1.3"}
+    assert "plaintext and TLS (TLSv1.3) on the same port: a downgrade" in ep.evidence
     assert findings == {"tf-server-unauthenticated-plaintext": "critical", "tls-downgrade": "high",
                         "tf-profiler-exposed": "medium"}
 
@@ -134,7 +135,9 @@ def test_modelserver_with_client_verify(outsider, insider):
     ep, findings = insider["modelserver-mtls/grpc"]
     assert (ep.kind, ep.transport, ep.authenticated) == ("modelserver-grpc", "mtls", True), ep.evidence
     assert list(ep.details["models"]) == ["half_plus_two"]
-    assert ep.details["admin_reload"].startswith("reachable with the --client-cert identity")
+    assert ep.details["admin_reload"] == "reachable"
+    assert any(line.startswith("HandleReloadConfigRequest reachable with the --client-cert identity")
+               for line in ep.evidence)
     assert findings == {}
 
 
