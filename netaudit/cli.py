@@ -174,6 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("runs", nargs="*", metavar="RUN", help="no RUN: list; one: show it; two: diff them")
     history.add_argument("--store", metavar="PATH", help="the history store (default as for scan)")
 
+    export = sub.add_parser("export", help="write netaudit's fingerprints for other tools (nmap service probes)",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Write nmap service probes generated from netaudit's own signatures, so "
+                            "`nmap -sV` names tf.distribute.Server (job, replica, task), TF Serving gRPC and TF "
+                            "Serving REST. The probes send only netaudit's read-only requests. nmap sees less than "
+                            "netaudit: nothing inside TLS, no model inventory, no version range, no findings.",
+                            epilog="examples:\n  netaudit export nmap-probes -o tf-probes\n"
+                                   "  nmap -sV --versiondb tf-probes -p 2222,8500,8501 198.18.1.0/24\n"
+                                   "  netaudit export nmap-probes --with-stock /usr/share/nmap/nmap-service-probes "
+                                   "-o all-probes\n\n" + EPILOG)
+    export.add_argument("what", choices=["nmap-probes"], help="nmap-probes: a file for nmap --versiondb")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    export.add_argument("--with-stock", metavar="PATH",
+                        help="prepend this stock nmap-service-probes file (e.g. /usr/share/nmap/nmap-service-probes), "
+                             "so one --versiondb file keeps nmap's own probes too")
+
     demo = sub.add_parser("demo", help="lab up -> scan from every vantage -> HTML, JSON, SARIF, JUnit -> lab down",
                           description="Bring the lab up (the segmented lab as root, else the loopback lab), scan it "
                           "from every vantage, merge the scans against the lab's policy, write report.html, "
@@ -441,13 +457,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .nmap_probes import export
+
+    write_output(export(with_stock=args.with_stock), args.output)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(Path(args.output), loopback=args.loopback)
 
 
-COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "export": cmd_export,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
