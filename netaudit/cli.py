@@ -28,11 +28,16 @@ targets:
   198.18.1.10            an IP address          gpu-node-3.internal   a hostname
   198.18.1.0/24          a CIDR                 198.18.1.10-20        a range (or A.B.C.D-A.B.C.E)
   198.18.1.10:2222       one host and port      tf-config:tf.json     every task in a TF_CONFIG / ClusterSpec
+  masscan:FILE           open ports in masscan -oJ, -oL or -oX output (the format is read from the content)
+  zmap:FILE              zmap -O csv with saddr,sport; or saddr lines (one port per zmap run: pass it as -p)
+  nmap:FILE              open ports in nmap -oX output
   -                      read targets from stdin, one per line
+  Only the open ports a discovery file lists are fingerprinted; --scope still applies to them.
 
 examples:
   netaudit scan 198.18.1.0/24 --scope 198.18.0.0/15
   netaudit scan tf-config:$HOME/tf_config.json --fail-on critical
+  masscan 10.0.0.0/8 -p 2222,8500,8501 --rate 100000 -oJ sweep.json && netaudit scan masscan:sweep.json --scope 10.0.0.0/8
   netaudit lab status --targets | netaudit scan - --format json -o scan.json
 """ + EPILOG
 
@@ -313,6 +318,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
                        engine=args.engine)
     result = scan(targets, opts)
+    if sources := targets.sources():
+        result.options["target_sources"] = sources
     if not result.complete:
         print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
     return finish(result, args)
