@@ -207,15 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_output(text: str, path: str | None) -> None:
-    """Write atomically, so an interrupted run never leaves half a report over a good one."""
+def write_output(text: str, path: str | None, encoding: str = "utf-8") -> None:
+    """Write atomically, so an interrupted run never leaves half a report over a good one. `encoding`
+    latin-1 writes back bytes that were read as latin-1 unchanged."""
     if path is None:
-        sys.stdout.write(text)
+        if encoding == "utf-8":
+            sys.stdout.write(text)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text.encode(encoding))
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8", errors="replace")
+        tmp.write_text(text, encoding=encoding, errors="replace")
         tmp.replace(target)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
@@ -467,7 +472,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .nmap_probes import export
 
-    write_output(export(with_stock=args.with_stock), args.output)
+    write_output(export(with_stock=args.with_stock), args.output, encoding="latin-1")  # the stock file's bytes
     return EXIT_OK
 
 
