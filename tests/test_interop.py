@@ -225,3 +225,250 @@ def test_nmap_with_the_stock_probes_appended_still_names_tf(nmap_bin, lab, tmp_p
     services = nmap_services(probes, [worker.port, grpc_ep.port])
     assert services[worker.port].get("extrainfo") == f"job: worker; replica 0; task {worker.task}"
     assert services[grpc_ep.port].get("product") == "TensorFlow Serving gRPC"
+
+
+# ---- real discovery output as targets --------------------------------------------------------------------
+
+def scan_json(*args: str, runner=None) -> dict:
+    argv = ("scan", *args, "--format", "json", "--no-history", "--timeout", "5")
+    proc = runner(*argv) if runner else run_cli(*argv)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def by_port(result: dict) -> dict[tuple[str, int], dict]:
+    return {(e["host"], e["port"]): e for e in result["endpoints"]}
+
+
+def test_real_nmap_xml_of_the_lab_becomes_targets(nmap_bin, lab, tmp_path):
+    """nmap -oX on loopback (nmap works there; masscan and zmap do not): open ports only are fingerprinted."""
+    by_name = {e.name: e for e in lab.endpoints}
+    worker, decoy, serving = by_name["train/worker:0"], by_name["decoy/http"], by_name["modelserver/grpc"]
+    closed = nmap_closed_port()
+    xml = tmp_path / "lab.xml"
+    proc = subprocess.run(["nmap", "-sT", "-n", "-Pn", "-p", f"{worker.port},{decoy.port},{serving.port},{closed}",
+                           "127.0.0.1", "-oX", str(xml)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = scan_json(f"nmap:{xml}", "--scope", "127.0.0.1/32")
+    found = by_port(result)
+    assert set(found) == {("127.0.0.1", p) for p in (worker.port, decoy.port, serving.port)}
+    assert found[("127.0.0.1", worker.port)]["kind"] == "tf-server"
+    assert found[("127.0.0.1", worker.port)]["details"]["job"] == "worker"
+    assert found[("127.0.0.1", serving.port)]["kind"] == "modelserver-grpc"
+    assert found[("127.0.0.1", decoy.port)]["kind"] == "http"
+    assert all(e["details"]["target_name"] == f"nmap:{xml}" for e in found.values())
+    assert result["options"]["target_sources"] == [{"target": f"nmap:{xml}", "format": "nmap -oX", "hosts": 1,
+                                                    "open_ports": 3}]
+    cut = tmp_path / "killed.xml"
+    cut.write_text(xml.read_text().split("<runstats>")[0])  # what a killed nmap leaves behind
+    bad = run_cli("scan", f"nmap:{cut}", "--scope", "127.0.0.1/32")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "no </nmaprun>" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def nmap_closed_port() -> int:
+    """A loopback port this test just had open and closed again: nothing listens there."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+TF_PORT, CLOSED_PORT, OTHER_PORT = 2222, 8500, 8501
+OTHER_LISTENER = f"""import socket
+server = socket.create_server(("0.0.0.0", {OTHER_PORT}))
+print("READY", flush=True)
+while True:
+    server.accept()[0].close()
+"""
+
+
+def wait_ready(proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    import selectors
+    import time
+
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if sel.select(deadline - time.monotonic()) and "READY" in proc.stdout.readline():
+            return
+        if proc.poll() is not None:
+            break
+    raise AssertionError(f"{what} did not start")
+
+
+@pytest.fixture(scope="module")
+def veth_lab(tmp_path_factory):
+    """A real TF server (python -m netaudit.lab.tf_task) on 2222 and a plain TCP listener on 8501 in a target
+    namespace, reached over a veth link from a scanner namespace; 8500 is closed."""
+    require_root_tools("ip", "masscan", "zmap", "nmap")
+    from netaudit.lab.veth import VethLab
+
+    out = tmp_path_factory.mktemp("discovery")
+    with VethLab() as lab:
+        cluster = json.dumps({"worker": [f"{lab.target_ip}:{TF_PORT}"]})
+        tf = lab.target.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", cluster, "--job", "worker",
+                              "--task", "0", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        other = lab.target.popen(sys.executable, "-c", OTHER_LISTENER, stdout=subprocess.PIPE, text=True)
+        try:
+            wait_ready(tf, "the TF server")
+            wait_ready(other, "the plain listener")
+            yield lab, out
+        finally:
+            for proc in (tf, other):
+                proc.kill()
+                proc.wait()
+
+
+def masscan(lab, out: Path, flag: str) -> Path:
+    path = out / f"masscan{flag}"
+    lab.scanner.run("masscan", lab.target_ip, "-p", f"{TF_PORT},{CLOSED_PORT},{OTHER_PORT}", "--rate", "1000",
+                    "-e", lab.scanner_if, "--adapter-ip", lab.spare_ip, "--router-mac", lab.target_mac,
+                    "--wait", "1", flag, str(path), timeout=120)
+    return path
+
+
+def zmap(lab, out: Path, name: str, *fields: str) -> Path:
+    path, blacklist = out / name, out / "zmap-blacklist.conf"
+    blacklist.write_text("# nothing excluded: the default list would drop all of 198.18.0.0/15's neighbours\n")
+    lab.scanner.run("zmap", "-p", str(TF_PORT), "-i", lab.scanner_if, "-S", lab.scanner_ip, "-G", lab.target_mac,
+                    "-b", str(blacklist), "-r", "1000", "-c", "1", "-o", str(path), *fields, f"{lab.target_ip}/32",
+                    timeout=120)
+    return path
+
+
+def netaudit_in(lab):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return lab.scanner.run(sys.executable, "-m", "netaudit", *args, check=False, timeout=300)
+    return run
+
+
+@pytest.mark.parametrize("flag", ["-oJ", "-oL", "-oX"])
+def test_masscan_output_becomes_targets(veth_lab, flag):
+    lab, out = veth_lab
+    path = masscan(lab, out, flag)
+    result = scan_json(f"masscan:{path}", "--scope", "198.18.200.0/24", runner=netaudit_in(lab))
+    found = by_port(result)
+    assert set(found) == {(lab.target_ip, TF_PORT), (lab.target_ip, OTHER_PORT)}  # 8500 was closed: not probed
+    tf = found[(lab.target_ip, TF_PORT)]
+    assert (tf["kind"], tf["details"]["job"], tf["details"]["task"]) == ("tf-server", "worker", 0)
+    assert found[(lab.target_ip, OTHER_PORT)]["kind"] != "tf-server"
+    assert result["options"]["target_sources"] == [{"target": f"masscan:{path}", "format": f"masscan {flag}",
+                                                    "hosts": 1, "open_ports": 2}]
+    refused = netaudit_in(lab)("scan", f"masscan:{path}", "--scope", "198.18.0.0/24")
+    assert refused.returncode == 2 and "outside --scope" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_zmap_csv_and_saddr_output_become_targets(veth_lab):
+    lab, out = veth_lab
+    csv_path = zmap(lab, out, "zmap.csv", "-O", "csv", "-f", "saddr,sport,classification,success")
+    assert "rst" not in csv_path.read_text() or ",rst,0" in csv_path.read_text()
+    plain = zmap(lab, out, "zmap.txt")
+    assert plain.read_text().split() == [lab.target_ip]
+    for spec, extra, fmt in ((f"zmap:{csv_path}", (), "zmap CSV"), (f"zmap:{plain}", ("-p", str(TF_PORT)), "zmap saddr lines")):
+        result = scan_json(spec, *extra, "--scope", "198.18.200.0/24", runner=netaudit_in(lab))
+        found = by_port(result)
+        assert list(found) == [(lab.target_ip, TF_PORT)]
+        assert found[(lab.target_ip, TF_PORT)]["kind"] == "tf-server"
+        assert result["options"]["target_sources"][0]["format"] == fmt
+
+
+def test_nmap_syn_scan_output_over_the_link_becomes_targets(veth_lab):
+    lab, out = veth_lab
+    xml = out / "nmap.xml"
+    lab.scanner.run("nmap", "-sS", "-n", "-Pn", "-p", f"{TF_PORT},{CLOSED_PORT},{OTHER_PORT}", lab.target_ip,
+                    "-oX", str(xml), timeout=120)
+    found = by_port(scan_json(f"nmap:{xml}", "--scope", "198.18.200.0/24", runner=netaudit_in(lab)))
+    assert set(found) == {(lab.target_ip, TF_PORT), (lab.target_ip, OTHER_PORT)}
+    assert found[(lab.target_ip, TF_PORT)]["kind"] == "tf-server"
+
+
+# ---- hand-made files: what the tools cannot produce here, and broken files ------------------------------
+
+NMAP_XML_MIXED = """<?xml version="1.0"?>
+<nmaprun scanner="nmap" args="nmap -sS -sU -6 …" version="7.93">
+<host><status state="up"/><address addr="2001:db8::5" addrtype="ipv6"/><address addr="52:54:00:12:34:56" addrtype="mac"/>
+<hostnames><hostname name="gpu-5.internal" type="PTR"/></hostnames>
+<ports><extraports state="closed" count="9"/>
+<port protocol="tcp" portid="2222"><state state="open" reason="syn-ack"/></port>
+<port protocol="tcp" portid="8500"><state state="filtered" reason="no-response"/></port>
+<port protocol="tcp" portid="8501"><state state="open|filtered" reason="no-response"/></port>
+<port protocol="udp" portid="8470"><state state="open" reason="udp-response"/></port>
+</ports></host>
+<host><status state="up"/><address addr="198.18.9.7" addrtype="ipv4"/>
+<ports><port protocol="tcp" portid="8500"><state state="open" reason="syn-ack"/></port>
+<port protocol="tcp" portid="8501"><state state="open" reason="syn-ack"/></port></ports></host>
+<runstats><finished time="1" exit="success"/></runstats>
+</nmaprun>
+"""
+MASSCAN_LIST_WITH_CLOSED_AND_BANNERS = """#masscan
+open tcp 8500 198.18.9.8 1700000000
+closed tcp 8501 198.18.9.8 1700000000
+banner tcp 8500 198.18.9.8 1700000001 http HTTP/1.0 404 Not Found
+open udp 53 198.18.9.8 1700000000
+# end
+"""
+MASSCAN_JSON_WITH_BANNERS = """[
+{   "ip": "198.18.9.9",   "timestamp": "1700000000", "ports": [ {"port": 8500, "proto": "tcp", "status": "open", "reason": "syn-ack", "ttl": 64} ] }
+,
+{   "ip": "198.18.9.9",   "timestamp": "1700000001", "ports": [ {"port": 8500, "proto": "tcp", "service": {"name": "http", "banner": "x"} } ] }
+,
+{   "ip": "198.18.9.10",   "timestamp": "1700000000", "ports": [ {"port": 2222, "proto": "tcp", "status": "closed", "reason": "rst", "ttl": 64} ] }
+]
+"""
+ZMAP_CSV_QUOTED = 'saddr,daddr,sport,dport,classification,success,data\n198.18.9.11,198.18.200.1,2222,40000,synack,1,"a,b"\n' \
+                  '198.18.9.12,198.18.200.1,2222,40000,rst,0,""\n'
+
+
+def targets_of(tmp_path: Path, tool: str, text: str, ports: str = "tf") -> set[tuple[str, int]]:
+    from netaudit.targets import build_targets
+
+    path = tmp_path / f"{tool}.out"
+    path.write_text(text)
+    return {(host, port) for host, port, _ in build_targets([f"{tool}:{path}"], ports=ports).probes()}
+
+
+def test_hand_made_files_yield_only_open_tcp_ports(tmp_path):
+    assert targets_of(tmp_path, "nmap", NMAP_XML_MIXED) == {("2001:db8::5", 2222), ("198.18.9.7", 8500),
+                                                             ("198.18.9.7", 8501)}
+    assert targets_of(tmp_path, "masscan", MASSCAN_LIST_WITH_CLOSED_AND_BANNERS) == {("198.18.9.8", 8500)}
+    assert targets_of(tmp_path, "masscan", MASSCAN_JSON_WITH_BANNERS) == {("198.18.9.9", 8500)}
+    assert targets_of(tmp_path, "zmap", ZMAP_CSV_QUOTED) == {("198.18.9.11", 2222)}
+    assert targets_of(tmp_path, "zmap", "saddr\n198.18.9.13\n198.18.9.14\n", ports="2222,8500") == {
+        ("198.18.9.13", 2222), ("198.18.9.13", 8500), ("198.18.9.14", 2222), ("198.18.9.14", 8500)}
+
+
+BAD_FILES = [
+    ("nmap", NMAP_XML_MIXED.split("<runstats>")[0], "no </nmaprun>"),
+    ("nmap", "Starting Nmap 7.93\nNmap scan report for 198.18.9.7\n", "not nmap -oX output"),
+    ("nmap", MASSCAN_JSON_WITH_BANNERS, "not nmap -oX output"),
+    ("nmap", '<?xml version="1.0"?><svg></svg>', "expected <nmaprun>"),
+    ("masscan", MASSCAN_LIST_WITH_CLOSED_AND_BANNERS.replace("# end\n", ""), "truncated"),
+    ("masscan", MASSCAN_JSON_WITH_BANNERS[:200], "truncated or malformed"),
+    ("masscan", "#masscan\n# end\n", "lists no open TCP port"),
+    ("masscan", "#masscan\nopen tcp 99999 198.18.9.8 1700000000\n# end\n", "not a port number"),
+    ("masscan", "#masscan\nopen tcp 8500 198.18.9 1700000000\n# end\n", "not an IP address"),
+    ("masscan", "Timestamp: 1700000000\tHost: 198.18.9.8 ()\tPorts: 8500/open/tcp//unknown//\n", "not masscan output"),
+    ("zmap", "saddr,sport\n198.18.9.11,2222\n198.18.9.12\n", "has 1 fields"),
+    ("zmap", "ip,port\n198.18.9.11,2222\n", "naming saddr"),
+    ("zmap", "", "is empty"),
+    ("zmap", "\x89PNG\r\n\x1a\n\x00\xff", "not"),
+]
+
+
+@pytest.mark.parametrize("tool,text,message", BAD_FILES, ids=[f"{t}-{m}" for t, _, m in BAD_FILES])
+def test_bad_discovery_files_give_one_line_and_exit_2(tmp_path, tool, text, message):
+    path = tmp_path / "bad.out"
+    path.write_bytes(text.encode("latin-1", "replace") if "\x89PNG" in text else text.encode())
+    proc = run_cli("scan", f"{tool}:{path}", "--scope", "198.18.0.0/15")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("netaudit: error:"), proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_discovery_file_is_a_usage_error(tmp_path):
+    proc = run_cli("scan", f"masscan:{tmp_path / 'nope.json'}")
+    assert proc.returncode == 2 and "cannot read masscan output" in proc.stderr
