@@ -330,10 +330,10 @@ def masscan(lab, out: Path, flag: str) -> Path:
     return path
 
 
-def zmap(lab, out: Path, name: str, *fields: str) -> Path:
+def zmap(lab, out: Path, name: str, *fields: str, port: int = TF_PORT) -> Path:
     path, blacklist = out / name, out / "zmap-blacklist.conf"
     blacklist.write_text("# nothing excluded: the default list would drop all of 198.18.0.0/15's neighbours\n")
-    lab.scanner.run("zmap", "-p", str(TF_PORT), "-i", lab.scanner_if, "-S", lab.scanner_ip, "-G", lab.target_mac,
+    lab.scanner.run("zmap", "-p", str(port), "-i", lab.scanner_if, "-S", lab.scanner_ip, "-G", lab.target_mac,
                     "-b", str(blacklist), "-r", "1000", "-c", "1", "-o", str(path), *fields, f"{lab.target_ip}/32",
                     timeout=120)
     return path
@@ -364,8 +364,12 @@ def test_masscan_output_becomes_targets(veth_lab, flag):
 
 def test_zmap_csv_and_saddr_output_become_targets(veth_lab):
     lab, out = veth_lab
-    csv_path = zmap(lab, out, "zmap.csv", "-O", "csv", "-f", "saddr,sport,classification,success")
-    assert "rst" not in csv_path.read_text() or ",rst,0" in csv_path.read_text()
+    fields = ("-O", "csv", "-f", "saddr,sport,classification,success")
+    csv_path = zmap(lab, out, "zmap.csv", *fields)
+    rst_only = zmap(lab, out, "zmap-closed.csv", *fields, port=CLOSED_PORT)
+    assert rst_only.read_text().splitlines()[1:] == [f"{lab.target_ip},{CLOSED_PORT},rst,0"]  # zmap 2.1.1 writes RSTs
+    refused = netaudit_in(lab)("scan", f"zmap:{rst_only}", "--scope", "198.18.200.0/24")
+    assert refused.returncode == 2 and "lists no open TCP port" in refused.stderr
     plain = zmap(lab, out, "zmap.txt")
     assert plain.read_text().split() == [lab.target_ip]
     for spec, extra, fmt in ((f"zmap:{csv_path}", (), "zmap CSV"), (f"zmap:{plain}", ("-p", str(TF_PORT)), "zmap saddr lines")):
