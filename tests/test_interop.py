@@ -221,10 +221,13 @@ def test_nmap_with_the_stock_probes_appended_still_names_tf(nmap_bin, lab, tmp_p
     probes = tmp_path / "all-probes"
     assert run_cli("export", "nmap-probes", "--with-stock", str(STOCK), "-o", str(probes)).returncode == 0
     by_name = {e.name: e for e in lab.endpoints}
-    worker, grpc_ep = by_name["train/worker:1"], by_name["modelserver/grpc"]
-    services = nmap_services(probes, [worker.port, grpc_ep.port])
+    worker, grpc_ep, behind_tls = by_name["train/worker:1"], by_name["modelserver/grpc"], by_name["tls/expired"]
+    services = nmap_services(probes, [worker.port, grpc_ep.port, behind_tls.port])
     assert services[worker.port].get("extrainfo") == f"job: worker; replica 0; task {worker.task}"
     assert services[grpc_ep.port].get("product") == "TensorFlow Serving gRPC"
+    # The stock file's SSL detection opens nmap's TLS tunnel, and the probes then run inside it.
+    assert services[behind_tls.port].get("tunnel") == "ssl"
+    assert services[behind_tls.port].get("extrainfo") == f"job: {behind_tls.job}; replica 0; task {behind_tls.task}"
 
 
 # ---- real discovery output as targets --------------------------------------------------------------------
