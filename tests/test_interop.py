@@ -194,19 +194,37 @@ def nmap_bin():
         pytest.skip("nmap is not installed (.ci/run installs it)")
 
 
-def test_nmap_names_tf_servers_with_the_exported_probes(nmap_bin, lab, tmp_path):
+@pytest.fixture(scope="module")
+def nmap_modelserver(lab, tmp_path_factory):
+    """A ModelServer of its own for nmap, serving the lab's models: `nmap -sV` also runs nmap's version NSE
+    scripts (vmware-version POSTs /sdk to any HTTP port), which must not reach the lab ModelServer whose
+    audit log test_modelserver checks for read-only requests."""
+    import time
+
+    from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
+    from netaudit.lab.processes import free_port, stop, wait_ready
+
+    spec = ModelServerSpec(free_port(), free_port(), lab.dir / "models" / "models.config")
+    proc, _ = start_modelserver("nmap-modelserver", spec, tmp_path_factory.mktemp("nmap-modelserver"))
+    try:
+        wait_ready([proc], time.monotonic() + 180)
+        yield spec
+    finally:
+        stop([proc])
+
+
+def test_nmap_names_tf_servers_with_the_exported_probes(nmap_bin, lab, nmap_modelserver, tmp_path):
     probes = tmp_path / "netaudit-probes"
     assert run_cli("export", "nmap-probes", "-o", str(probes)).returncode == 0
     by_name = {e.name: e for e in lab.endpoints}
     tf = [e for e in lab.endpoints if e.kind == "tf-server" and e.name.startswith(("train/", "mwms/"))]
     decoys = [by_name["decoy/grpc"], by_name["decoy/http"]]
-    serving = [by_name["modelserver/grpc"], by_name["modelserver/rest"]]
-    services = nmap_services(probes, [e.port for e in tf + decoys + serving])
+    grpc_port, rest_port = nmap_modelserver.grpc_port, nmap_modelserver.rest_port
+    services = nmap_services(probes, [e.port for e in tf + decoys] + [grpc_port, rest_port])
     for e in tf:
         assert services[e.port].get("product") == "TensorFlow distributed runtime gRPC", (e.name, services[e.port])
         assert services[e.port]["extrainfo"] == f"job: {e.job}; replica 0; task {e.task}"
         assert services[e.port]["name"] == "grpc" and services[e.port]["method"] == "probed"
-    grpc_port, rest_port = (e.port for e in serving)
     assert (services[grpc_port]["name"], services[grpc_port]["product"]) == ("grpc", "TensorFlow Serving gRPC")
     assert (services[rest_port]["name"], services[rest_port]["product"]) == ("http", "TensorFlow Serving REST API")
     for e in decoys:
@@ -214,16 +232,16 @@ def test_nmap_names_tf_servers_with_the_exported_probes(nmap_bin, lab, tmp_path)
     assert services[by_name["decoy/grpc"].port].get("product") == "gRPC"  # named gRPC, not TF
 
 
-def test_nmap_with_the_stock_probes_appended_still_names_tf(nmap_bin, lab, tmp_path):
+def test_nmap_with_the_stock_probes_appended_still_names_tf(nmap_bin, lab, nmap_modelserver, tmp_path):
     if not STOCK.exists():
         pytest.skip("nmap's stock nmap-service-probes is not installed (apt install nmap)")
     probes = tmp_path / "all-probes"
     assert run_cli("export", "nmap-probes", "--with-stock", str(STOCK), "-o", str(probes)).returncode == 0
     by_name = {e.name: e for e in lab.endpoints}
-    worker, grpc_ep, behind_tls = by_name["train/worker:1"], by_name["modelserver/grpc"], by_name["tls/expired"]
-    services = nmap_services(probes, [worker.port, grpc_ep.port, behind_tls.port])
+    worker, behind_tls, grpc_port = by_name["train/worker:1"], by_name["tls/expired"], nmap_modelserver.grpc_port
+    services = nmap_services(probes, [worker.port, grpc_port, behind_tls.port])
     assert services[worker.port].get("extrainfo") == f"job: worker; replica 0; task {worker.task}"
-    assert services[grpc_ep.port].get("product") == "TensorFlow Serving gRPC"
+    assert services[grpc_port].get("product") == "TensorFlow Serving gRPC"
     # The stock file's SSL detection opens nmap's TLS tunnel, and the probes then run inside it.
     assert services[behind_tls.port].get("tunnel") == "ssl"
     assert services[behind_tls.port].get("extrainfo") == f"job: {behind_tls.job}; replica 0; task {behind_tls.task}"
