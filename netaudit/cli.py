@@ -29,11 +29,16 @@ targets:
   198.18.1.10            an IP address          gpu-node-3.internal   a hostname
   198.18.1.0/24          a CIDR                 198.18.1.10-20        a range (or A.B.C.D-A.B.C.E)
   198.18.1.10:2222       one host and port      tf-config:tf.json     every task in a TF_CONFIG / ClusterSpec
+  masscan:FILE           open ports in masscan -oJ, -oL or -oX output (the format is read from the content)
+  zmap:FILE              zmap -O csv with saddr,sport; or saddr lines (one port per zmap run: pass it as -p)
+  nmap:FILE              open ports in nmap -oX output
   -                      read targets from stdin, one per line
+  Only the open ports a discovery file lists are fingerprinted; --scope still applies to them.
 
 examples:
   netaudit scan 198.18.1.0/24 --scope 198.18.0.0/15
   netaudit scan tf-config:$HOME/tf_config.json --fail-on critical
+  masscan 10.0.0.0/8 -p 2222,8500,8501 --rate 100000 -oJ sweep.json && netaudit scan masscan:sweep.json --scope 10.0.0.0/8
   netaudit lab status --targets | netaudit scan - --format json -o scan.json
 """ + EPILOG
 
@@ -205,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("runs", nargs="*", metavar="RUN", help="no RUN: list; one: show it; two: diff them")
     history.add_argument("--store", metavar="PATH", help="the history store (default as for scan)")
 
+    export = sub.add_parser("export", help="write netaudit's fingerprints for other tools (nmap service probes)",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Write nmap service probes generated from netaudit's own signatures, so "
+                            "`nmap -sV` names tf.distribute.Server (job, replica, task), TF Serving gRPC and TF "
+                            "Serving REST. The probes send only netaudit's read-only requests. nmap sees less than "
+                            "netaudit: nothing inside TLS, no model inventory, no version range, no findings.",
+                            epilog="examples:\n  netaudit export nmap-probes -o tf-probes\n"
+                                   "  nmap -sV --versiondb tf-probes -p 2222,8500,8501 198.18.1.0/24\n"
+                                   "  netaudit export nmap-probes --with-stock /usr/share/nmap/nmap-service-probes "
+                                   "-o all-probes\n\n" + EPILOG)
+    export.add_argument("what", choices=["nmap-probes"], help="nmap-probes: a file for nmap --versiondb")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    export.add_argument("--with-stock", metavar="PATH",
+                        help="prepend this stock nmap-service-probes file (e.g. /usr/share/nmap/nmap-service-probes), "
+                             "so one --versiondb file keeps nmap's own probes too")
+
     demo = sub.add_parser("demo", help="lab up -> scan from every vantage -> HTML, JSON, SARIF, JUnit -> lab down",
                           description="Bring the lab up (the segmented lab as root, else the loopback lab), scan it "
                           "from every vantage, merge the scans against the lab's policy, write report.html, "
@@ -220,15 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_output(text: str, path: str | None) -> None:
-    """Write atomically, so an interrupted run never leaves half a report over a good one."""
+def write_output(text: str, path: str | None, encoding: str = "utf-8") -> None:
+    """Write atomically, so an interrupted run never leaves half a report over a good one. `encoding`
+    latin-1 writes back bytes that were read as latin-1 unchanged."""
     if path is None:
-        sys.stdout.write(text)
+        if encoding == "utf-8":
+            sys.stdout.write(text)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text.encode(encoding))
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8", errors="replace")
+        tmp.write_text(text, encoding=encoding, errors="replace")
         tmp.replace(target)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
@@ -348,6 +374,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        engine=engine, engine_reason=engine_reason)
     result = scan(targets, opts)
     result.options["ports_spec"] = args.ports
+    if sources := targets.sources():
+        result.options["target_sources"] = sources
     if policy is not None:
         from .exposure import apply_policy
 
@@ -493,13 +521,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .nmap_probes import export
+
+    write_output(export(with_stock=args.with_stock), args.output, encoding="latin-1")  # the stock file's bytes
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(Path(args.output), loopback=args.loopback, install=not args.no_install)
 
 
-COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "export": cmd_export,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, TextIO
 
 from .errors import UsageError
 from .files import read_json
+from .scanfiles import READERS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,6 +34,7 @@ class TargetBlock:
     networks: tuple[IPNetwork, ...]
     ports: tuple[int, ...] | None = None
     name: str | None = None
+    source: str | None = None  # the discovery file and its format, for blocks read from another scanner's output
 
     def addresses(self) -> Iterator[IPAddress]:
         """Every address, network and broadcast included, as nmap does: a /24 can hide a server on .0."""
@@ -68,6 +70,17 @@ class TargetSet:
 
     def address_count(self) -> int:
         return sum(b.address_count() for b in self.blocks)
+
+    def sources(self) -> list[dict]:
+        """Where imported targets came from: one entry per discovery file, with what it contributed."""
+        out: dict[str, dict] = {}
+        for block in self.blocks:
+            if block.source is not None:
+                entry = out.setdefault(block.spec, {"target": block.spec, "format": block.source, "hosts": 0,
+                                                    "open_ports": 0})
+                entry["hosts"] += block.address_count()
+                entry["open_ports"] += block.address_count() * len(block.ports or self.ports)
+        return list(out.values())
 
 
 @cache
@@ -198,10 +211,39 @@ def _tf_config_blocks(path: str) -> list[TargetBlock]:
     return blocks
 
 
+def _discovery_blocks(tool: str, path: str) -> list[TargetBlock]:
+    """One block per set of open ports, holding every host that had exactly that set: a sweep's thousands
+    of hosts with the same open port stay one block, and only the ports each host had open are probed."""
+    spec = f"{tool}:{path}"
+    found = READERS[tool](path)
+    if not found.open_ports and not found.addresses:
+        raise UsageError(f"{spec} lists no open TCP port: nothing to fingerprint")
+    by_host: dict[IPAddress, set[int]] = {}
+    for address, port in found.open_ports:
+        by_host.setdefault(address, set()).add(port)
+    groups: dict[tuple[int, ...] | None, list[IPAddress]] = {}
+    for address, ports in by_host.items():
+        groups.setdefault(tuple(sorted(ports)), []).append(address)
+    if found.addresses:
+        groups.setdefault(None, []).extend(a for a in dict.fromkeys(found.addresses) if a not in by_host)
+    blocks = []
+    for ports, addresses in groups.items():
+        networks = [net for version in (4, 6) for net in ipaddress.collapse_addresses(
+            ipaddress.ip_network(a) for a in addresses if a.version == version)]
+        if networks:
+            blocks.append(TargetBlock(spec, tuple(networks), ports, spec, f"{found.tool} {found.format}"))
+    return blocks
+
+
 def parse_target(text: str) -> list[TargetBlock]:
     text = text.strip()
     if text.startswith("tf-config:"):
         return _tf_config_blocks(text[len("tf-config:"):])
+    tool, sep, path = text.partition(":")
+    if sep and tool in READERS and not path.isdigit():  # "nmap:2222" is still a host named nmap
+        if not path:
+            raise UsageError(f"{text!r} names no file: {tool}:FILE")
+        return _discovery_blocks(tool, path)
     if "/" in text:
         try:
             return [TargetBlock(text, (ipaddress.ip_network(text, strict=False),))]
@@ -228,7 +270,8 @@ def build_targets(args: Iterable[str], ports: str = "tf", scope: str | None = No
     for arg in args:
         texts.extend(read_target_lines(stdin or sys.stdin) if arg == "-" else [arg])
     if not texts:
-        raise UsageError("no targets given (pass IPs, CIDRs, ranges, host:port, tf-config:FILE, or - for stdin)")
+        raise UsageError("no targets given (pass IPs, CIDRs, ranges, host:port, tf-config:FILE, masscan:FILE, "
+                         "zmap:FILE, nmap:FILE, or - for stdin)")
     blocks = [block for text in texts for block in parse_target(text)]
     targets = TargetSet(tuple(blocks), parse_ports(ports))
     if scope is None:

@@ -8,14 +8,13 @@ model is touched) and HandleReloadConfigRequest only an empty one (rejected befo
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 from netaudit import protowire
 from netaudit.bounds import cap_list
 from netaudit.rpc import RpcSession
 
 from .base import Expect, Outcome, ProbeContext
-from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, tensor
+from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, random_model_name, tensor
 
 MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
@@ -114,7 +113,7 @@ async def inventory(session: RpcSession, names: tuple[str, ...]) -> dict[str, di
 
 
 async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
-    random_name = f"netaudit-probe-{secrets.token_hex(6)}"
+    random_name = random_model_name()
     empty, unknown = await asyncio.gather(session.unary(MODEL_STATUS), session.unary(MODEL_STATUS, model_spec(random_name),
                                                                   f"model_spec.name={random_name!r}"))
     out = Outcome()

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 from urllib.parse import quote
 
 from netaudit import httpwire
 from netaudit.bounds import CAPS, cap_list
 
 from .base import Outcome, ProbeContext
-from .serving import INTERNAL_SIGNATURES, tensor
+from .serving import INTERNAL_SIGNATURES, random_model_name, tensor
 
+MODEL_PATH = "/v1/models/{name}"
 UNKNOWN_MODEL = "Could not find any versions of model {name}"
 EMPTY_BODY = "JSON Parse error: The document is empty"
 LIBEVENT_404 = b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
@@ -108,8 +108,8 @@ async def inventory(host: str, port: int, timeout: float, names: tuple[str, ...]
 
 async def probe(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outcome:
     out = Outcome()
-    name = f"netaudit-probe-{secrets.token_hex(6)}"
-    unknown = await httpwire.request(host, port, "GET", f"/v1/models/{name}", timeout, {"Origin": PROBE_ORIGIN})
+    name = random_model_name()
+    unknown = await httpwire.request(host, port, "GET", MODEL_PATH.format(name=name), timeout, {"Origin": PROBE_ORIGIN})
     if unknown is None:
         return out
     line = f"GET /v1/models/{name} <- {unknown.summary()}"

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
+
 # tf-wire-facts.md §2.6: default and documented model names, most common first.
 BUILTIN_MODEL_NAMES = ("half_plus_two", "model", "default", "saved_model_half_plus_three",
                        "saved_model_half_plus_two_cpu", "resnet", "mnist", "my_model")
+
+# A name no server serves, so its NOT_FOUND message (which echoes it) proves the server read the request;
+# the nmap probe export embeds one in its probes and its match lines.
+RANDOM_MODEL_PREFIX = "netaudit-probe-"
+
+
+def random_model_name() -> str:
+    return f"{RANDOM_MODEL_PREFIX}{secrets.token_hex(6)}"
+
 
 # tensorflow/core/framework/types.proto DataType values (tests check them against TensorFlow's enum).
 DTYPES = {1: "DT_FLOAT", 2: "DT_DOUBLE", 3: "DT_INT32", 4: "DT_UINT8", 5: "DT_INT16", 6: "DT_INT8",

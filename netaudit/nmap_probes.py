@@ -1,0 +1,341 @@
+"""nmap service probes generated from netaudit's own signatures, for `nmap -sV --versiondb FILE`.
+
+nmap's stock probes never send an HTTP/2 client preface, so they cannot make a gRPC server answer, and
+a TF port ends up named after whatever the port number suggests (peers-wire-facts.md §3). These probes
+send the same requests netaudit's own probes send (the TF GetStatus signature, TF Serving's
+GetModelStatus and REST GET for a random model) and match the same proofs (the device names, the
+NOT_FOUND message that echoes the random name, the exact REST error body). They are built from the
+probe modules' data at export time, so the file and the scanner cannot drift apart.
+
+nmap's probe-file rules shape the output: probe strings know only the escapes `\\ \\0 \\n \\r \\t \\xHH`
+and the delimiter has to be written `\\x7c`; a line is at most 8192 bytes; the first probe after NULL
+reuses the NULL connection and keeps its bytes in the buffer, so no pattern is anchored; a pattern that
+can match the empty string is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .probes import modelserver_grpc, modelserver_rest, tf_runtime
+from .safety import check_call
+from .probes.serving import ERROR_CODES, random_model_name
+from .targets import named_port_sets
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_DATA, FRAME_HEADERS, FRAME_SETTINGS = 0x0, 0x1, 0x4
+FLAG_END_STREAM, FLAG_END_HEADERS = 0x1, 0x4
+STREAM_ID = 1
+# RFC 7541 Appendix A: fully indexed `:method: POST` and `:scheme: http`, and the static-table names the
+# literals refer to. Everything else is a literal without indexing and without Huffman coding, so the
+# bytes on the wire are readable and can be decoded back for the safety check.
+INDEXED_POST, INDEXED_HTTP = 0x83, 0x86
+STATIC_NAMES = {":authority": 1, ":path": 4, "content-type": 31}
+AUTHORITY = "netaudit.invalid"
+GRPC_HEADERS = (("content-type", "application/grpc"), ("te", "trailers"))
+
+MAX_LINE = 8192  # nmap reads the file with an 8192-byte line buffer (utils.cc)
+RARITY = 5  # at or below nmap's default intensity 7, so the probes run on any port, not only the listed ones
+TOTAL_WAIT_MS = 5000
+STOCK_NULL_PROBE = "Probe TCP NULL q||"
+PROBE_PREFIX = "Netaudit"
+PRINTABLE = frozenset(range(0x20, 0x7F)) - {ord("\\"), ord("|")}
+
+
+class H2DecodeError(ValueError):
+    """The bytes are not the HTTP/2 request shape this module builds."""
+
+
+# ---- HTTP/2 and HPACK, the small subset the probes need -------------------------------------------------
+
+def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    """RFC 7541 §5.1: an integer with an N-bit prefix; `first` holds the pattern bits above the prefix."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out, value = bytearray([first | limit]), value - limit
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def hpack_string(text: str) -> bytes:
+    raw = text.encode("ascii")
+    return hpack_int(len(raw), 7) + raw  # H bit 0: no Huffman coding
+
+
+def hpack_literal(name: str, value: str) -> bytes:
+    """RFC 7541 §6.2.2 literal without indexing, the name from the static table where it is there."""
+    if name in STATIC_NAMES:
+        return hpack_int(STATIC_NAMES[name], 4) + hpack_string(value)
+    return b"\x00" + hpack_string(name) + hpack_string(value)
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + struct.pack("!I", stream) + payload
+
+
+def grpc_request(method: str, message: bytes, authority: str = AUTHORITY) -> bytes:
+    """One unary gRPC call as a client sends it on a fresh connection: the preface, an empty SETTINGS
+    frame, HEADERS (END_HEADERS) and one DATA frame with the 5-byte gRPC prefix and END_STREAM. The
+    server's own SETTINGS need no ACK before it answers."""
+    block = bytes([INDEXED_POST, INDEXED_HTTP]) + hpack_literal(":path", method) + \
+        hpack_literal(":authority", authority) + b"".join(hpack_literal(k, v) for k, v in GRPC_HEADERS)
+    body = b"\x00" + struct.pack("!I", len(message)) + message
+    return (PREFACE + h2_frame(FRAME_SETTINGS, 0, 0, b"")
+            + h2_frame(FRAME_HEADERS, FLAG_END_HEADERS, STREAM_ID, block)
+            + h2_frame(FRAME_DATA, FLAG_END_STREAM, STREAM_ID, body))
+
+
+def _hpack_int_at(data: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    limit = (1 << prefix_bits) - 1
+    value = data[pos] & limit
+    pos += 1
+    if value < limit:
+        return value, pos
+    shift = 0
+    while True:
+        if pos >= len(data):
+            raise H2DecodeError("truncated HPACK integer")
+        byte = data[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _hpack_string_at(data: bytes, pos: int) -> tuple[str, int]:
+    if pos >= len(data):
+        raise H2DecodeError("truncated HPACK string")
+    if data[pos] & 0x80:
+        raise H2DecodeError("Huffman-coded string")
+    length, pos = _hpack_int_at(data, pos, 7)
+    if pos + length > len(data):
+        raise H2DecodeError("truncated HPACK string")
+    return data[pos:pos + length].decode("ascii"), pos + length
+
+
+def decode_headers(block: bytes) -> list[tuple[str, str]]:
+    """The header list of a block written by this module (indexed POST/http, literals without indexing)."""
+    names = {index: name for name, index in STATIC_NAMES.items()}
+    indexed = {INDEXED_POST: (":method", "POST"), INDEXED_HTTP: (":scheme", "http")}
+    out, pos = [], 0
+    while pos < len(block):
+        byte = block[pos]
+        if byte in indexed:
+            out.append(indexed[byte])
+            pos += 1
+            continue
+        if byte & 0xF0:
+            raise H2DecodeError(f"HPACK representation 0x{byte:02x} is not one this module writes")
+        index, pos = _hpack_int_at(block, pos, 4)
+        if index:
+            if index not in names:
+                raise H2DecodeError(f"static table index {index} is not one this module writes")
+            name = names[index]
+        else:
+            name, pos = _hpack_string_at(block, pos)
+        value, pos = _hpack_string_at(block, pos)
+        out.append((name, value))
+    return out
+
+
+def decode_grpc_request(data: bytes) -> tuple[str, bytes]:
+    """(:path, gRPC message) of a request built by grpc_request: what the server would dispatch."""
+    if not data.startswith(PREFACE):
+        raise H2DecodeError("no HTTP/2 client preface")
+    pos, path, message, ended = len(PREFACE), None, None, False
+    while pos < len(data):
+        if pos + 9 > len(data):
+            raise H2DecodeError("truncated frame header")
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        kind, flags = data[pos + 3], data[pos + 4]
+        payload = data[pos + 9:pos + 9 + length]
+        if len(payload) != length:
+            raise H2DecodeError("truncated frame")
+        pos += 9 + length
+        if kind == FRAME_HEADERS:
+            path = dict(decode_headers(payload)).get(":path")
+        elif kind == FRAME_DATA:
+            if len(payload) < 5 or payload[0] != 0 or int.from_bytes(payload[1:5], "big") != len(payload) - 5:
+                raise H2DecodeError("DATA is not one uncompressed gRPC message")
+            message, ended = payload[5:], bool(flags & FLAG_END_STREAM)
+    if path is None or message is None or not ended:
+        raise H2DecodeError("no complete request (HEADERS with :path, DATA with END_STREAM)")
+    return path, message
+
+
+def http_get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {AUTHORITY}\r\nUser-Agent: netaudit\r\nConnection: close\r\n\r\n".encode()
+
+
+# ---- the probes, from the probe modules' data ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Match:
+    service: str
+    pattern: str  # PCRE, never anchored
+    product: str | None = None
+    info: str | None = None
+    cpe: str | None = None
+    flags: str = "s"
+    soft: bool = False  # a softmatch: nmap goes on, but only with probes that can match this service
+
+
+@dataclass(frozen=True)
+class NmapProbe:
+    name: str
+    payload: bytes
+    matches: tuple[Match, ...]
+    about: str
+
+
+def _pcre_bytes(data: bytes) -> str:
+    """A literal for a PCRE pattern: printable ASCII escaped as a regex, the rest as \\xHH."""
+    return "".join(re.escape(chr(b)) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in data)
+
+
+def device_pattern() -> tuple[str, dict[str, int]]:
+    """tf_runtime.DEVICE_NAME without its anchors and with numbered groups, and which $N holds each field."""
+    groups = {name: tf_runtime.DEVICE_NAME.groupindex[name] for name in ("job", "replica", "task")}
+    pattern = re.sub(r"\(\?P<\w+>", "(", tf_runtime.DEVICE_NAME.pattern.removeprefix("^").removesuffix("$"))
+    return pattern, groups
+
+
+# A gRPC reply's trailers carry grpc-status as a literal (non-Huffman from C-core, peers-wire-facts.md §3).
+# Tried after the TF matches, and the trailers always come after the DATA frame, so a TF reply is never
+# cut short by it. The first gRPC probe only softmatches, so a TF Serving port (which has no
+# WorkerService) still gets the TF Serving probe; the last one names any other gRPC server.
+GRPC_SOFT = Match("grpc", r"grpc-status", soft=True)
+GRPC_ANY = Match("grpc", r"grpc-status", "gRPC")
+
+
+def status_literal(code: str) -> str:
+    """`grpc-status: N` as HPACK writes it when the name is a literal: the name, a length byte, the digits."""
+    digits = str(ERROR_CODES.index(code)).encode()
+    return _pcre_bytes(b"grpc-status" + bytes([len(digits)]) + digits)
+
+
+def tf_worker_probe() -> NmapProbe:
+    sig = next(s for s in tf_runtime.SIGNATURES if s.service == "tensorflow.WorkerService")
+    assert sig.proves[0].code == "OK"
+    pattern, g = device_pattern()
+    return NmapProbe(
+        f"{PROBE_PREFIX}TFWorkerGetStatus", grpc_request(sig.method, sig.request),
+        (Match("grpc", pattern, "TensorFlow distributed runtime gRPC",
+               f"job: ${g['job']}; replica ${g['replica']}; task ${g['task']}", "a:google:tensorflow"), GRPC_SOFT),
+        f"tf.distribute.Server: {sig.method} with an empty request; the reply lists the task's devices "
+        f"(tf_runtime.SIGNATURES, DEVICE_NAME)")
+
+
+def serving_grpc_probe(model: str) -> NmapProbe:
+    expect = modelserver_grpc.UNKNOWN_MODEL
+    message = _pcre_bytes((expect.details + model).encode())
+    return NmapProbe(
+        f"{PROBE_PREFIX}TFServingModelStatus",
+        grpc_request(modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec(model)),
+        (Match("grpc", f"{status_literal(expect.code)}[\\s\\S]{{0,32}}{message}|{message}[\\s\\S]{{0,32}}"
+                       f"{status_literal(expect.code)}", "TensorFlow Serving gRPC", "ModelService"), GRPC_ANY),
+        f"TF Serving gRPC: {modelserver_grpc.MODEL_STATUS} for the random model {model!r}; "
+        f"{expect.code} {expect.details + model!r} proves it (modelserver_grpc.UNKNOWN_MODEL)")
+
+
+def serving_rest_probe(model: str) -> NmapProbe:
+    error = re.escape(modelserver_rest.UNKNOWN_MODEL.format(name=model))
+    # 404, no Server header in the header block, and a JSON body whose only member is the exact error:
+    # the checks modelserver_rest.probe makes, short of parsing the JSON.
+    pattern = (r"HTTP/1\.[01] 404 [^\r\n]*\r\n(?:(?![Ss]erver:)[^\r\n]*\r\n)*\r\n"
+               rf"\{{\s*\"error\": ?\"{error}\"\s*\}}")
+    path = modelserver_rest.MODEL_PATH.format(name=model)
+    return NmapProbe(f"{PROBE_PREFIX}TFServingREST", http_get(path),
+                     (Match("http", pattern, "TensorFlow Serving REST API"),),
+                     f"TF Serving REST: GET {path}; a 404 without a Server header whose JSON body is only "
+                     f"{{\"error\": {modelserver_rest.UNKNOWN_MODEL.format(name=model)!r}}} "
+                     "(modelserver_rest.probe)")
+
+
+def build_probes(model: str | None = None) -> tuple[NmapProbe, ...]:
+    model = model or random_model_name()
+    return tf_worker_probe(), serving_grpc_probe(model), serving_rest_probe(model)
+
+
+# ---- the probe file --------------------------------------------------------------------------------------
+
+def escape_probe_string(data: bytes) -> str:
+    """A `q|…|` body: printable ASCII as is, `\\` doubled, everything else (the delimiter too) as \\xHH."""
+    return "".join(chr(b) if b in PRINTABLE else ("\\\\" if b == 0x5C else f"\\x{b:02x}") for b in data)
+
+
+def _field(letter: str, value: str) -> str:
+    delimiter = next(d for d in "/|%=@#!" if d not in value)
+    return f" {letter}{delimiter}{value}{delimiter}"
+
+
+def match_line(match: Match) -> str:
+    if re.search(match.pattern.encode("latin-1"), b"") is not None:
+        raise ValueError(f"pattern {match.pattern!r} matches the empty string; nmap rejects it")
+    delimiter = next(d for d in "|=%@#!~" if d not in match.pattern)
+    line = f"{'softmatch' if match.soft else 'match'} {match.service} m{delimiter}{match.pattern}{delimiter}{match.flags}"
+    for letter, value in (("p", match.product), ("i", match.info)):
+        if value:
+            line += _field(letter, value)
+    if match.cpe:
+        line += f" cpe:/{match.cpe}/"
+    return line
+
+
+def check_sendable(probe: NmapProbe) -> None:
+    """Every gRPC request a probe sends passes the same safety check as netaudit's own calls."""
+    if probe.payload.startswith(PREFACE):
+        check_call(*decode_grpc_request(probe.payload))
+
+
+def render(probes: tuple[NmapProbe, ...], null_probe: bool, ports: tuple[int, ...]) -> str:
+    lines = [f"# nmap service probes generated by netaudit from its own signatures. Use:",
+             "#   nmap -sV --versiondb THIS_FILE ...   (or netaudit export nmap-probes --with-stock for the stock set too)",
+             "# They send read-only requests only; see the netaudit README for what nmap cannot see."]
+    if null_probe:
+        # nmap needs a NULL probe; C-core gRPC speaks first but matches nothing here, so the wait is short.
+        lines += ["", STOCK_NULL_PROBE, "totalwaitms 1000"]
+    port_spec = ",".join(str(p) for p in ports)
+    for probe in probes:
+        check_sendable(probe)
+        lines += ["", f"# {probe.about}", f"Probe TCP {probe.name} q|{escape_probe_string(probe.payload)}|",
+                  f"rarity {RARITY}", f"ports {port_spec}", f"totalwaitms {TOTAL_WAIT_MS}"]
+        lines += [match_line(m) for m in probe.matches]
+    for line in lines:
+        if not line.isascii():
+            raise ValueError(f"non-ASCII probe line {line[:60]!r}")
+        if len(line.encode()) + 1 > MAX_LINE:
+            raise ValueError(f"a line of {len(line)} bytes is longer than nmap's {MAX_LINE}-byte limit")
+    return "\n".join(lines) + "\n"
+
+
+def read_stock(path: str) -> str:
+    """The stock nmap-service-probes, checked enough that the combined file stays one nmap can parse. Read
+    as latin-1, so every byte (the stock file has non-UTF-8 ones) is written back unchanged."""
+    try:
+        text = Path(path).read_text(encoding="latin-1")
+    except OSError as exc:
+        raise UsageError(f"cannot read --with-stock {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    if STOCK_NULL_PROBE not in lines:
+        raise UsageError(f"--with-stock {path} is not an nmap-service-probes file (no {STOCK_NULL_PROBE!r} line)")
+    if any(line.startswith(f"Probe TCP {PROBE_PREFIX}") for line in lines):
+        raise UsageError(f"--with-stock {path} already holds netaudit probes; pass nmap's own file")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def export(with_stock: str | None = None, model: str | None = None) -> str:
+    probes = build_probes(model)
+    ports = named_port_sets()["tf"]
+    if with_stock is None:
+        return render(probes, True, ports)
+    return read_stock(with_stock) + "\n" + render(probes, False, ports)
