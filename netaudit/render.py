@@ -111,7 +111,9 @@ def to_text(result) -> str:
     vantages, rows = matrix(data)
     lines = [f"netaudit report  {data['generated']}  {len(data['scans'])} scans: "
              + ", ".join(f"{s['vantage']} ({s['segment'] or 'no segment'})" for s in data["scans"])
-             + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish"), "", "REACHABILITY"]
+             + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish")]
+    lines += [f"  {s['vantage']}: {shard_note(s['shards'])}" for s in data["scans"] if s.get("shards")]
+    lines += ["", "REACHABILITY"]
     table = [["ENDPOINT", "KIND", *vantages]]
     table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(cell_label(c) for c in cells)]
               for ep, cells in rows]
@@ -127,6 +129,16 @@ def to_text(result) -> str:
                   + (f" ({r['reason']})" if r.get("reason") else "") for r in data["expected_unreachable"]]
         lines.append("")
     return "\n".join(lines + _endpoint_and_finding_lines(data)) + "\n"
+
+
+def shard_note(shards: dict[str, Any]) -> str:
+    """What a merge of shard results holds, and what it lacks."""
+    text = f"{len(shards['present'])} of {shards['count']} shards"
+    if shards["missing"]:
+        text += ", missing " + ", ".join(f"{k}/{shards['count']}" for k in shards["missing"])
+    if shards["unfinished"]:
+        text += ", unfinished " + ", ".join(f"{k}/{shards['count']}" for k in shards["unfinished"])
+    return text
 
 
 # How a matrix cell reads in text: the verdict's mark, then the state and the reply.

@@ -2,6 +2,11 @@
 
 Fingerprinting starts the moment discovery finds an open port, so a sweep and its probes overlap.
 An interrupt or a spent time budget still returns everything gathered so far, marked incomplete.
+
+With a Sink, each endpoint is handed on as soon as it is finished and then dropped, so memory follows the
+probes in flight, not the endpoints seen. Three kinds wait: ports that are not open (who answered them is
+known only once every SYN-ACK of their host is in), and ModelServer ports (cross_reference tries names one
+port leaked on the host's other ports), which are few.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import ipaddress
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from .assess import assess
 from .discovery import ENGINES, DiscoveryOptions, PortResult
@@ -22,6 +28,13 @@ from .probes.tls import TlsOptions
 from .progress import Progress
 from .targets import TargetSet
 
+
+class Sink(Protocol):
+    """Where a streaming scan puts its endpoints (stream.StreamWriter writes them as JSON lines)."""
+
+    def begin(self, result: ScanResult) -> None: ...
+
+    def endpoint(self, endpoint: Endpoint) -> None: ...
 
 
 @dataclass
@@ -48,21 +61,37 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress) -> None:
+async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress,
+                sink: Sink | None = None) -> None:
     probe_slots = asyncio.Semaphore(opts.probe_concurrency)
     ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
-    pending: list[asyncio.Task] = []
+    pending: set[asyncio.Task] = set()
+    probing: dict[int, Endpoint] = {}  # with a sink: endpoints being fingerprinted, written as they are if stopped
+    ttls: dict[str, int] = {}  # per host, its SYN-ACKs' TTL: who answered, for endpoints handed on early
+    retried = 0
+    engine = ENGINES[opts.engine]
+
+    def hand_on(endpoint: Endpoint) -> None:
+        nonlocal retried
+        retried += bool(endpoint.details.get("probe_retries"))
+        assert sink is not None
+        sink.endpoint(endpoint)
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
         # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
         # worker processes are forked before grpc is loaded.
-        from .fingerprint import fingerprint
+        from .fingerprint import SERVING_KINDS, fingerprint
 
         async with probe_slots:
             await fingerprint(endpoint, opts.timeout, ctx, opts.tls)
         progress.fingerprinted(endpoint)
-
-    engine = ENGINES[opts.engine]
+        if sink is not None:
+            del probing[id(endpoint)]
+            if endpoint.kind in SERVING_KINDS:
+                result.endpoints.append(endpoint)
+            else:
+                attribute_replies([endpoint], engine.sees_packets, frozenset(), ttls)
+                hand_on(endpoint)
 
     def on_result(found: PortResult) -> None:
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
@@ -77,34 +106,54 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
             endpoint.details["discovery"]["port_named"] = True
         if found.block.name:
             endpoint.details["target_name"] = found.block.name
-        result.endpoints.append(endpoint)
+        if found.state != "open" or sink is None:
+            result.endpoints.append(endpoint)
         if found.state == "open":
-            pending.append(asyncio.create_task(probe_open(found, endpoint)))
+            if found.reason == "syn-ack" and found.ttl is not None:
+                ttls[found.host] = min(ttls.get(found.host, 255), found.ttl)
+            if sink is not None:
+                probing[id(endpoint)] = endpoint
+            task = asyncio.create_task(probe_open(found, endpoint))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
-    stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
-    result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
-                         "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
-                         "source_addresses": sorted(stats.sources)})
-    result.port_states = stats.summary.to_json()
-    attribute_replies(result.endpoints, engine.sees_packets, frozenset(stats.sources))
     try:
+        stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
+        result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
+                             "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
+                             "source_addresses": sorted(stats.sources)})
+        result.port_states = stats.summary.to_json()
+        attribute_replies(result.endpoints, engine.sees_packets, frozenset(stats.sources))
+        if sink is not None:
+            for endpoint in [e for e in result.endpoints if e.state != "open"]:
+                hand_on(endpoint)
+            result.endpoints = [e for e in result.endpoints if e.state == "open"]
         await asyncio.gather(*pending)
+        if any(e.state == "open" for e in result.endpoints):
+            from .fingerprint import cross_reference
+
+            await cross_reference(result.endpoints, opts.timeout, ctx)
     finally:
-        for task in pending:
+        for task in list(pending):
             task.cancel()
-    if pending:
-        from .fingerprint import cross_reference
+        if sink is not None:
+            for endpoint in result.endpoints + list(probing.values()):
+                hand_on(endpoint)
+            result.endpoints = []
+    result.stats["probe_retried"] = retried + sum(1 for e in result.endpoints if e.details.get("probe_retries"))
 
-        await cross_reference(result.endpoints, opts.timeout, ctx)
-    result.stats["probe_retried"] = sum(1 for e in result.endpoints if e.details.get("probe_retries"))
 
-
-async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:
+async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None,
+                     sink: Sink | None = None) -> ScanResult:
     progress = progress or Progress(total=targets.probe_count())
     result = ScanResult(vantage=opts.vantage, started=now())
     result.options = {"engine": opts.engine, "engine_reason": opts.engine_reason, "ports": list(targets.ports),
                       "targets": [b.spec for b in targets.blocks], "timeout": opts.timeout,
                       "concurrency": opts.concurrency, "rate": opts.rate}
+    if targets.shard is not None:
+        result.options["shard"] = {"index": targets.shard[0], "count": targets.shard[1]}
+    if sink is not None:
+        sink.begin(result)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -124,7 +173,7 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     budget = loop.call_later(opts.max_time, stop, f"time budget of {opts.max_time:g}s spent") \
         if opts.max_time else None
     try:
-        await _scan(targets, opts, result, progress)
+        await _scan(targets, opts, result, progress, sink)
         result.complete = True
     except asyncio.CancelledError:
         if not stopped:
@@ -143,9 +192,10 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     return result
 
 
-def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: frozenset[str]) -> None:
+def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: frozenset[str],
+                      reference: dict[str, int] | None = None) -> None:
     """Say who answered each listed probe, once every SYN-ACK of the host is known."""
-    reference = target_ttls((ep.host, ep.details) for ep in endpoints)
+    reference = reference if reference is not None else target_ttls((ep.host, ep.details) for ep in endpoints)
     for ep in endpoints:
         seen = ep.details.get("discovery")
         if seen is not None:
@@ -153,5 +203,6 @@ def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: froz
                                               reference.get(ep.host), sees_packets, local)
 
 
-def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
-    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress))
+def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None,
+         sink: Sink | None = None) -> ScanResult:
+    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress, sink))
