@@ -188,3 +188,37 @@ def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, h
     report = subprocess.run([*NETAUDIT, "report", str(out), "--format", "text", "--no-history"], capture_output=True,
                             text=True, timeout=60)
     assert report.returncode == 3 and "INCOMPLETE" in report.stdout
+
+
+def test_indexed_job_manifest_is_valid_and_shards_by_completion_index(tmp_path):
+    """The Kubernetes example passes the API schema (strict: no unknown field), and each pod's shell line
+    expands, for its JOB_COMPLETION_INDEX, to a scan of its own shard that the real CLI parses."""
+    from pathlib import Path
+
+    import kubernetes_validate
+    import yaml
+
+    from netaudit.cli import build_parser
+
+    manifest = Path(__file__).resolve().parents[1] / "docs" / "scheduling" / "kubernetes-indexed-job.yaml"
+    job = yaml.safe_load(manifest.read_text())
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+    typo = {**job, "spec": {**job["spec"], "completionMod": "Indexed"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(typo, kubernetes_validate.latest_version(), strict=True)
+    assert job["spec"]["completionMode"] == "Indexed"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert int(env["SHARDS"]) == job["spec"]["completions"]
+    script = " ".join(container["args"]).replace("exec netaudit", "printf '%s\\n'").replace("/results",
+                                                                                            str(tmp_path))
+    outputs = set()
+    for index in range(job["spec"]["completions"]):
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10,
+                              env={**env, "JOB_COMPLETION_INDEX": str(index), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        args = build_parser().parse_args(proc.stdout.splitlines())
+        assert (args.command, args.shard, args.format) == ("scan", f"{index + 1}/{env['SHARDS']}", "jsonl")
+        assert args.output.startswith(str(tmp_path / env["RUN"]))
+        outputs.add(args.output)
+    assert len(outputs) == job["spec"]["completions"]  # one file per shard
