@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 from collections import Counter
 from typing import Any, Callable
 
 from .exposure import VERDICTS
-from .model import SEVERITIES
+from .model import SEVERITIES, severity_rank
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
 # A report stays readable and small at 20,000 findings: full cards (evidence, remediation) for the most
 # severe ones, one table row for every finding, a bounded list of links per compliance control.
 CARD_LIMIT = 250
 COMPLIANCE_LINKS = 25
+# The report's filter by family: which product line a kind belongs to.
+FAMILIES = {"tf-server": "tf.distribute", "modelserver-grpc": "tf-serving", "modelserver-rest": "tf-serving",
+            "tensorboard": "tensorboard", "inference-v1-rest": "inference-protocol",
+            "inference-v2-rest": "inference-protocol", "inference-v2-grpc": "inference-protocol"}
 
 
 def to_json(result) -> str:
@@ -155,6 +162,41 @@ def cell_label(cell: dict[str, Any]) -> str:
     return f"{CELL_MARKS[verdict]} {cell['state']}" + (f" ({cell['reason']})" if cell.get("reason") else "")
 
 
+def facets(data: dict[str, Any]) -> dict[tuple[str, int], dict[str, str]]:
+    """Per endpoint, what the HTML report filters on: its worst finding, kind, family, policy segment and the
+    vantages that reached it. The same values tag the endpoint's rows, its findings and its matrix row."""
+    segments = [(ipaddress.ip_network(cidr), name) for name, seg in ((data.get("policy") or {}).get("segments")
+                                                                    or {}).items() for cidr in seg["cidrs"]]
+    reached: dict[tuple[str, int], list[str]] = {}
+    if "reachability" in data:
+        for r in data["reachability"]:
+            if r["state"] == "open":
+                reached.setdefault((r["host"], r["port"]), []).append(r["vantage"])
+    worst: dict[tuple[str, int], str] = {}
+    for f in data["findings"]:
+        key = (f["host"], f["port"])
+        if key not in worst or severity_rank(f["severity"]) > severity_rank(worst[key]):
+            worst[key] = f["severity"]
+    segment_of: dict[str, str] = {}
+    out = {}
+    for ep in data["endpoints"]:
+        key = (ep["host"], ep["port"])
+        if ep["host"] not in segment_of:
+            address = ipaddress.ip_address(ep["host"])
+            segment_of[ep["host"]] = next((name for net, name in segments if address in net), "-")
+        vantages = reached.get(key) if "reachability" in data else \
+            [data.get("vantage") or "(not named)"] if ep["state"] == "open" else []
+        out[key] = {"severity": worst.get(key, "none"), "kind": ep.get("kind") or "-",
+                    "family": FAMILIES.get(ep.get("kind") or "", "other"), "segment": segment_of[ep["host"]],
+                    "vantage": " ".join(vantages or [])}
+    return out
+
+
+def script_hash(script: str) -> str:
+    """The CSP source that lets exactly this inline script run, and nothing else."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+
+
 def to_html(result) -> str:
     from importlib import resources
 
@@ -170,12 +212,21 @@ def to_html(result) -> str:
         data["advice"] = build_advice(data)
     vantages, rows = matrix(data) if "reachability" in data else ([], [])
     findings = _sorted_findings(data["findings"])
+    tags = facets(data)
+    choices = {name: sorted({t[name] for t in tags.values()} - {"-", "none", ""}) for name in
+               ("kind", "family", "segment")}
+    choices["vantage"] = vantages or sorted({v for t in tags.values() for v in t["vantage"].split()})
+    script = templates.joinpath("report.js").read_text()
     return env.get_template("report.html.j2").render(
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
-        card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS,
+        card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS, tags=tags, no_tags=NO_TAGS, choices=choices,
+        script=script, script_hash=script_hash(script), severity_rank=severity_rank,
         css=templates.joinpath("report.css").read_text())
+
+
+NO_TAGS = {"severity": "none", "kind": "-", "family": "other", "segment": "-", "vantage": ""}
 
 
 def trend_svg(trend: list) -> dict | None:
