@@ -13,7 +13,7 @@ from pathlib import Path
 from .processes import LabError, LabProcess, alive, stop, wait_ready
 
 START_TIMEOUT = 180.0
-LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx")
+LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx", "mlserver", "tensorboard-logs", "triton", "hostile-ca")
 
 
 @dataclass
@@ -69,6 +69,9 @@ class Lab:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
+    def prepare(self) -> None:
+        """Slow one-time work (building peer venvs) that must not count against the start-up deadline."""
+
     def _plan(self, deadline: float) -> None:
         raise NotImplementedError
 
@@ -78,6 +81,7 @@ class Lab:
         self.processes, self.endpoints, self.namespaces, self.info = [], [], [], {}
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
+            self.prepare()
             deadline = time.monotonic() + timeout
             self._plan(deadline)
             self._save()

@@ -14,6 +14,8 @@ from .base import Lab, LabEndpoint
 from .certs import LabCA
 from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models, write_ssl_config
 from .nginx import start_nginx_mtls
+from .peer_servers import start_kserve, start_mlserver, start_tensorboard, start_triton, triton_available
+from .peers import prepare_venvs
 from .processes import free_port, module_argv, spawn
 
 # Two clusters (tf-wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
@@ -25,17 +27,28 @@ TF_CLUSTERS: tuple[tuple[str, str, dict[str, int]], ...] = (
 # What each decoy must be reported as.
 DECOYS: dict[str, str] = {"grpc": "grpc", "http": "http", "tls": "tls", "banner": "unknown", "silent": "unknown"}
 HOST = "127.0.0.1"
+# The neighbour servers of issue 12 stay off by default until the engine declares their kinds (policy.KINDS
+# and the registry reject them today); `LoopbackLab(peers=True)` starts them.
+PEERS_DEFAULT = False
 
 
 class LoopbackLab(Lab):
     kind = "loopback"
 
     def __init__(self, state_dir: Path | None = None, decoys: bool = True, modelserver: bool = True,
-                 tls: bool = True):
+                 tls: bool = True, peers: bool = PEERS_DEFAULT, hostile: bool = False, tarpits: int = 0):
         super().__init__(state_dir)
+        self.with_hostile = hostile
+        self.tarpits = tarpits
         self.with_decoys = decoys
         self.with_modelserver = modelserver
         self.with_tls = tls
+        self.with_peers = peers
+
+    def prepare(self) -> None:
+        """Build the peer servers' venvs (minutes, once) before the start-up deadline starts running."""
+        if self.with_peers:
+            prepare_venvs(("mlserver", "triton") if triton_available() else ("mlserver",))
 
     def _plan_tf(self) -> None:
         for cluster, mode, jobs in TF_CLUSTERS:
@@ -118,6 +131,38 @@ class LoopbackLab(Lab):
                                                          "kind_with_client_cert": "modelserver-grpc", **pki}))
         self._save()
 
+    def _plan_peers(self) -> None:
+        """KServe (V1 + V2 REST, V2 gRPC), MLServer (V2 REST + gRPC, metrics), Triton when its venv can be
+        built, TensorBoard on a log directory it writes, and a plain FastAPI app that must be none of them."""
+        http, grpc = free_port(), free_port()
+        ks = start_kserve("kserve", http, grpc, self.dir)
+        self.processes.append(ks.process)
+        # One KServe HTTP port speaks V1 and V2: both kinds, on the same port.
+        self.endpoints += [LabEndpoint("kserve/rest-v1", HOST, http, "inference-v1-rest", "kserve", facts=ks.facts),
+                           LabEndpoint("kserve/rest-v2", HOST, http, "inference-v2-rest", "kserve", facts=ks.facts),
+                           LabEndpoint("kserve/grpc", HOST, grpc, "inference-v2-grpc", "kserve", facts=ks.facts)]
+        ports = [free_port() for _ in range(3)]
+        ml = start_mlserver("mlserver", *ports, self.dir / "mlserver", self.dir)
+        self.processes.append(ml.process)
+        self.endpoints += [LabEndpoint("mlserver/rest", HOST, ports[0], "inference-v2-rest", "mlserver", facts=ml.facts),
+                           LabEndpoint("mlserver/grpc", HOST, ports[1], "inference-v2-grpc", "mlserver", facts=ml.facts),
+                           LabEndpoint("mlserver/metrics", HOST, ports[2], "http", "mlserver", facts=ml.facts)]
+        if triton_available():
+            ports = [free_port() for _ in range(3)]
+            tr = start_triton("triton", *ports, self.dir / "triton", self.dir)
+            self.processes.append(tr.process)
+            self.endpoints += [LabEndpoint("triton/rest", HOST, ports[0], "inference-v2-rest", "triton", facts=tr.facts),
+                               LabEndpoint("triton/grpc", HOST, ports[1], "inference-v2-grpc", "triton", facts=tr.facts),
+                               LabEndpoint("triton/metrics", HOST, ports[2], "http", "triton", facts=tr.facts)]
+        port = free_port()
+        tb = start_tensorboard("tensorboard", port, self.dir / "tensorboard-logs", self.dir)
+        self.processes.append(tb.process)
+        self.endpoints.append(LabEndpoint("tensorboard", HOST, port, "tensorboard", "tensorboard", facts=tb.facts))
+        port = free_port()
+        self.processes.append(spawn("fastapi", module_argv("netaudit.lab.fastapi_app", "--port", str(port)), self.dir))
+        self.endpoints.append(LabEndpoint("decoy/fastapi", HOST, port, "http", "fastapi"))
+        self._save()
+
     def _plan(self, deadline: float) -> None:
         self._plan_tf()
         if self.with_decoys:
@@ -125,3 +170,10 @@ class LoopbackLab(Lab):
         models_config = self._plan_modelserver(deadline) if self.with_modelserver else None
         if self.with_tls:
             self._plan_tls(models_config)
+        if self.with_peers:
+            self._plan_peers()
+        if self.with_hostile:
+            from .hostile import plan_hostile
+
+            plan_hostile(self, self.tarpits)
+            self._save()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -152,3 +153,19 @@ def stop(procs: list[LabProcess], grace: float = 3.0) -> list[str]:
     if still:
         raise LabError(f"lab processes survived SIGKILL: {', '.join(still)}")
     return killed
+
+
+def announce_when_listening(*ports: int, marker: str = "READY") -> None:
+    """Print `marker` once every port accepts on 127.0.0.1 (of the process's own namespace), for servers
+    whose start-up call blocks and whose log lines differ by release."""
+    def watch() -> None:
+        for port in ports:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        print(marker, flush=True)
+
+    threading.Thread(target=watch, daemon=True).start()

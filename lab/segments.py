@@ -22,6 +22,8 @@ from pathlib import Path
 from .base import Lab, LabEndpoint
 from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
 from .netns import NetnsError, ip_command
+from .peer_servers import start_kserve, start_mlserver, start_tensorboard
+from .peers import prepare_venvs
 from .processes import log_tail, module_argv, spawn, stop, wait_ready
 
 SEGMENTS = {"cluster": "198.18.1", "apps": "198.18.2", "corp": "198.18.3", "edge": "198.18.4"}
@@ -47,6 +49,14 @@ MODELSERVER = Host("cluster", "serving", 20)
 VANTAGES = {"cluster": Host("cluster", "ops", 50), "apps": Host("apps", "app", 10),
             "corp": Host("corp", "laptop", 10), "edge": Host("edge", "gateway", 10)}
 HOSTS = (*TF_HOSTS.values(), MODELSERVER, *VANTAGES.values())
+# Neighbour servers (issue 12), on their usual ports. Off by default until the engine declares their kinds
+# (policy.KINDS rejects them today); SegmentedLab(peers=True) adds them.
+PEERS_DEFAULT = False
+KSERVE, MLSERVER, TENSORBOARD = Host("cluster", "kserve", 30), Host("cluster", "mlserver", 31), Host("cluster", "tensorboard", 32)
+PEER_HOSTS = (KSERVE, MLSERVER, TENSORBOARD)
+INFERENCE_HTTP, INFERENCE_GRPC, MLSERVER_METRICS, TENSORBOARD_PORT = 8080, 8081, 8082, 6006
+APPS_TO_INFERENCE = (f"ip saddr 198.18.2.0/24 ip daddr {{ {KSERVE.ip}, {MLSERVER.ip} }} "
+                     f"tcp dport {{ {INFERENCE_HTTP}, {INFERENCE_GRPC} }} accept")
 
 # The firewall. `leaky` carries the mistakes a real VPC grows: a broad rule that lets edge reach a worker's
 # 2222, and corp reaching the ModelServer's REST port. `isolated` allows only apps -> ModelServer.
@@ -67,9 +77,10 @@ RULES = {
 INTRA_SEGMENT = [f"ip saddr {p}.0/24 ip daddr {p}.0/24 accept" for p in SEGMENTS.values()]
 
 
-def ruleset_text(name: str) -> str:
-    """The router's nftables table: drop by default, return traffic, intra-segment, then the named rules."""
-    rules = ["ct state established,related accept", *INTRA_SEGMENT, *RULES[name]]
+def ruleset_text(name: str, peers: bool = False) -> str:
+    """The router's nftables table: drop by default, return traffic, intra-segment, then the named rules
+    (apps may also reach the inference servers when the lab runs them; TensorBoard stays cluster-only)."""
+    rules = ["ct state established,related accept", *INTRA_SEGMENT, *RULES[name], *([APPS_TO_INFERENCE] if peers else [])]
     return ("table inet nalab {\n    chain forward {\n        type filter hook forward priority 0; policy drop;\n"
             + "".join(f"        {rule}\n" for rule in rules) + "    }\n}\n")
 
@@ -83,6 +94,15 @@ from = ["cluster"]
 [[allow]]
 kinds = ["modelserver-grpc", "modelserver-rest"]
 from = ["cluster", "apps"]
+"""
+PEER_POLICY = """
+[[allow]]
+kinds = ["inference-v1-rest", "inference-v2-rest", "inference-v2-grpc"]
+from = ["cluster", "apps"]
+
+[[allow]]
+kinds = ["tensorboard"]
+from = ["cluster"]
 """
 
 
@@ -100,11 +120,13 @@ def run_in(netns: str, *argv: str, **kw) -> subprocess.CompletedProcess:
 class SegmentedLab(Lab):
     kind = "segments"
 
-    def __init__(self, state_dir: Path | None = None, ruleset: str = "leaky"):
+    def __init__(self, state_dir: Path | None = None, ruleset: str = "leaky", peers: bool = PEERS_DEFAULT):
         super().__init__(state_dir)
         if ruleset not in RULES:
             raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(RULES)}")
         self.ruleset = ruleset
+        self.with_peers = peers
+        self.hosts = HOSTS + (PEER_HOSTS if peers else ())
         # Namespace names carry a tag of the state directory, so two labs (a user's and the tests') coexist.
         self.tag = hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:4]
         self.router = f"na{self.tag}-router"
@@ -127,7 +149,7 @@ class SegmentedLab(Lab):
             ip_command("-n", self.router, "link", "add", f"br-{segment}", "type", "bridge")
             ip_command("-n", self.router, "addr", "add", f"{prefix}.254/24", "dev", f"br-{segment}")
             ip_command("-n", self.router, "link", "set", f"br-{segment}", "up")
-        for index, host in enumerate(HOSTS):
+        for index, host in enumerate(self.hosts):
             netns = self.netns(host)
             self._add_netns(netns)
             port = f"r{index}"
@@ -143,14 +165,36 @@ class SegmentedLab(Lab):
         if not self.namespaces:
             self.load()
         run_in(self.router, "nft", "delete", "table", "inet", "nalab")
-        proc = run_in(self.router, "nft", "-f", "-", input=ruleset_text(ruleset))
+        peers = self.with_peers or bool(self.info.get("peers"))
+        proc = run_in(self.router, "nft", "-f", "-", input=ruleset_text(ruleset, peers))
         if proc.returncode:
             raise NetnsError(f"nft in {self.router}: {proc.stderr.strip()}")
         self.ruleset = ruleset
         self.info["ruleset"] = ruleset
-        self.info["rules"] = RULES[ruleset]
+        self.info["rules"] = RULES[ruleset] + ([APPS_TO_INFERENCE] if peers else [])
+
+    def prepare(self) -> None:
+        if self.with_peers:
+            prepare_venvs(("mlserver",))
+
+    def _plan_peers(self) -> None:
+        ks = start_kserve(self.netns(KSERVE), INFERENCE_HTTP, INFERENCE_GRPC, self.dir, netns=self.netns(KSERVE))
+        ml = start_mlserver(self.netns(MLSERVER), INFERENCE_HTTP, INFERENCE_GRPC, MLSERVER_METRICS,
+                            self.dir / "mlserver", self.dir, netns=self.netns(MLSERVER))
+        tb = start_tensorboard(self.netns(TENSORBOARD), TENSORBOARD_PORT, self.dir / "tensorboard-logs", self.dir,
+                               netns=self.netns(TENSORBOARD))
+        self.processes += [ks.process, ml.process, tb.process]
+        planned = ((ks, KSERVE, INFERENCE_HTTP, "kserve-rest-v1", "inference-v1-rest"),
+                   (ks, KSERVE, INFERENCE_HTTP, "kserve-rest-v2", "inference-v2-rest"),
+                   (ks, KSERVE, INFERENCE_GRPC, "kserve-grpc", "inference-v2-grpc"),
+                   (ml, MLSERVER, INFERENCE_HTTP, "mlserver-rest", "inference-v2-rest"),
+                   (ml, MLSERVER, INFERENCE_GRPC, "mlserver-grpc", "inference-v2-grpc"),
+                   (tb, TENSORBOARD, TENSORBOARD_PORT, "tensorboard", "tensorboard"))
+        self.endpoints += [LabEndpoint(f"cluster/{name}", host.ip, port, kind, started.process.name, facts=started.facts)
+                           for started, host, port, name, kind in planned]
 
     def _plan(self, deadline: float) -> None:
+        self.info.update({"peers": self.with_peers})
         self.info.update({"ruleset": self.ruleset, "segments": {s: f"{p}.0/24" for s, p in SEGMENTS.items()},
                           "trust": TRUST, "vantages": {v: {"netns": self.netns(h), "ip": h.ip}
                                                        for v, h in VANTAGES.items()}})
@@ -174,7 +218,10 @@ class SegmentedLab(Lab):
                                        proc.name, facts=facts),
                            LabEndpoint("cluster/modelserver-rest", MODELSERVER.ip, REST_PORT, "modelserver-rest",
                                        proc.name, facts=facts)]
-        (self.dir / "policy.toml").write_text(POLICY)
+        if self.with_peers:
+            self._plan_peers()
+        self.info["peers"] = self.with_peers
+        (self.dir / "policy.toml").write_text(POLICY + (PEER_POLICY if self.with_peers else ""))
         self.info["policy"] = str(self.dir / "policy.toml")
 
     def vantage_argv(self, vantage: str, *argv: str) -> list[str]:

@@ -10,26 +10,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from . import registry
+from .registry import Advice
+
 PLACEHOLDER = "TRUSTED_CIDR"
 
 
-@dataclass(frozen=True)
-class GroupSpec:
-    name: str
-    label: str
-    tag: str
-    kinds: tuple[str, ...]
-    namespace: str
-    peer_label: str
-    platforms: tuple[str, ...]
-
-
-GROUPS = (
-    GroupSpec("tf-cluster", "the tf.distribute.Server cluster", "tf-worker", ("tf-server",), "ml-training",
-              "tf-training", ("gcp", "aws", "azure", "kubernetes", "nftables")),
-    GroupSpec("tf-serving", "TF Serving", "tf-serving", ("modelserver-grpc", "modelserver-rest"), "ml-serving",
-              "inference-client", ("gcp", "aws", "azure", "kubernetes", "nftables", "ssl_config")),
-)
 PLATFORM_TITLES = {"gcp": "GCP VPC firewall rules", "aws": "AWS security group rules", "azure": "Azure NSG rules",
                    "kubernetes": "Kubernetes NetworkPolicy", "nftables": "nftables on the hosts",
                    "ssl_config": "TF Serving ssl_config_file with client_verify"}
@@ -37,7 +23,7 @@ PLATFORM_TITLES = {"gcp": "GCP VPC firewall rules", "aws": "AWS security group r
 
 @dataclass
 class Group:
-    spec: GroupSpec
+    spec: Advice
     ports: list[int] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
@@ -60,12 +46,12 @@ def _groups(data: dict[str, Any]) -> list[Group]:
     policy = data.get("policy") or {}
     segments = policy.get("segments", {})
     groups = []
-    for spec in GROUPS:
+    for spec in registry.advice_groups():
         exposed = [e for e in data["endpoints"] if e.get("kind") in spec.kinds and e["state"] == "open"]
         if not exposed:
             continue
         group = Group(spec, ports=sorted({e["port"] for e in exposed}), hosts=sorted({e["host"] for e in exposed}))
-        grpc = [e["port"] for e in exposed if e["kind"] == "modelserver-grpc"]
+        grpc = [e["port"] for e in exposed if registry.kind(e["kind"]).uri_scheme == "grpc"]
         group.grpc_port = grpc[0] if grpc else 8500
         allowed_segments = {s for rule in policy.get("allow", []) if set(rule["kinds"]) & set(spec.kinds)
                             for s in rule["from"]}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError
+from .textsafe import terminal_lines, terminal_safe
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
@@ -38,6 +39,18 @@ examples:
   netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 -p 2222 --format jsonl -o scan.jsonl
   netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 --shard 3/8 -o shard3.jsonl   (then: netaudit report shard*.jsonl)
 """ + EPILOG
+
+
+def families_help() -> str:
+    """The server families the registry declares, for `scan --help`."""
+    from . import registry
+
+    lines = ["server families recognised (kind: usual ports):"]
+    for family in sorted(registry.families(), key=lambda f: not any(k.sensitive for k in f.kinds)):
+        kinds = "; ".join(f"{k.name}" + (f" ({', '.join(map(str, k.ports))})" if k.ports else "")
+                          for k in family.kinds)
+        lines.append(f"  {family.title}\n      {kinds}")
+    return "\n".join(lines) + "\n\n"
 
 
 class Parser(argparse.ArgumentParser):
@@ -100,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="scan targets from where this process runs (one vantage)",
                           description="Discover open ports, fingerprint TF servers with read-only RPCs, and report "
                           "findings. Probes never change a server's state.",
-                          epilog=SCAN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                          epilog=families_help() + SCAN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see targets below)")
     scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
@@ -149,8 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "network namespaces in 198.18.0.0/15 (segments cluster, apps, corp, edge) joined by a router "
                          "whose nftables ruleset plays the VPC firewall, with a TF cluster and a ModelServer in "
                          "`cluster`. Without root (or with --loopback) it starts the loopback lab on 127.0.0.1: TF "
-                         "clusters, a ModelServer, TLS variants and decoys. Needs: pip install 'netaudit[lab]'.",
-                         epilog="examples:\n  netaudit lab up\n  netaudit lab scan edge -o edge.json\n"
+                         "clusters, a ModelServer, TLS variants and decoys. `up --hostile` adds hostile servers on "
+                         "127.0.0.1 (tarpits, drips, HTTP/2 floods, oversized, invalid and compressed-bomb gRPC "
+                         "replies, resets, endless HTTP, TLS garbage and stalls, escape sequences in every field: "
+                         "see netaudit/lab/hostile.py) to check that no server can crash, stall, bloat or spoof a "
+                         "scan. Needs: pip install 'netaudit[lab]'.",
+                         epilog="examples:\n  netaudit lab up\n  netaudit lab up --loopback --hostile --tarpits 100\n"
+                                "  netaudit lab scan edge -o edge.json\n"
                                 "  netaudit lab ruleset isolated\n  netaudit lab impair edge --delay 200 --loss 10\n"
                                 "  netaudit lab impair edge --clear\n  netaudit lab down")
     lab.add_argument("action", choices=["up", "down", "status", "scan", "ruleset", "impair"],
@@ -163,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")
     lab.add_argument("--no-install", action="store_true",
                      help="up: as root, do not apt-get install missing lab packages (iproute2, nftables, procps)")
+    lab.add_argument("--hostile", action="store_true",
+                     help="up, loopback lab: also start the hostile servers (one process, 127.0.0.1 only)")
+    lab.add_argument("--tarpits", type=non_negative_int, default=0, metavar="N",
+                     help="up --hostile: this many extra tarpit ports (default 0)")
     lab.add_argument("--ruleset", default="leaky", choices=["leaky", "isolated"],
                      help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
     lab.add_argument("--engine", choices=ENGINES,
@@ -392,7 +414,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         apply_policy(result, segment, policy)
     if not result.complete:
-        print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
+        print(f"netaudit: scan incomplete: {terminal_safe(str(result.stats.get('incomplete_reason')))}",
+              file=sys.stderr)
     return finish(result, args)
 
 
@@ -408,12 +431,12 @@ def open_lab(args: argparse.Namespace):
         why = None if args.loopback else segments_missing(install=not args.no_install)
         if why:
             print(f"{why}: starting the loopback lab instead of network segments", file=sys.stderr)
-        kind = "loopback" if args.loopback or why else "segments"
+        kind = "loopback" if args.loopback or args.hostile or why else "segments"
     if kind == "segments":
         from .lab.segments import SegmentedLab
 
         return SegmentedLab(ruleset=args.ruleset)
-    return LoopbackLab(decoys=not args.no_decoys)
+    return LoopbackLab(decoys=not args.no_decoys, hostile=args.hostile, tarpits=args.tarpits)
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -531,8 +554,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no runs in {store.path}")
         for run_id, kind, vantage, started, complete, findings in rows:
-            print(f"{run_id:>5}  {kind:<6}  {started or '-':<20}  {vantage or '-':<24}  "
-                  f"{'complete' if complete else 'INCOMPLETE':<10}  {findings} findings")
+            print(terminal_safe(f"{run_id:>5}  {kind:<6}  {started or '-':<20}  {vantage or '-':<24}  "
+                                f"{'complete' if complete else 'INCOMPLETE':<10}  {findings} findings"))
         return EXIT_OK
     if len(args.runs) == 1:
         sys.stdout.write(to_text(Recorded(store.run(int(args.runs[0])))))
@@ -544,9 +567,9 @@ def cmd_history(args: argparse.Namespace) -> int:
           f"persisting, {len(diff['resolved'])} resolved")
     for f in new["findings"]:
         if f["state"] == "new":
-            print(f"  NEW       {f['severity']:<8}  {f['title']}")
+            print(terminal_safe(f"  NEW       {f['severity']:<8}  {f['title']}"))
     for f in diff["resolved"]:
-        print(f"  RESOLVED  {f['severity']:<8}  {f['title']}")
+        print(terminal_safe(f"  RESOLVED  {f['severity']:<8}  {f['title']}"))
     return EXIT_OK
 
 
@@ -568,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"netaudit: error: {exc}", file=sys.stderr)
+        print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("netaudit: interrupted", file=sys.stderr)
@@ -583,10 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         from .lab.processes import LabError
 
         if isinstance(exc, LabError):
-            print(f"netaudit: lab error: {exc}", file=sys.stderr)
+            print(f"netaudit: lab error: {terminal_lines(str(exc))}", file=sys.stderr)
         else:
-            print(f"netaudit: internal error: {type(exc).__name__}: {exc} (set NETAUDIT_DEBUG=1 for a traceback)",
-                  file=sys.stderr)
+            print(f"netaudit: internal error: {type(exc).__name__}: {terminal_safe(str(exc))} "
+                  "(set NETAUDIT_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -339,6 +339,10 @@ NMAP_REASONS = {"conn-refused": "reset", "port-unreach": "port-unreach", "host-u
 NMAP_MIN_RATE = 1000
 
 
+class NmapXmlError(ValueError):
+    """nmap's XML output could not be read (nmap's -sV fields carry what servers sent)."""
+
+
 @dataclass(frozen=True)
 class NmapPort:
     host: str
@@ -356,8 +360,15 @@ def parse_nmap_xml(xml: str | bytes) -> tuple[list[NmapPort], dict[str, tuple[st
     and `method` (anchors.md §2)."""
     import xml.etree.ElementTree as ET
 
+    try:
+        return _parse_nmap_xml(ET.fromstring(xml))
+    except (ET.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise NmapXmlError(f"unreadable nmap XML: {exc}") from None
+
+
+def _parse_nmap_xml(root) -> tuple[list[NmapPort], dict[str, tuple[str, str]]]:
     rows, extra = [], {}
-    for host in ET.fromstring(xml).iter("host"):
+    for host in root.iter("host"):
         address = next((a.get("addr") for a in host.iter("address") if a.get("addrtype") in ("ipv4", "ipv6")), None)
         folded = host.find("ports/extraports")
         if folded is not None:

@@ -12,14 +12,13 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from . import __version__
+from . import __version__, registry
 from .model import SEVERITIES
 
 BASELINE_STATE = {"new": "new", "persisting": "unchanged"}
 SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 # GitHub's bands (security-severity): over 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, below low.
 DEFAULT_SCORE = {"critical": 9.5, "high": 8.0, "medium": 5.5, "low": 3.0, "info": 0.0}
-URI_SCHEME = {"tf-server": "grpc", "modelserver-grpc": "grpc", "grpc": "grpc", "modelserver-rest": "http", "http": "http"}
 INFO_URI = "https://github.com/netaudit/netaudit"
 INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -28,9 +27,16 @@ def _kinds(data: dict[str, Any]) -> dict[tuple[str, int], str | None]:
     return {(e["host"], e["port"]): e.get("kind") for e in data["endpoints"]}
 
 
+def _identified(kind: str | None) -> bool:
+    """A service netaudit named by its protocol or product (not a bare TLS port or an unknown one)."""
+    declared = registry.kind(kind)
+    return declared is not None and declared.uri_scheme != "tcp"
+
+
 def _location(finding: dict[str, Any], kind: str | None) -> dict[str, Any]:
     address = f"[{finding['host']}]:{finding['port']}" if ":" in finding["host"] else f"{finding['host']}:{finding['port']}"
-    return {"physicalLocation": {"artifactLocation": {"uri": f"{URI_SCHEME.get(kind or '', 'tcp')}://{address}"}},
+    scheme = registry.kind(kind).uri_scheme if registry.kind(kind) else "tcp"
+    return {"physicalLocation": {"artifactLocation": {"uri": f"{scheme}://{address}"}},
             "logicalLocations": [{"name": address, "kind": "resource"}]}
 
 
@@ -84,24 +90,24 @@ def to_junit(result) -> str:
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     suites = ET.Element("testsuites", name="netaudit")
     label = data.get("vantage") or ("report" if "reachability" in data else "scan")
-    suite = ET.SubElement(suites, "testsuite", name=f"netaudit:{label}")
+    suite = ET.SubElement(suites, "testsuite", name=xml_safe(f"netaudit:{label}"))
     failing = {(f["host"], f["port"]) for f in data["findings"]}
     cases = failures = 0
     for f in sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"])):
-        case = ET.SubElement(suite, "testcase", classname=f"{f['host']}:{f['port']}",
+        case = ET.SubElement(suite, "testcase", classname=xml_safe(f"{f['host']}:{f['port']}"),
                              name=xml_safe(f"{f['rule']}: {f['title']}"))
         failure = ET.SubElement(case, "failure", type=f["severity"], message=xml_safe(f["title"]))
         failure.text = xml_safe("\n".join(f["evidence"]) + "\n\nRemediation: " + f["remediation"])
         cases += 1
         failures += 1
     for ep in data["endpoints"]:
-        if ep["state"] == "open" and ep.get("kind") in URI_SCHEME and (ep["host"], ep["port"]) not in failing:
+        if ep["state"] == "open" and _identified(ep.get("kind")) and (ep["host"], ep["port"]) not in failing:
             ET.SubElement(suite, "testcase", classname=f"{ep['host']}:{ep['port']}", name=f"{ep['kind']}: no findings")
             cases += 1
     for row in data.get("reachability", []):
-        if row["segment"] and row["kind"] in ("tf-server", "modelserver-grpc", "modelserver-rest"):
+        if row["segment"] and row["kind"] in registry.sensitive_kinds():
             name = f"policy: {row['vantage']} -> {row['kind']} {row['host']}:{row['port']} ({row['state']})"
-            case = ET.SubElement(suite, "testcase", classname=f"policy.{row['vantage']}", name=name)
+            case = ET.SubElement(suite, "testcase", classname=xml_safe(f"policy.{row['vantage']}"), name=xml_safe(name))
             violation = next((f for f in data["findings"] if f["rule"].startswith("policy-") and
                               f["rule"].endswith("@" + row["segment"]) and (f["host"], f["port"]) == (row["host"], row["port"])),
                              None)
@@ -145,8 +151,8 @@ def to_prom(result) -> str:
     for severity in SEVERITIES:
         lines.append(f'netaudit_new_findings{{vantage="{vantage}",severity="{severity}"}} {new[severity]}')
     lines += ["# HELP netaudit_exposed_endpoints Open TF endpoints, by kind.", "# TYPE netaudit_exposed_endpoints gauge"]
-    kinds = Counter(e["kind"] for e in data["endpoints"] if e["state"] == "open" and e.get("kind") in URI_SCHEME)
-    for kind in ("tf-server", "modelserver-grpc", "modelserver-rest"):
+    kinds = Counter(e["kind"] for e in data["endpoints"] if e["state"] == "open")
+    for kind in registry.sensitive_kinds():
         lines.append(f'netaudit_exposed_endpoints{{vantage="{vantage}",kind="{kind}"}} {kinds[kind]}')
     started, finished = data.get("started"), data.get("finished")
     if started and finished:

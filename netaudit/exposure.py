@@ -5,17 +5,16 @@ policy says of it, and the findings that follow. One scan (`scan --policy`) and 
 
 from __future__ import annotations
 
-import tomllib
-from functools import cache
-from importlib import resources
 from typing import Any
 
+from . import registry
+from .assess import FROM_KIND, policy_rule
+from .discovery import ENGINES
 from .model import Finding
 from .policy import Policy, Segment
 from .portstates import answered_by, lookup, received, target_ttls
 from .scoring import scores, with_context
 
-TF_KINDS = ("tf-server", "modelserver-grpc", "modelserver-rest")
 ENGINES_SEEING_PACKETS = ("syn", "nmap")
 
 # A cell's verdict, for the matrix legend. Without a policy (or for a vantage in no segment) an open cell
@@ -28,18 +27,6 @@ VERDICTS = {
     "expected-unreachable": "the policy allows it, but it was closed or filtered",
     "unknown": "undetermined, or not probed from this vantage",
 }
-
-
-@cache
-def policy_rules() -> dict[str, Any]:
-    return tomllib.loads(resources.files("netaudit").joinpath("data/policy_rules.toml").read_text())
-
-
-@cache
-def usual_kinds() -> dict[int, str]:
-    """port -> the kind usually served there, for ports a vantage could not reach (so never fingerprinted)."""
-    data = tomllib.loads(resources.files("netaudit").joinpath("data/usual_ports.toml").read_text())
-    return {port: kind for kind, ports in data["kinds"].items() for port in ports}
 
 
 class ScanView:
@@ -75,7 +62,8 @@ class ScanView:
 
     def _cell(self, host: str, port: int, state: str, reason: str, ttl: int | None, responder: str | None,
               sent: str | None, transport: str | None) -> dict[str, Any]:
-        sent = sent or self.scan.get("options", {}).get("engine", "probe")
+        engine = ENGINES.get(self.scan.get("options", {}).get("engine", ""))
+        sent = sent or (engine.sends if engine else "probe")
         got = received(reason, responder)
         who = answered_by(reason, ttl, responder, self.ttls.get(host), self.sees_packets, self.local)
         return {"state": state, "reason": reason, "transport": transport, "sent": sent, "received": got,
@@ -119,11 +107,11 @@ def _firewall_seen(rows: list[dict[str, Any]], host: str, port: int) -> str:
 def policy_findings(rows: list[dict[str, Any]], endpoints: dict[tuple[str, int], dict[str, Any]],
                     policy: Policy) -> list[Finding]:
     """A finding for each open cell the policy does not allow, or allows only with TLS/mTLS it lacks."""
-    rules = policy_rules()
     out = []
     for r in rows:
         ep = endpoints[(r["host"], r["port"])]
-        if r["state"] != "open" or ep.get("kind") not in TF_KINDS or r["segment"] is None:
+        declared = registry.kind(ep.get("kind"))
+        if r["state"] != "open" or declared is None or not declared.sensitive or r["segment"] is None:
             continue
         segment: Segment = policy.segments[r["segment"]]
         address = f"{r['host']}:{r['port']}"
@@ -136,29 +124,29 @@ def policy_findings(rows: list[dict[str, Any]], endpoints: dict[tuple[str, int],
                     f"{ep.get('authenticated')}", _firewall_seen(rows, r["host"], r["port"])]
         permits = policy.rules_for(ep["kind"], segment.name)
         if not permits:
-            rule = rules["unexpected-reachability"]
-            severity = rule["severity"][segment.trust][ep["kind"]]
+            rule = policy_rule("not-allowed")
         else:
             unmet = min((a.unmet(r["transport"]) for a in permits), key=len)
             if not unmet:
                 continue
-            rule = rules["transport-requirement"]
-            severity = rule["severity"]
+            rule = policy_rule("requirement-unmet")
             fields["required"] = " and ".join(unmet)
-        vector = rule["cvss"][ep["kind"]] if isinstance(rule["cvss"], dict) else rule["cvss"]
-        if segment.trust == "trusted" and "/MAV:" not in vector:
+        severity = declared.policy_severity[segment.trust] if rule.severity == FROM_KIND else rule.severity
+        vector = declared.policy_cvss if rule.cvss == FROM_KIND else rule.cvss
+        if vector and segment.trust == "trusted" and "/MAV:" not in vector:
             vector += "/MAV:A"
-        out.append(Finding(rule=rule["rule"] + f"@{segment.name}", severity=severity, host=r["host"],
-                           port=r["port"], title=rule["title"].format(**fields), evidence=evidence,
-                           remediation=rule["remediation"].format(**fields), references=rule["references"],
-                           compliance=rule["compliance"], cvss_vector=vector, cvss_score=scores(vector)[1],
+        out.append(Finding(rule=f"{rule.id}@{segment.name}", severity=severity, host=r["host"], port=r["port"],
+                           title=rule.title.format(**fields), evidence=evidence,
+                           remediation=rule.remediation.format(**fields), references=list(rule.references),
+                           compliance=rule.compliance, cvss_vector=vector,
+                           cvss_score=scores(vector)[1] if vector else None,
                            context=f"seen from {segment.name} ({segment.trust})"))
     return out
 
 
 def expected_unreachable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: r[k] for k in ("vantage", "segment", "host", "port", "kind", "state", "reason", "evidence")}
-            for r in rows if r["verdict"] == "expected-unreachable" and r["kind"] in TF_KINDS]
+            for r in rows if r["verdict"] == "expected-unreachable" and r["kind"] in registry.sensitive_kinds()]
 
 
 def _ports_named(scan: dict[str, Any]) -> bool:
@@ -180,7 +168,7 @@ def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy:
     for ep in scan["endpoints"]:
         kind = ep.get("kind")
         if ep["state"] != "open":
-            kind = usual_kinds().get(ep["port"]) if named or (ep.get("details", {}).get("discovery") or {}).get(
+            kind = registry.usual_kind(ep["port"]) if named or (ep.get("details", {}).get("discovery") or {}).get(
                 "port_named") else None
         rows.append(row(vantage, segment, view, ep, policy, kind))
         if ep["state"] != "open" and kind:

@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from .faults import enter
 from .model import Endpoint
 from .probes import grpc_generic, modelserver_grpc, modelserver_rest, tf_runtime, tls
 from .probes.base import Outcome, ProbeContext
@@ -37,7 +38,10 @@ def _apply(endpoint: Endpoint, outcome: Outcome) -> None:
         if outcome.authenticated is not None:
             endpoint.authenticated = outcome.authenticated
     endpoint.services.extend(s for s in outcome.services if s not in endpoint.services)
+    truncated = {**endpoint.details.get("truncated", {}), **outcome.details.get("truncated", {})}
     endpoint.details.update(outcome.details)
+    if truncated:
+        endpoint.details["truncated"] = truncated
     endpoint.evidence.extend(outcome.evidence)
 
 
@@ -57,12 +61,19 @@ def _count(endpoint: Endpoint, session: RpcSession) -> None:
     _retried(endpoint, session.retried)
 
 
-async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeContext) -> list[Outcome]:
+async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeContext,
+                           on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """`on_outcome` takes each outcome as soon as its probe is done, so a later probe that breaks on a
+    hostile reply cannot take back what an earlier one proved."""
     outcomes: list[Outcome] = []
     try:
+        enter("gRPC channel set-up")
         if await session.ready():
             for probe in GRPC_PROBES:
+                enter(f"{probe.__module__.rsplit('.', 1)[-1]} probe")
                 outcomes.append(await probe(session, ctx))
+                if on_outcome:
+                    on_outcome(outcomes[-1])
     finally:
         endpoint.evidence.extend(session.transcript)
         _count(endpoint, session)
@@ -71,9 +82,8 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
 
 
 async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
-    for outcome in await _run_grpc_probes(endpoint, _session(endpoint, timeout, ctx), ctx):
-        _apply(endpoint, outcome)
     endpoint.transport = "plaintext"
+    await _run_grpc_probes(endpoint, _session(endpoint, timeout, ctx), ctx, lambda outcome: _apply(endpoint, outcome))
 
 
 @dataclass
@@ -107,17 +117,23 @@ async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, 
 async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeContext, options: TlsOptions) -> None:
     """Judge the TLS layer, then look inside it: first as an outsider without a client certificate,
     then, when that is refused and the user gave one, with the client identity."""
+    enter("TLS inspection (sslyze)")
     facts = await asyncio.to_thread(tls.inspect, endpoint.host, endpoint.port, timeout, options)
     details = {**(found.tls or {}), **facts}
     endpoint.details["tls"] = details
     endpoint.kind = "tls"
     if details["client_cert"] == "undetermined":
         endpoint.evidence.append(f"sslyze could not connect: {details.get('error')}")
+        enter("TLS write-then-read")
         verdict, why, der = await tls.write_then_read(endpoint.host, endpoint.port, timeout)
         details["client_cert"] = verdict
         endpoint.evidence.append(f"client certificate {verdict}: {why}")
         if der and not details.get("certificate"):
-            details.update(tls.leaf_facts(der, endpoint.host, options.ca_bundle))
+            enter("TLS leaf certificate")
+            try:
+                details.update(tls.leaf_facts(der, endpoint.host, options.ca_bundle))
+            except tls.CertificateError as exc:
+                details["certificate_error"] = str(exc)
     if details["client_cert"] == "undetermined":
         endpoint.transport = "unknown"
         return
@@ -170,16 +186,19 @@ def _from_sniff(endpoint: Endpoint, found: Sniff) -> None:
 
 def _plaintext_error(found: Sniff) -> bool:
     """A 4xx status line to the HTTP/2 preface: TLS servers such as nginx answer plaintext this way."""
-    return found.protocol == "http" and bool(found.http_status) and found.http_status.split()[1].startswith("4")
+    words = (found.http_status or "").split()
+    return found.protocol == "http" and len(words) > 1 and words[1].startswith("4")
 
 
 async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
                       tls_options: TlsOptions | None = None) -> None:
     """Fill in kind, transport, services and evidence of an open endpoint."""
+    enter("sniff")
     found = await sniff(endpoint.host, endpoint.port, timeout, retries=ctx.retries)
     endpoint.evidence.extend(found.evidence)
     _retried(endpoint, found.tries - 1)
     if found.protocol in ("h2", "http"):
+        enter("TLS downgrade check")
         also = await tls_handshake(endpoint.host, endpoint.port, timeout)
         if also and _plaintext_error(found):
             endpoint.evidence.append(f"the plaintext answer {found.http_status!r} is a TLS port refusing plaintext")
@@ -198,6 +217,7 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
             endpoint.kind, endpoint.transport = "unknown", "plaintext"
     else:
         if found.protocol == "http":
+            enter("modelserver_rest probe")
             _apply(endpoint, await modelserver_rest.probe(endpoint.host, endpoint.port, timeout, ctx))
         kind = endpoint.kind
         _from_sniff(endpoint, found)
@@ -209,9 +229,11 @@ def _tried(endpoint: Endpoint, ctx: ProbeContext) -> set[str]:
         set(endpoint.details.get("models_learned", []))
 
 
-async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeContext) -> None:
+async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeContext,
+                          guard: Callable[[Endpoint, Awaitable[None]], Awaitable[None]] | None = None) -> None:
     """Try names seen on one ModelServer port on the host's other ModelServer ports (gRPC and REST
-    usually belong to one server, and only REST can leak names through metrics)."""
+    usually belong to one server, and only REST can leak names through metrics). `guard` runs each
+    endpoint's part (the scan's fault isolation)."""
     serving = [e for e in endpoints if e.kind in SERVING_KINDS]
     seen: dict[str, set[str]] = {}
     for ep in serving:
@@ -220,16 +242,21 @@ async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeC
         missing = tuple(sorted(seen[ep.host] - _tried(ep, ctx)))
         if not missing:
             continue
-        ep.details["models_learned"] = list(missing)
-        if ep.kind == "modelserver-rest":
-            more = await modelserver_rest.inventory(ep.host, ep.port, timeout, missing, ep.evidence)
-        else:
-            session = _session(ep, timeout, ctx)
-            try:
-                more = await modelserver_grpc.inventory(session, missing)
-            finally:
-                ep.evidence.extend(session.transcript)
-                _count(ep, session)
-                await session.close()
-        ep.evidence.append(f"model names learned from other ports of {ep.host}: {', '.join(missing)}")
-        ep.details["models"] = dict(sorted({**ep.details.get("models", {}), **more}.items()))
+        work = _learn(ep, missing, timeout, ctx)
+        await (guard(ep, work) if guard else work)
+
+
+async def _learn(ep: Endpoint, missing: tuple[str, ...], timeout: float, ctx: ProbeContext) -> None:
+    ep.details["models_learned"] = list(missing)
+    if ep.kind == "modelserver-rest":
+        more = await modelserver_rest.inventory(ep.host, ep.port, timeout, missing, ep.evidence)
+    else:
+        session = _session(ep, timeout, ctx)
+        try:
+            more = await modelserver_grpc.inventory(session, missing)
+        finally:
+            ep.evidence.extend(session.transcript)
+            _count(ep, session)
+            await session.close()
+    ep.evidence.append(f"model names learned from other ports of {ep.host}: {', '.join(missing)}")
+    ep.details["models"] = dict(sorted({**ep.details.get("models", {}), **more}.items()))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from . import registry
 from .errors import UsageError
 from .files import read_toml
 from .targets import IPNetwork
 
 TRUST_LEVELS = ("trusted", "untrusted")
 REQUIREMENTS = ("tls", "mtls")
-KINDS = ("tf-server", "modelserver-grpc", "modelserver-rest", "grpc", "http", "tls", "unknown")
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,9 @@ def load_policy(path: str) -> Policy:
         sources = _list(entry.get("from", []), f"allow #{index} from", path)
         require = _list(entry.get("require", []), f"allow #{index} require", path)
         for kind in kinds:
-            if kind not in KINDS:
-                raise UsageError(f"policy {path}: allow #{index}: unknown kind {kind!r}")
+            if registry.kind(kind) is None:
+                raise UsageError(f"policy {path}: allow #{index}: unknown kind {kind!r} (known: "
+                                 f"{', '.join(registry.kinds())})")
         for source in sources:
             if source not in segments:
                 raise UsageError(f"policy {path}: allow #{index}: unknown segment {source!r}")

@@ -143,7 +143,7 @@ def answered_by(reason: str, ttl: int | None, responder: str | None, target_ttl:
     if not sees_packets or ttl is None:
         return "not known: this engine does not see the reply packet (--engine syn does)"
     if target_ttl is not None and ttl > target_ttl:
-        return (f"a device {ttl - target_ttl} hop(s) before the target: a firewall on the way (TTL {ttl}; the "
+        return (f"a device {_hops(ttl - target_ttl)} before the target: a firewall on the way (TTL {ttl}; the "
                 f"target's own SYN-ACK arrives with TTL {target_ttl})")
     if target_ttl is not None and ttl == target_ttl:
         return f"the target (TTL {ttl}, as its own SYN-ACK)"
@@ -151,4 +151,8 @@ def answered_by(reason: str, ttl: int | None, responder: str | None, target_ttl:
     if hops == 0:
         return (f"the next hop itself (TTL {ttl} arrived unspent): for a target beyond this link, a router or "
                 "firewall answered in its name")
-    return f"a host {hops} hop(s) away (TTL {ttl}); no SYN-ACK from the target to compare with"
+    return f"a host {_hops(hops)} away (TTL {ttl}); no SYN-ACK from the target to compare with"
+
+
+def _hops(count: int) -> str:
+    return f"{count} hop" + ("s" if count != 1 else "")

@@ -7,6 +7,7 @@ import time
 from typing import TextIO
 
 from .model import Endpoint
+from .textsafe import terminal_safe
 
 
 class Progress:
@@ -30,7 +31,7 @@ class Progress:
         self._draw(force=True)
 
     def _line(self, text: str) -> None:
-        self.stream.write("\r\033[K" + text + "\n")
+        self.stream.write("\r\033[K" + terminal_safe(text) + "\n")
 
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -76,8 +76,9 @@ class Fields:
         found = self.blobs(number)
         return found[-1].decode("utf-8", "replace") if found else default
 
-    def messages(self, number: int) -> list[Fields]:
-        return [decode(b) for b in self.blobs(number)]
+    def messages(self, number: int, limit: int | None = None) -> list[Fields]:
+        """The first `limit` (all when None) submessages, decoded: a server decides how many it sends."""
+        return [decode(b) for b in self.blobs(number)[:limit]]
 
     def message(self, number: int) -> Fields:
         found = self.blobs(number)
@@ -111,3 +112,12 @@ def decode(buf: bytes) -> Fields:
             raise DecodeError(f"unsupported wire type {wire_type}")
         values.setdefault(number, []).append(value)
     return Fields(values)
+
+
+def packed_varints(buf: bytes) -> list[int]:
+    """The values of a packed repeated varint field (proto3's default for repeated int64, e.g. a shape)."""
+    values, pos = [], 0
+    while pos < len(buf):
+        value, pos = _read_varint(buf, pos)
+        values.append(value)
+    return values

@@ -1,4 +1,7 @@
-"""Output formats for a scan result or a merged report: the contract's JSON, a terminal summary, and HTML."""
+"""Output formats for a scan result or a merged report: the contract's JSON, a terminal summary, and HTML.
+
+JSON keeps every string exactly as the server sent it; the terminal summary shows each control
+character as an escape (netaudit/textsafe.py), so no server can write to the user's terminal."""
 
 from __future__ import annotations
 
@@ -9,18 +12,17 @@ import json
 from collections import Counter
 from typing import Any, Callable
 
+from . import registry
+from .bounds import more
 from .exposure import VERDICTS
 from .model import SEVERITIES, severity_rank
+from .textsafe import terminal_lines, terminal_safe
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
 # A report stays readable and small at 20,000 findings: full cards (evidence, remediation) for the most
 # severe ones, one table row for every finding, a bounded list of links per compliance control.
 CARD_LIMIT = 250
 COMPLIANCE_LINKS = 25
-# The report's filter by family: which product line a kind belongs to.
-FAMILIES = {"tf-server": "tf.distribute", "modelserver-grpc": "tf-serving", "modelserver-rest": "tf-serving",
-            "tensorboard": "tensorboard", "inference-v1-rest": "inference-protocol",
-            "inference-v2-rest": "inference-protocol", "inference-v2-grpc": "inference-protocol"}
 
 
 def to_json(result) -> str:
@@ -28,25 +30,30 @@ def to_json(result) -> str:
 
 
 def endpoint_summary(ep: dict[str, Any]) -> str:
-    """One line that says what matters about an endpoint: its role, devices and version, or what it is."""
+    """One line that says what matters about an endpoint: its role, devices and version, or what it is.
+    Server-supplied text in it is escaped for the terminal; what bounds.py cut is counted."""
     details = ep.get("details", {})
+    cut = details.get("truncated", {})
     parts = []
     if "job" in details:
         parts.append(f"{details['job']}:{details['task']}")
     if details.get("devices"):
         kinds = Counter(d["device_type"] for d in details["devices"])
-        parts.append(", ".join(f"{n}x{t}" for t, n in sorted(kinds.items())))
+        parts.append(", ".join(f"{n}x{t}" for t, n in sorted(kinds.items()))
+                     + (f" {more(cut['devices'], 'devices')}" if cut.get("devices") else ""))
     if "tf_version" in details:
         parts.append(f"TF {details['tf_version']['range']}")
     if str(details.get("coordination_service", "")).startswith("enabled"):
         parts.append("coordination leader")
     if details.get("models"):
         parts.append("models: " + ", ".join(
-            f"{name} v{','.join(str(v['version']) for v in model['versions'])}" for name, model in details["models"].items()))
+            f"{name} v{','.join(str(v['version']) for v in model['versions'])}" for name, model in details["models"].items())
+            + (f" {more(cut['models'], 'models')}" if cut.get("models") else ""))
     if str(details.get("admin_reload", "")).startswith("reachable"):
         parts.append("reload API open")
     if details.get("reflection_services"):
-        parts.append("reflection: " + ", ".join(details["reflection_services"]))
+        parts.append("reflection: " + ", ".join(details["reflection_services"])
+                     + (f" {more(cut['reflection_services'], 'services')}" if cut.get("reflection_services") else ""))
     if "banner" in details:
         parts.append(f"banner {details['banner'][:40]!r}")
     if "http_status" in details:
@@ -55,12 +62,16 @@ def endpoint_summary(ep: dict[str, Any]) -> str:
         parts.append(f"{details['tls'].get('version')}, ALPN {details['tls'].get('alpn') or 'none'}")
     if "target_name" in details:
         parts.append(f"({details['target_name']})")
+    if "probe_error" in details:
+        error = details["probe_error"]
+        parts.append(f"probe error during {error['during']}: {error['error']}")
     if not parts and ep["state"] != "open":
         parts.append(ep["evidence"][0] if ep["evidence"] else "")
-    return "; ".join(p for p in parts if p)
+    return terminal_safe("; ".join(str(p) for p in parts if p))
 
 
 def _table(rows: list[list[str]]) -> list[str]:
+    rows = [[terminal_safe(str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
 
@@ -113,8 +124,9 @@ def to_text(result) -> str:
         status = "complete" if data["complete"] else f"INCOMPLETE ({stats.get('incomplete_reason', 'stopped')})"
         lines = [f"netaudit scan  {data['started']} -> {data['finished']}  vantage: {data['vantage'] or '-'}  {status}",
                  f"{stats.get('probes', 0)} ports probed, states: "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items())), ""]
-        return "\n".join(lines + _endpoint_and_finding_lines(data)) + "\n"
+                 + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items()))
+                 + (f"; probe errors on {stats['probe_errors']} endpoints" if stats.get("probe_errors") else ""), ""]
+        return terminal_lines("\n".join(lines + _endpoint_and_finding_lines(data))) + "\n"
     vantages, rows = matrix(data)
     lines = [f"netaudit report  {data['generated']}  {len(data['scans'])} scans: "
              + ", ".join(f"{s['vantage']} ({s['segment'] or 'no segment'})" for s in data["scans"])
@@ -125,7 +137,7 @@ def to_text(result) -> str:
     table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(cell_label(c) for c in cells)]
               for ep, cells in rows]
     lines += _table([r + [""] for r in table])
-    lines += ["", "  " + "; ".join(f"{CELL_MARKS[v]}: {text}" for v, text in VERDICTS.items() if v in CELL_MARKS), ""]
+    lines += ["", "LEGEND"] + [f"  {CELL_MARKS[v]:<13} {text}" for v, text in VERDICTS.items()] + [""]
     lines.append("EVIDENCE PER CELL")
     for ep, cells in rows:
         lines += [f"  {c['vantage']} -> {_address(ep['host'], ep['port'])}: {c['evidence']}" for c in cells]
@@ -135,7 +147,7 @@ def to_text(result) -> str:
         lines += [f"  {r['kind']} {_address(r['host'], r['port'])} from {r['vantage']}: {r['state']}"
                   + (f" ({r['reason']})" if r.get("reason") else "") for r in data["expected_unreachable"]]
         lines.append("")
-    return "\n".join(lines + _endpoint_and_finding_lines(data)) + "\n"
+    return terminal_lines("\n".join(lines + _endpoint_and_finding_lines(data))) + "\n"
 
 
 def shard_note(shards: dict[str, Any]) -> str:
@@ -187,9 +199,14 @@ def facets(data: dict[str, Any]) -> dict[tuple[str, int], dict[str, str]]:
         vantages = reached.get(key) if "reachability" in data else \
             [data.get("vantage") or "(not named)"] if ep["state"] == "open" else []
         out[key] = {"severity": worst.get(key, "none"), "kind": ep.get("kind") or "-",
-                    "family": FAMILIES.get(ep.get("kind") or "", "other"), "segment": segment_of[ep["host"]],
+                    "family": family(ep.get("kind")), "segment": segment_of[ep["host"]],
                     "vantage": " ".join(vantages or [])}
     return out
+
+
+def family(kind: str | None) -> str:
+    known = registry.kind(kind)
+    return known.family if known else "other"
 
 
 def script_hash(script: str) -> str:
@@ -221,12 +238,19 @@ def to_html(result) -> str:
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
+        exposed=exposed_kinds(data["endpoints"]),
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS, tags=tags, no_tags=NO_TAGS, choices=choices,
         script=script, script_hash=script_hash(script), severity_rank=severity_rank,
         css=templates.joinpath("report.css").read_text())
 
 
 NO_TAGS = {"severity": "none", "kind": "-", "family": "other", "segment": "-", "vantage": ""}
+
+
+def exposed_kinds(endpoints: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(label, count) of the open endpoints of each sensitive kind, in registry order."""
+    counts = Counter(e.get("kind") for e in endpoints if e["state"] == "open")
+    return [(registry.kind(k).label, counts[k]) for k in registry.sensitive_kinds() if counts[k]]
 
 
 def trend_svg(trend: list) -> dict | None:

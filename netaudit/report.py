@@ -12,7 +12,8 @@ from typing import Any
 from .advice import build_advice
 from .errors import UsageError
 from .files import read_json
-from .exposure import TF_KINDS, ScanView, expected_unreachable, policy_findings, row, trust_context
+from . import registry
+from .exposure import ScanView, expected_unreachable, policy_findings, row, trust_context
 from .model import SCHEMA, Finding, severity_rank
 from .policy import Policy
 
@@ -85,7 +86,8 @@ def _finding_from_dict(data: dict[str, Any]) -> Finding:
 
 def _kind_of(views: list[dict[str, Any]]) -> dict[str, Any]:
     """The most telling view of an endpoint across vantages: an open, fingerprinted one if any."""
-    return max(views, key=lambda e: (e["state"] == "open", e.get("kind") in TF_KINDS, e.get("kind") is not None))
+    return max(views, key=lambda e: (e["state"] == "open", e.get("kind") in registry.sensitive_kinds(),
+                                   e.get("kind") is not None))
 
 
 def _shard_key(scan: dict[str, Any]) -> tuple | None:

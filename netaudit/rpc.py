@@ -13,15 +13,17 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
-from .probes.base import deadlines
-from .probes.safety import MALFORMED, check_call
+from .bounds import GRPC_RECEIVE_MAX
+from . import faults
+from .deadlines import deadlines
+from .safety import MALFORMED, check_call
 
 HTTP_STATUS = re.compile(r"Received http2 header with status: (\d+)")
 CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),  # never let an http_proxy variable send probes somewhere else
     ("grpc.enable_retries", 0),
     ("grpc.primary_user_agent", "netaudit"),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", GRPC_RECEIVE_MAX),
 ]
 
 
@@ -120,6 +122,7 @@ class RpcSession:
         A call whose deadline passed is sent again up to `retries` times: on a lossy link the reply may
         simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
+        faults.sent(method)
         call = self.channel.unary_unary(method)
         sent = 0
         for deadline in deadlines(self.timeout, self.retries):
@@ -144,6 +147,7 @@ class RpcSession:
     async def stream_first(self, method: str, request: bytes) -> Reply:
         """A bidi-streaming call that sends one message and reads one reply (server reflection)."""
         check_call(method, request)
+        faults.sent(method)
         self.calls.append((method, request))
         call = self.channel.stream_stream(method)(iter([request]), timeout=self.timeout)
         try:

@@ -2,9 +2,11 @@
 
 Fingerprinting starts the moment discovery finds an open port, so a sweep and its probes overlap.
 An interrupt or a spent time budget still returns everything gathered so far, marked incomplete.
+Whatever one server sends stays with its endpoint (netaudit/faults.py): a probe that breaks or runs out
+of its wall-clock budget leaves details.probe_error and what was proven before, and the scan goes on.
 
 With a Sink, each endpoint is handed on as soon as it is finished and then dropped, so memory follows the
-probes in flight, not the endpoints seen. Three kinds wait: ports that are not open (who answered them is
+probes in flight, not the endpoints seen. Two kinds wait: ports that are not open (who answered them is
 known only once every SYN-ACK of their host is in), and ModelServer ports (cross_reference tries names one
 port leaked on the host's other ports), which are few.
 """
@@ -19,7 +21,9 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from .assess import assess
+from .bounds import bound_endpoint
 from .discovery import ENGINES, DiscoveryOptions, PortResult
+from .faults import CURRENT, Step, budget as fingerprint_budget, probe_error
 from .model import Endpoint, ScanResult
 from .portstates import answered_by, received, target_ttls
 from .probes.base import ProbeContext
@@ -57,6 +61,32 @@ class ScanOptions:
         return DiscoveryOptions(self.timeout, self.retries, self.rate, self.concurrency, self.all_states)
 
 
+async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) -> None:
+    """Run one endpoint's probes: an exception or a spent budget becomes details.probe_error, what the
+    probes already wrote into the endpoint stays. UnsafeCall is netaudit's own bug and propagates."""
+    from .safety import UnsafeCall
+
+    step = Step(first_step)
+    token = CURRENT.set(step)
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            await work
+    except UnsafeCall:
+        raise
+    except Exception as exc:  # anything a server can provoke, by design: the scan must go on
+        if deadline.expired():
+            endpoint.details["probe_error"] = probe_error(None, step.describe(),
+                                                          f"the {seconds:g}s fingerprint budget was spent")
+        else:
+            endpoint.details["probe_error"] = probe_error(exc, step.describe())
+        endpoint.evidence.append(f"probe stopped during {endpoint.details['probe_error']['during']}: "
+                                 f"{endpoint.details['probe_error']['error']}: "
+                                 f"{endpoint.details['probe_error']['message']}")
+    finally:
+        CURRENT.reset(token)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -66,15 +96,17 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     probe_slots = asyncio.Semaphore(opts.probe_concurrency)
     ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
     pending: set[asyncio.Task] = set()
+    seconds = fingerprint_budget(opts.timeout, opts.retries)
     probing: dict[int, Endpoint] = {}  # with a sink: endpoints being fingerprinted, written as they are if stopped
     ttls: dict[str, int] = {}  # per host, its SYN-ACKs' TTL: who answered, for endpoints handed on early
-    retried = 0
     engine = ENGINES[opts.engine]
 
     def hand_on(endpoint: Endpoint) -> None:
-        nonlocal retried
-        retried += bool(endpoint.details.get("probe_retries"))
         assert sink is not None
+        bound_endpoint(endpoint)
+        for key, counts in (("probe_retried", endpoint.details.get("probe_retries")),
+                            ("probe_errors", "probe_error" in endpoint.details)):
+            result.stats[key] = result.stats.get(key, 0) + bool(counts)
         sink.endpoint(endpoint)
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
@@ -83,7 +115,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         from .fingerprint import SERVING_KINDS, fingerprint
 
         async with probe_slots:
-            await fingerprint(endpoint, opts.timeout, ctx, opts.tls)
+            await isolated(endpoint, fingerprint(endpoint, opts.timeout, ctx, opts.tls), seconds, "sniff")
         progress.fingerprinted(endpoint)
         if sink is not None:
             del probing[id(endpoint)]
@@ -132,7 +164,8 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         if any(e.state == "open" for e in result.endpoints):
             from .fingerprint import cross_reference
 
-            await cross_reference(result.endpoints, opts.timeout, ctx)
+            await cross_reference(result.endpoints, opts.timeout, ctx,
+                                  lambda ep, work: isolated(ep, work, seconds, "cross-reference"))
     finally:
         for task in list(pending):
             task.cancel()
@@ -140,7 +173,9 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
             for endpoint in result.endpoints + list(probing.values()):
                 hand_on(endpoint)
             result.endpoints = []
-    result.stats["probe_retried"] = retried + sum(1 for e in result.endpoints if e.details.get("probe_retries"))
+    result.stats["probe_retried"] = result.stats.get("probe_retried", 0) + sum(
+        1 for e in result.endpoints if e.details.get("probe_retries"))
+    result.stats["fingerprint_budget_seconds"] = seconds
 
 
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None,
@@ -187,6 +222,10 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
             loop.remove_signal_handler(sig)
         progress.done()
     result.endpoints.sort(key=lambda e: (ipaddress.ip_address(e.host).version, ipaddress.ip_address(e.host), e.port))
+    for endpoint in result.endpoints:
+        bound_endpoint(endpoint)
+    result.stats["probe_errors"] = result.stats.get("probe_errors", 0) + sum(
+        1 for e in result.endpoints if "probe_error" in e.details)
     result.findings = assess(result.endpoints)
     result.finished = now()
     return result

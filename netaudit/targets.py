@@ -10,12 +10,10 @@ import hashlib
 import ipaddress
 import socket
 import sys
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import cache, cached_property
-from importlib import resources
 from typing import Iterable, Iterator, TextIO
 
 from .errors import UsageError
@@ -103,8 +101,11 @@ class TargetSet:
 
 @cache
 def named_port_sets() -> dict[str, tuple[int, ...]]:
-    data = tomllib.loads(resources.files("netaudit").joinpath("data/ports.toml").read_text())
-    return {name: tuple(entry["ports"]) for name, entry in data.items()}
+    """`tf`: the usual ports of every kind the registry declares sensitive (TF servers, TF Serving,
+    TensorBoard, the inference servers that serve TF models)."""
+    from . import registry
+
+    return {"tf": tuple(sorted({p for name in registry.sensitive_kinds() for p in registry.kind(name).ports}))}
 
 
 def _port(text: str, spec: str) -> int:

@@ -33,8 +33,3 @@ class ProbeContext:
     model_names: tuple[str, ...] = BUILTIN_MODEL_NAMES
     retries: int = 1
 
-
-def deadlines(timeout: float, retries: int) -> list[float]:
-    """The deadline of each try on a slow or lossy link: every try waits longer than the last, as TCP's own
-    retransmission timer backs off, so a reply held up by a retransmission still arrives in time."""
-    return [timeout * (attempt + 1) for attempt in range(retries + 1)]

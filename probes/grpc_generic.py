@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from netaudit import protowire
+from netaudit.bounds import CAPS
 from netaudit.rpc import RpcSession
 
 from .base import Outcome, ProbeContext
@@ -18,7 +19,7 @@ HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNO
 def decode_service_list(body: bytes) -> list[str]:
     """ServerReflectionResponse.list_services_response (6) -> service (1) -> name (1)."""
     listing = protowire.decode(body).message(6)
-    return [svc.str(1) for svc in listing.messages(1)]
+    return [svc.str(1) for svc in listing.messages(1, CAPS["reflection_services"])]
 
 
 async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
@@ -26,12 +27,19 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     health = await session.unary(HEALTH_CHECK)
     if health.ok:
         out.services.append("grpc.health.v1.Health")
-        out.details["health"] = HEALTH_STATUS.get(protowire.decode(health.body).int(1), "UNKNOWN")
+        try:
+            out.details["health"] = HEALTH_STATUS.get(protowire.decode(health.body).int(1), "UNKNOWN")
+        except protowire.DecodeError as exc:
+            out.details["health"] = "UNKNOWN"
+            out.evidence.append(f"health check answered OK with a body that is not a HealthCheckResponse ({exc})")
     for method in REFLECTION:
         reply = await session.stream_first(method, LIST_SERVICES)
         if reply.ok:
             out.services.append(method.split("/")[1])
-            out.details["reflection_services"] = decode_service_list(reply.body)
+            try:
+                out.details["reflection_services"] = decode_service_list(reply.body)
+            except protowire.DecodeError as exc:
+                out.evidence.append(f"reflection answered with a body that is not a ServerReflectionResponse ({exc})")
             break
     if health.speaks_grpc:
         out.kind = "grpc"

@@ -11,6 +11,7 @@ import asyncio
 import secrets
 
 from netaudit import protowire
+from netaudit.bounds import cap_list
 from netaudit.rpc import RpcSession
 
 from .base import Expect, Outcome, ProbeContext
@@ -38,10 +39,10 @@ def metadata_request(name: str) -> bytes:
     return model_spec(name) + protowire.field(2, "signature_def")  # metadata_field (2)
 
 
-def decode_model_status(body: bytes) -> list[dict]:
+def decode_model_status(body: bytes, truncated: dict[str, int] | None = None) -> list[dict]:
     """GetModelStatusResponse.model_version_status (1) {version 1, state 2, status 3 {error_code 1, error_message 2}}."""
     out = []
-    for status in protowire.decode(body).messages(1):
+    for status in map(protowire.decode, cap_list(protowire.decode(body).blobs(1), "versions", truncated)):
         detail = status.message(3)
         code = detail.int(1)
         out.append({"version": status.signed(1), "state": MODEL_STATES.get(status.int(2), str(status.int(2))),
@@ -57,12 +58,15 @@ def _tensor_info(info: protowire.Fields) -> dict:
     return tensor(DTYPES.get(info.int(2), str(info.int(2))), dims, info.str(1))
 
 
-def _map(fields: protowire.Fields, number: int) -> dict[str, protowire.Fields]:
-    """A proto map<string, Message> is repeated entries {key 1, value 2}."""
-    return {entry.str(1): entry.message(2) for entry in fields.messages(number)}
+def _map(fields: protowire.Fields, number: int, cap: str | None = None,
+         truncated: dict[str, int] | None = None) -> dict[str, protowire.Fields]:
+    """A proto map<string, Message> is repeated entries {key 1, value 2}; at most CAPS[cap] of them."""
+    entries = fields.blobs(number)
+    return {entry.str(1): entry.message(2)
+            for entry in map(protowire.decode, cap_list(entries, cap, truncated) if cap else entries)}
 
 
-def decode_signatures(body: bytes) -> tuple[int | None, dict]:
+def decode_signatures(body: bytes, truncated: dict[str, int] | None = None) -> tuple[int | None, dict]:
     """GetModelMetadataResponse {model_spec 1 {version 2 {value 1}}, metadata 2: map<string, Any {value 2}>};
     metadata["signature_def"] is a SignatureDefMap {signature_def 1: map<string, SignatureDef
     {inputs 1, outputs 2, method_name 3}>}."""
@@ -71,12 +75,14 @@ def decode_signatures(body: bytes) -> tuple[int | None, dict]:
     packed = _map(response, 2).get("signature_def")
     signatures = {}
     if packed is not None:
-        for name, sig in _map(protowire.decode(packed.blobs(2)[-1] if packed.blobs(2) else b""), 1).items():
+        defs = _map(protowire.decode(packed.blobs(2)[-1] if packed.blobs(2) else b""), 1, "signatures", truncated)
+        for name, sig in defs.items():
             if name in INTERNAL_SIGNATURES:
                 continue
             signatures[name] = {"method_name": sig.str(3),
-                                "inputs": {k: _tensor_info(v) for k, v in sorted(_map(sig, 1).items())},
-                                "outputs": {k: _tensor_info(v) for k, v in sorted(_map(sig, 2).items())}}
+                                **{side: {k: _tensor_info(v) for k, v in sorted(_map(sig, number, "tensors",
+                                                                                     truncated).items())}
+                                   for side, number in (("inputs", 1), ("outputs", 2))}}
     return version, dict(sorted(signatures.items()))
 
 
@@ -91,9 +97,16 @@ async def inventory(session: RpcSession, names: tuple[str, ...]) -> dict[str, di
                 return None
             meta = await session.unary(METADATA, metadata_request(name),
                                        f"model_spec.name={name!r}, metadata_field=['signature_def']")
-        model = {"versions": decode_model_status(status.body), "signatures": {}}
-        if meta.ok:
-            model["metadata_version"], model["signatures"] = decode_signatures(meta.body)
+        truncated: dict[str, int] = {}
+        model: dict = {"versions": [], "signatures": {}}
+        try:
+            model["versions"] = decode_model_status(status.body, truncated)
+            if meta.ok:
+                model["metadata_version"], model["signatures"] = decode_signatures(meta.body, truncated)
+        except protowire.DecodeError as exc:
+            model["decode_error"] = f"the server's reply is not the expected message: {exc}"
+        if truncated:
+            model["truncated"] = truncated
         return name, model
 
     found = await asyncio.gather(*(one(n) for n in names))

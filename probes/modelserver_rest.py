@@ -12,8 +12,10 @@ import asyncio
 import json
 import re
 import secrets
+from urllib.parse import quote
 
 from netaudit import httpwire
+from netaudit.bounds import CAPS, cap_list
 
 from .base import Outcome, ProbeContext
 from .serving import INTERNAL_SIGNATURES, tensor
@@ -29,18 +31,34 @@ METRIC_PATH = re.compile(r'model_path="[^"]*?/([^/"]+)/\d+"')
 INVENTORY_PARALLEL = 8
 
 
+def parse_json(body: bytes):
+    """json.loads, with nesting too deep for the parser (a server's "[[[[…") as the ValueError it is."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _path(name: str) -> str:
+    """A model name as one URL path segment: a name learned from a server's metrics may hold anything."""
+    return f"/v1/models/{quote(name, safe='')}"
+
+
 def _error(reply: httpwire.HttpReply | None) -> str | None:
     if reply is None or reply.header("content-type") != "application/json":
         return None
     try:
-        body = json.loads(reply.body)
+        body = parse_json(reply.body)
     except ValueError:
         return None
     return body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
 
 
-def names_in_metrics(text: str) -> list[str]:
-    return sorted(set(METRIC_NAME.findall(text)) | set(METRIC_PATH.findall(text)))
+def names_in_metrics(text: str, truncated: dict[str, int] | None = None) -> list[str]:
+    """Model names in the metric labels, at most CAPS["metrics_model_names"] of them (each one is then
+    asked for, so a page listing 100,000 names must not become 100,000 requests)."""
+    return cap_list(sorted(set(METRIC_NAME.findall(text)) | set(METRIC_PATH.findall(text))), "metrics_model_names",
+                    truncated)
 
 
 def _dims(shape: dict) -> list[int] | None:
@@ -50,12 +68,13 @@ def _dims(shape: dict) -> list[int] | None:
 def signatures_from_json(metadata: dict) -> dict:
     defs = metadata.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
     out = {}
-    for name, sig in sorted(defs.items()):
+    for name, sig in cap_list(sorted(defs.items()), "signatures"):
         if name in INTERNAL_SIGNATURES:
             continue
         out[name] = {"method_name": sig.get("method_name", ""),
                      **{side: {k: tensor(v.get("dtype", ""), _dims(v.get("tensor_shape", {})), v.get("name", ""))
-                               for k, v in sorted(sig.get(side, {}).items())} for side in ("inputs", "outputs")}}
+                               for k, v in cap_list(sorted(sig.get(side, {}).items()), "tensors")}
+                        for side in ("inputs", "outputs")}}
     return out
 
 
@@ -64,19 +83,19 @@ async def inventory(host: str, port: int, timeout: float, names: tuple[str, ...]
 
     async def one(name: str) -> tuple[str, dict] | None:
         async with slots:
-            status = await httpwire.request(host, port, "GET", f"/v1/models/{name}", timeout)
+            status = await httpwire.request(host, port, "GET", _path(name), timeout)
             if status is None or status.status != 200:
                 return None
-            meta = await httpwire.request(host, port, "GET", f"/v1/models/{name}/metadata", timeout)
-        evidence.append(f"GET /v1/models/{name} <- {status.summary()}")
+            meta = await httpwire.request(host, port, "GET", f"{_path(name)}/metadata", timeout)
+        evidence.append(f"GET {_path(name)} <- {status.summary()}")
         try:
-            versions = json.loads(status.body).get("model_version_status", [])
+            versions = cap_list(parse_json(status.body).get("model_version_status", []), "versions")
             model = {"versions": sorted(({"version": int(v["version"]), "state": v.get("state", "UNKNOWN"),
                                           "error_code": v.get("status", {}).get("error_code", "OK"),
                                           "error_message": v.get("status", {}).get("error_message", "")}
                                          for v in versions), key=lambda v: v["version"]), "signatures": {}}
             if meta is not None and meta.status == 200:
-                payload = json.loads(meta.body)
+                payload = parse_json(meta.body)
                 model["metadata_version"] = int(payload.get("model_spec", {}).get("version", 0)) or None
                 model["signatures"] = signatures_from_json(payload)
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -115,7 +134,10 @@ async def probe(host: str, port: int, timeout: float, ctx: ProbeContext) -> Outc
         out.evidence.append(f"POST /v1/models/{name}:predict (empty body) <- {predict.summary()}: {EMPTY_BODY!r}")
     leaked: list[str] = []
     if metrics is not None and metrics.status == 200 and b":tensorflow:" in metrics.body:
-        leaked = names_in_metrics(metrics.body.decode("utf-8", "replace"))
+        truncated: dict[str, int] = {}
+        leaked = names_in_metrics(metrics.body.decode("utf-8", "replace"), truncated)
+        if truncated:
+            out.details["truncated"] = truncated
         out.services.append("prometheus metrics")
         out.details["metrics_path"] = PROMETHEUS_PATH
         out.details["metrics_model_names"] = leaked

@@ -12,7 +12,9 @@ import asyncio
 import ssl
 from dataclasses import dataclass, field
 
-from .base import deadlines
+from netaudit.bounds import clip
+
+from netaudit.deadlines import deadlines
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -65,7 +67,7 @@ def _classify_reply(data: bytes, sent: str) -> Sniff | None:
     if is_h2_settings(data):
         return Sniff("h2", [f"{sent}: server sent an HTTP/2 SETTINGS frame ({printable(data, 24)})"])
     if data.startswith(b"HTTP/"):
-        status = data.split(b"\r\n", 1)[0].decode("latin-1")
+        status = clip(data.split(b"\r\n", 1)[0].decode("latin-1"))
         return Sniff("http", [f"{sent}: server answered HTTP/1.x {status!r}"], http_status=status)
     return None
 

@@ -16,10 +16,11 @@ from functools import cache
 from importlib import resources
 
 from netaudit import advisories, protowire
+from netaudit.bounds import cap_list
 from netaudit.rpc import Reply, RpcSession
 
 from .base import Expect, Outcome, ProbeContext
-from .safety import MALFORMED
+from netaudit.safety import MALFORMED
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,13 @@ def version_markers() -> tuple[str, ...]:
 DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
 
 
-def decode_devices(body: bytes) -> list[dict]:
+def decode_devices(body: bytes, truncated: dict[str, int] | None = None) -> list[dict]:
     """GetStatusResponse.device_attributes (1) -> DeviceAttributes {name 1, device_type 2, memory_limit 4,
-    incarnation 6 (fixed64), physical_device_desc 7, xla_global_id 8}."""
+    incarnation 6 (fixed64), physical_device_desc 7, xla_global_id 8}. At most CAPS["devices"] are
+    decoded; how many more the server listed goes into `truncated`."""
     devices = []
-    for attrs in protowire.decode(body).messages(1):
+    listed = protowire.decode(body).blobs(1)
+    for attrs in map(protowire.decode, cap_list(listed, "devices", truncated)):
         name = attrs.str(1)
         parsed = DEVICE_NAME.match(name)
         devices.append({
@@ -197,13 +200,19 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     replies = await asyncio.gather(*(session.unary(sig.method, sig.request) for sig in SIGNATURES))
     found = {sig.service: reply for sig, reply in zip(SIGNATURES, replies, strict=True) if _proves(sig, reply)}
     status = replies[0]
+    truncated: dict[str, int] = {}
     try:
-        devices = decode_devices(status.body) if status.ok else []
-    except protowire.DecodeError:
+        devices = decode_devices(status.body, truncated) if status.ok else []
+    except protowire.DecodeError as exc:
         devices = []
+        undecodable = f"GetStatus answered OK with a body that is not a GetStatusResponse ({exc})"
+    else:
+        undecodable = None
     if not any(d["job"] is not None for d in devices):
         found.pop("tensorflow.WorkerService", None)  # an OK with no TF device list proves nothing
     out = Outcome()
+    if undecodable:
+        out.evidence.append(undecodable)
     if not any(sig.tf_only and sig.service in found for sig in SIGNATURES):
         return out
     out.kind = "tf-server"
@@ -214,6 +223,8 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.authenticated = True
     tasks = sorted({(d["job"], d["task"]) for d in devices if d["job"] is not None})
     out.details["devices"] = devices
+    if truncated:
+        out.details["truncated"] = truncated
     if len(tasks) == 1:
         out.details["job"], out.details["task"] = tasks[0]
     heartbeat = replies[[s.service for s in SIGNATURES].index("tensorflow.CoordinationService")]

@@ -26,6 +26,10 @@ PUBLIC_STORE = "Mozilla"
 CUSTOM_STORE = "Supplied CA file"
 
 
+class CertificateError(ValueError):
+    """The certificate bytes a server sent are not a certificate netaudit can read."""
+
+
 @dataclass(frozen=True)
 class TlsOptions:
     """Trust anchors and a client identity, from --ca-bundle, --client-cert and --client-key."""
@@ -185,13 +189,18 @@ async def write_then_read(host: str, port: int, timeout: float) -> tuple[str, st
 
 
 def leaf_facts(der: bytes, host: str, ca_bundle: Path | None) -> dict[str, Any]:
-    """Certificate facts from the leaf alone, with chain validation by cryptography against --ca-bundle."""
+    """Certificate facts from the leaf alone, with chain validation by cryptography against --ca-bundle.
+    Raises CertificateError for bytes that are not a readable certificate."""
     from cryptography import x509
     from cryptography.x509 import verification
 
-    cert = x509.load_der_x509_certificate(der)
-    facts: dict[str, Any] = {"certificate": certificate_facts(cert, host), "trusted_public": None,
-                             "trusted_ca_bundle": None}
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        facts: dict[str, Any] = {"certificate": certificate_facts(cert, host), "trusted_public": None,
+                                 "trusted_ca_bundle": None}
+    except Exception as exc:  # noqa: BLE001 - server bytes: cryptography parses lazily and a bad field fails on
+        # access with ValueError, KeyError (an unknown string tag), InvalidVersion, DuplicateExtension, …
+        raise CertificateError(f"unreadable certificate: {exc}") from None
     if ca_bundle:
         store = verification.Store(x509.load_pem_x509_certificates(ca_bundle.read_bytes()))
         try:

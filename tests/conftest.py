@@ -47,3 +47,12 @@ def require_root_tools(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+
+
+# Property tests: CI runs a bounded number of examples; `HYPOTHESIS_PROFILE=fuzz python3 -m pytest
+# tests/test_parsers_fuzz.py` is the long fuzz run (README "Hostile networks").
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=200, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=20000, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

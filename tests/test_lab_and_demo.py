@@ -95,6 +95,10 @@ def test_demo_scans_every_vantage_and_brings_the_lab_down(demo_dir):
     assert cells[("edge", "198.18.1.11:2222")]["verdict"] == "open-not-allowed"
     summary = (report / "summary.txt").read_text()
     assert "blocked filtered (admin-prohibited)" in summary and "OPEN!" in summary
+    assert "corp -> 198.18.1.20:8500: raw SYN to 198.18.1.20:8500: RST, TTL 64; answered by a device 1 hop before" \
+        in summary
+    html = (report / "report.html").read_text()
+    assert 'class="legend"' in html and 'class="cell open-not-allowed"' in html and 'class="cell blocked"' in html
     assert not (out / "lab-state").exists()
     from netaudit.lab.segments import SegmentedLab
 
@@ -121,12 +125,15 @@ def test_lab_processes_start_from_the_checkout_with_a_regular_install(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    venv = tmp_path / "venv"
+    venv, source = tmp_path / "venv", tmp_path / "source"
     try:
+        # Built from a copy: building in the checkout would leave a build/ folder in it.
+        shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", ".wt", ".venv", ".cache", "build",
+                                                                    "*.egg-info", "__pycache__", ".tf-venvs"))
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
         python = str(venv / "bin" / "python")
-        install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(root)],
-                                 capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                                  str(source)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert install.returncode == 0, install.stderr
         probe = ("import subprocess, netaudit; from netaudit.lab.processes import module_argv; "
                  "assert 'site-packages' in netaudit.__file__, netaudit.__file__; "
@@ -135,3 +142,4 @@ def test_lab_processes_start_from_the_checkout_with_a_regular_install(tmp_path):
         assert proc.returncode == 0, proc.stderr
     finally:
         shutil.rmtree(venv, ignore_errors=True)
+        shutil.rmtree(source, ignore_errors=True)

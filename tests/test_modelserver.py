@@ -13,7 +13,7 @@ from netaudit import httpwire
 from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
 from netaudit.lab.processes import free_port, stop, wait_ready
 from netaudit.probes import modelserver_grpc, serving
-from netaudit.probes.safety import DO_NOT_CALL, EMPTY_ONLY
+from netaudit.safety import do_not_call, empty_only
 from netaudit.scan import ScanOptions, scan
 from netaudit.targets import build_targets
 
@@ -139,8 +139,8 @@ def test_scan_changed_nothing_on_the_server(lab, lab_scan):
     grpc_calls = [e for e in entries if e["transport"] == "grpc"]
     assert grpc_calls and any(e["method"].endswith("/HandleReloadConfigRequest") for e in grpc_calls)
     for e in grpc_calls:
-        assert e["method"] not in DO_NOT_CALL or e.get("parsed") is False, e
-        if e["method"] in EMPTY_ONLY:
+        assert e["method"] not in do_not_call() or e.get("parsed") is False, e
+        if e["method"] in empty_only():
             assert e["request_bytes"] == 0 and e["status"] == "INVALID_ARGUMENT", e
     for e in entries:
         if e["transport"] == "http":

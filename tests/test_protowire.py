@@ -6,7 +6,7 @@ import pytest
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from netaudit import protowire
-from netaudit.probes.safety import MALFORMED
+from netaudit.safety import MALFORMED
 from netaudit.probes.tf_runtime import decode_devices
 
 

@@ -6,14 +6,16 @@ import asyncio
 
 import pytest
 
-from netaudit.fingerprint import GRPC_PROBES
-from netaudit.probes import grpc_generic, modelserver_grpc, tf_runtime
+from netaudit import registry
+from netaudit.probes import grpc_generic, inference_v2, modelserver_grpc, tf_runtime
 from netaudit.probes.base import ProbeContext
-from netaudit.probes.safety import DO_NOT_CALL, EMPTY_ONLY, MALFORMED, UnsafeCall, check_call
 from netaudit.rpc import RpcSession
+from netaudit.safety import MALFORMED, UnsafeCall, check_call, check_http, do_not_call, empty_only
 
-# tf-wire-facts.md §4 "do NOT call", spelled out independently of probes/safety.py so that shrinking the
-# list there fails here.
+DO_NOT_CALL, EMPTY_ONLY = do_not_call(), empty_only()
+
+# tf-wire-facts.md §4 "do NOT call", spelled out independently of the families' [safety] lists (probes/*.toml)
+# so that shrinking a list there fails here.
 REFERENCE_DO_NOT_CALL = {
     "/tensorflow.MasterService/CreateSession", "/tensorflow.MasterService/Reset", "/tensorflow.MasterService/RunStep",
     "/tensorflow.eager.EagerService/CreateContext", "/tensorflow.eager.EagerService/Enqueue",
@@ -23,6 +25,12 @@ REFERENCE_DO_NOT_CALL = {
     "/tensorflow.CoordinationService/Barrier", "/tensorflow.CoordinationService/InsertKeyValue",
     "/tensorflow.ProfilerService/Profile", "/tensorflow.ProfilerService/Terminate",
 }
+# Open Inference Protocol V2 and Triton's extensions (issue 12): these run models, load or unload them, or
+# change server settings; spelled out here for the same reason.
+REFERENCE_V2_DO_NOT_CALL = {f"/inference.GRPCInferenceService/{m}" for m in (
+    "ModelInfer", "ModelStreamInfer", "RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting",
+    "LogSettings")}
 # §4 Serving rows: these run or replace models as soon as the request names a model or carries a config.
 REFERENCE_EMPTY_ONLY = {
     "/tensorflow.serving.ModelService/HandleReloadConfigRequest", "/tensorflow.serving.PredictionService/Predict",
@@ -38,11 +46,13 @@ def declared_calls() -> list[tuple[str, bytes]]:
     calls += [(modelserver_grpc.MODEL_STATUS, b""), (modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec("m")),
               (modelserver_grpc.METADATA, modelserver_grpc.metadata_request("m")), (modelserver_grpc.RELOAD, b""),
               (modelserver_grpc.PREDICT, b""), (modelserver_grpc.PROFILER_MONITOR, b"")]
+    calls += inference_v2.declared_calls()
     return calls
 
 
 def test_do_not_call_list_covers_the_reference():
     assert REFERENCE_DO_NOT_CALL <= DO_NOT_CALL
+    assert REFERENCE_V2_DO_NOT_CALL <= DO_NOT_CALL
     assert REFERENCE_EMPTY_ONLY <= EMPTY_ONLY
 
 
@@ -87,8 +97,8 @@ def test_a_real_probe_run_sends_only_safe_calls(lab, kind):
         session = RpcSession(endpoint.target, 5.0)
         try:
             assert await session.ready()
-            for probe in GRPC_PROBES:
-                await probe(session, ctx)
+            for probe in registry.probes_for("h2", "grpc"):
+                await probe.run(session, ctx)
             return session.calls
         finally:
             await session.close()
@@ -101,3 +111,32 @@ def test_a_real_probe_run_sends_only_safe_calls(lab, kind):
     for method, request in calls:
         assert method not in DO_NOT_CALL or request == MALFORMED, method
         assert method not in EMPTY_ONLY or request == b"", method
+
+
+def test_every_gRPC_family_is_covered_by_the_declared_calls():
+    """A family that speaks gRPC has its requests in declared_calls(), so the checks above cover it."""
+    modules = {p.module for p in registry.probes_for("h2", "grpc")}
+    assert modules == {"tf_runtime", "modelserver_grpc", "grpc_generic", "inference_v2"}
+
+
+@pytest.mark.parametrize("method, path, body, allowed", [
+    ("GET", "/v1/models/half_plus_two", b"", True),
+    ("GET", "/data/environment", b"", True),
+    ("POST", "/v1/models/netaudit-probe-1a2b:predict", b"", True),  # empty: rejected by the JSON parser
+    ("POST", "/v1/models/half_plus_two:predict", b'{"instances": [1.0]}', False),  # runs the model
+    ("POST", "/v2/models/m/infer", b"", False),
+    ("POST", "/v2/repository/models/m/unload", b"", False),
+    ("POST", "/v2/repository/index", b"", False),
+    ("PUT", "/v1/models/m", b"", False),
+    ("DELETE", "/v1/models/m", b"", False),
+])
+def test_the_http_client_sends_only_reads(method, path, body, allowed):
+    from netaudit import httpwire
+
+    if allowed:
+        check_http(method, path, body)
+        return
+    with pytest.raises(UnsafeCall):
+        check_http(method, path, body)
+    with pytest.raises(UnsafeCall):  # refused before any connection is attempted
+        asyncio.run(httpwire.request("127.0.0.1", 9, method, path, 0.1, body=body))

@@ -1,0 +1,101 @@
+"""Benchmark: how long identifying each server family takes, next to a TF server.
+
+Starts the families lab (KServe, MLServer, Triton when its venv can be built, TensorBoard, the TF Serving
+stand-in, a plain FastAPI app and grpcio server) plus one tf.distribute.Server on 127.0.0.1, then times per
+endpoint: today's engine fingerprint (first-bytes sniff, TLS check, the existing probes) and the family's
+own probe function (probes/tensorboard.py, inference_v1.py, inference_v2.py) run on its own. Until the lead
+wires the family probes into the engine, the cost of fingerprinting a family is about the sum of the two.
+Prints the figures; nothing is asserted.
+
+    python bench/families.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netaudit.fingerprint import fingerprint  # noqa: E402
+from netaudit.lab.loopback import LoopbackLab  # noqa: E402
+from netaudit.lab.processes import free_port, module_argv, spawn, stop, wait_ready  # noqa: E402
+from netaudit.model import Endpoint  # noqa: E402
+from netaudit.probes import inference_v1, inference_v2, tensorboard  # noqa: E402
+from netaudit.probes.base import ProbeContext  # noqa: E402
+
+TIMEOUT = 5.0
+
+
+class BenchLab(LoopbackLab):
+    def _plan(self, deadline: float) -> None:
+        self._plan_decoys()
+        self._plan_modelserver(deadline)
+        self._plan_peers()
+
+
+def family_probe(kind: str):
+    """The family probe for a lab endpoint kind, or None for kinds the engine already handles."""
+    return {"inference-v1-rest": lambda h, p: inference_v1.probe(h, p, TIMEOUT),
+            "inference-v2-rest": lambda h, p: inference_v2.probe_rest(h, p, TIMEOUT),
+            "inference-v2-grpc": lambda h, p: inference_v2.probe_grpc(h, p, TIMEOUT),
+            "tensorboard": lambda h, p: tensorboard.probe(h, p, TIMEOUT)}.get(kind)
+
+
+async def timed(make) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    result = await make()
+    return time.perf_counter() - t0, result
+
+
+async def engine(host: str, port: int) -> Endpoint:
+    endpoint = Endpoint(host, port, "open")
+    await fingerprint(endpoint, TIMEOUT, ProbeContext())
+    return endpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        port = free_port()
+        tf = spawn("tf-worker", module_argv("netaudit.lab.tf_task", "--cluster",
+                                            json.dumps({"worker": [f"127.0.0.1:{port}"]}), "--job", "worker",
+                                            "--task", "0"), work)
+        try:
+            started = time.perf_counter()
+            with BenchLab(work / "lab", peers=True) as lab:
+                wait_ready([tf], time.monotonic() + 300)
+                print(f"lab up in {time.perf_counter() - started:.1f}s; {args.repeat} runs per endpoint, medians\n")
+                rows = [("tf.distribute.Server", "tf-server", "127.0.0.1", port)]
+                seen: set[int] = set()
+                for e in lab.endpoints:
+                    if e.port not in seen and not (e.name.startswith("decoy/") and e.name not in ("decoy/fastapi", "decoy/grpc")):
+                        seen.add(e.port)
+                        rows.append((e.name, e.kind, e.host, e.port))
+                print(f"{'endpoint':24} {'lab kind':20} {'engine today':>13} {'engine says':18} {'family probe':>13}")
+                for name, kind, host, p in rows:
+                    engine_times, family_times, said = [], [], None
+                    probe = family_probe(kind)
+                    for _ in range(args.repeat):
+                        elapsed, found = asyncio.run(timed(lambda: engine(host, p)))
+                        engine_times.append(elapsed)
+                        said = found.kind
+                        if probe:
+                            family_times.append(asyncio.run(timed(lambda: probe(host, p)))[0])
+                    family = f"{statistics.median(family_times):12.3f}s" if family_times else f"{'-':>13}"
+                    print(f"{name:24} {kind:20} {statistics.median(engine_times):12.3f}s {said or '-':18} {family}")
+        finally:
+            stop([tf])
+
+
+if __name__ == "__main__":
+    main()

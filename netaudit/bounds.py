@@ -1,0 +1,134 @@
+"""Every cap on what a server controls, in one place, and the helpers that apply them.
+
+A server decides how many devices, models or header lines it sends and how long each string is. The
+caps below are far above what real servers send (measured on the lab's TF servers and ModelServer,
+docs/benchmarks.md) and small enough that one endpoint's JSON stays under ENDPOINT_JSON_MAX whatever the
+server sends. What is cut is never hidden: lists end in a count of what was left out, and
+details["truncated"] says per field how many items were dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Items per list or map, by the details key (or nested key) that holds them.
+CAPS: dict[str, int] = {
+    "devices": 64,               # GetStatus device_attributes; a DGX-class host has 8-16 accelerators
+    "models": 32,                # ModelServer inventory entries
+    "versions": 16,              # versions per model
+    "signatures": 16,            # signature_defs per model
+    "tensors": 16,               # inputs or outputs per signature
+    "metrics_model_names": 32,   # model names read from the Prometheus page
+    "reflection_services": 32,   # services the reflection API lists
+    "services": 32,
+    "models_learned": 32,
+}
+STRING_MAX = 200             # characters per string a server supplied (names, banners, messages, header values)
+HEADER_VALUE_MAX = 256       # characters kept of one HTTP header value
+HEADERS_MAX = 64             # header lines read from one HTTP reply before it counts as hostile
+EVIDENCE_MAX = 60            # transcript and evidence lines per endpoint
+EVIDENCE_LINE_MAX = 400      # characters per evidence line
+ENDPOINT_JSON_MAX = 64 * 1024  # bytes of one endpoint in the JSON output, whatever the server sent
+
+# Receive limits, just above what real replies need (docs/benchmarks.md "Receive limits"): the lab TF
+# server's GetStatus is 0.2 KB, a 16-accelerator host ~4 KB, the lab ModelServer's largest
+# GetModelMetadata 1.4 KB, a large real SignatureDefMap a few hundred KB.
+GRPC_RECEIVE_MAX = 1 << 20
+HTTP_BODY_MAX = 1 << 20
+
+
+def clip(text: str, limit: int = STRING_MAX) -> str:
+    """At most `limit` characters, saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def cap_list(items: list, key: str, truncated: dict[str, int] | None = None) -> list:
+    """The first CAPS[key] items; the count of the rest goes into `truncated` under `key`."""
+    limit = CAPS[key]
+    if len(items) > limit and truncated is not None:
+        truncated[key] = truncated.get(key, 0) + len(items) - limit
+    return items[:limit]
+
+
+def more(count: int, noun: str) -> str:
+    return f"… and {count:,} more {noun}"
+
+
+# Maps keyed by names a server chose (models, signatures, tensors); every other dict is a record whose
+# keys netaudit wrote, and is never cut.
+NAME_MAPS = frozenset({"models", "signatures", "inputs", "outputs"})
+# When an endpoint is over ENDPOINT_JSON_MAX, every list and name map in its details is cut to these
+# many items in turn (and evidence to EVIDENCE_FLOOR lines at least), until it fits.
+SHRINK_STEPS = (32, 16, 8, 4, 2, 1)
+EVIDENCE_FLOOR = 8
+LAST_RESORT_STRING_MAX = 40
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value))
+
+
+def _clip_strings(value: Any, limit: int = STRING_MAX) -> Any:
+    if isinstance(value, str):
+        return clip(value, limit)
+    if isinstance(value, list):
+        return [_clip_strings(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {clip(str(k), limit): _clip_strings(v, limit) for k, v in value.items()}
+    return value
+
+
+def _cap_all(value: Any, limit: int, label: str, cut: dict[str, int], is_map: bool = False) -> Any:
+    """`value` with every list and name map in it cut to `limit` items, the cuts counted by label."""
+    if isinstance(value, list):
+        if len(value) > limit:
+            cut[label] = cut.get(label, 0) + len(value) - limit
+        return [_cap_all(v, limit, label, cut) for v in value[:limit]]
+    if isinstance(value, dict):
+        items = list(value.items())
+        if is_map:
+            if len(items) > limit:
+                cut[label] = cut.get(label, 0) + len(items) - limit
+            return {k: _cap_all(v, limit, label, cut) for k, v in items[:limit]}
+        return {k: _cap_all(v, limit, f"{label}.{k}" if label else str(k), cut, str(k) in NAME_MAPS)
+                for k, v in items}
+    return value
+
+
+def _bounded_evidence(lines: list[str], count: int, width: int) -> list[str]:
+    lines = [clip(line, width) for line in lines]
+    if len(lines) > count:
+        lines = lines[:count - 1] + [more(len(lines) - count + 1, "evidence lines")]
+    return lines
+
+
+def bound_endpoint(endpoint) -> None:
+    """Clip strings and evidence; then, while the endpoint's JSON is over ENDPOINT_JSON_MAX, cut every list
+    and name map in details to fewer items (SHRINK_STEPS). Each cut is counted in details["truncated"]."""
+    truncated: dict[str, int] = dict(endpoint.details.pop("truncated", {}))
+    endpoint.services = [clip(s) for s in cap_list(endpoint.services, "services", truncated)]
+    details = _clip_strings(endpoint.details)
+    evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_MAX, EVIDENCE_LINE_MAX)
+    endpoint.details, endpoint.evidence = details, evidence
+    shrunk: dict[str, int] = {}
+
+    def fits() -> bool:
+        return _json_size(endpoint.to_dict()) + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
+
+    for limit in SHRINK_STEPS:
+        if fits():
+            break
+        shrunk = {}
+        endpoint.details = _cap_all(details, limit, "", shrunk)
+        endpoint.evidence = _bounded_evidence(evidence, max(limit, EVIDENCE_FLOOR), EVIDENCE_LINE_MAX)
+    if not fits():  # one item of everything is still too much: shorter strings, fewer lines
+        endpoint.details = _clip_strings(endpoint.details, LAST_RESORT_STRING_MAX)
+        endpoint.evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_FLOOR, LAST_RESORT_STRING_MAX * 2)
+        endpoint.services = [clip(s, LAST_RESORT_STRING_MAX) for s in endpoint.services[:EVIDENCE_FLOOR]]
+    for label, count in shrunk.items():
+        truncated[label] = truncated.get(label, 0) + count
+    if truncated:
+        endpoint.details["truncated"] = truncated

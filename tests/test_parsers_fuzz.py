@@ -1,0 +1,201 @@
+"""Every parser of server bytes, fed arbitrary bytes: a result or that parser's own typed error, nothing
+else, within the hypothesis deadline. The CI profile runs 200 examples per parser; the long run is
+`HYPOTHESIS_PROFILE=fuzz python3 -m pytest tests/test_parsers_fuzz.py` (20,000 each)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from hypothesis import example, given, strategies as st
+
+from netaudit import bounds, httpwire, protowire
+from netaudit.discovery import NmapXmlError, parse_nmap_xml
+from netaudit.model import Endpoint, ScanResult
+from netaudit.probes import grpc_generic, modelserver_grpc, modelserver_rest, sniff, tf_runtime, tls
+from netaudit.textsafe import UNSAFE, terminal_safe
+
+# Bytes that look like protobuf more often than uniform noise does: valid keys, lengths and nesting.
+def _message(children):
+    return st.lists(st.tuples(st.integers(1, 20), children), max_size=6).map(
+        lambda fields: b"".join(protowire.field(n, v) for n, v in fields))
+
+
+PROTOBUF = st.recursive(st.one_of(st.binary(max_size=64), st.integers(0, 2**64 - 1).map(protowire.encode_varint)),
+                        _message, max_leaves=30)
+SERVER_BYTES = st.one_of(st.binary(max_size=4096), PROTOBUF)
+
+
+@given(SERVER_BYTES)
+@example(b"\x0f\xff\xff")
+@example(b"\x0a\xff\xff\xff\xff\x0f")
+def test_protobuf_decoders_give_a_result_or_decode_error(data):
+    for decoder in (protowire.decode, tf_runtime.decode_devices, modelserver_grpc.decode_model_status,
+                    modelserver_grpc.decode_signatures, grpc_generic.decode_service_list):
+        try:
+            decoder(data)
+        except protowire.DecodeError:
+            pass
+
+
+@given(st.lists(st.binary(max_size=40), min_size=0, max_size=300))
+def test_device_lists_are_capped_and_counted(names):
+    body = b"".join(protowire.field(1, protowire.field(1, n)) for n in names)
+    truncated: dict[str, int] = {}
+    devices = tf_runtime.decode_devices(body, truncated)
+    assert len(devices) == min(len(names), bounds.CAPS["devices"])
+    assert truncated.get("devices", 0) == len(names) - len(devices)
+
+
+@given(st.binary(max_size=8192))
+@example(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+@example(b"HTTP/")
+@example(b"HTTP/1.1\r\n")
+def test_first_bytes_sniff_gives_a_result(data):
+    found = sniff._classify_reply(data, "on connect")
+    assert found is None or found.protocol in ("h2", "http")
+    if found and found.http_status:
+        assert len(found.http_status) < bounds.STRING_MAX + 40
+    assert isinstance(sniff.printable(data), str)
+
+
+def _read(data: bytes, method: str = "GET") -> httpwire.HttpReply:
+    async def run():
+        reader = asyncio.StreamReader(limit=httpwire.LINE_MAX)
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await httpwire.read_reply(reader, method)
+    return asyncio.run(run())
+
+
+HTTP_LIKE = st.builds(lambda status, headers, body: status + b"".join(headers) + b"\r\n" + body,
+                      st.sampled_from([b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 404 \x1b[2J\r\n", b"HTTP/1.1 abc\r\n",
+                                       b"HTTP/1.1 200"]),
+                      st.lists(st.one_of(st.binary(max_size=80).map(lambda b: b + b"\r\n"),
+                                         st.sampled_from([b"Content-Length: 5\r\n", b"Content-Length: -1\r\n",
+                                                          b"Content-Length: 99999999999\r\n"])), max_size=80),
+                      st.binary(max_size=256))
+
+
+@given(st.one_of(st.binary(max_size=4096), HTTP_LIKE))
+@example(b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000)
+@example(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 100)
+def test_http_reply_reader_gives_a_reply_or_http_error(data):
+    try:
+        reply = _read(data)
+    except httpwire.HttpError:
+        return
+    assert 100 <= reply.status <= 999
+    assert len(reply.headers) <= bounds.HEADERS_MAX and len(reply.body) <= httpwire.MAX_BODY
+    assert all(len(v) <= bounds.HEADER_VALUE_MAX + 40 for v in reply.headers.values())
+
+
+@given(st.one_of(st.text(max_size=4096), st.lists(st.text(max_size=30), max_size=200).map(
+    lambda names: "".join(f':tensorflow:x{{model_name="{n}"}} 1\nmodel_path="/m/{n}/1"\n' for n in names))))
+def test_metrics_parser_gives_bounded_names(text):
+    truncated: dict[str, int] = {}
+    names = modelserver_rest.names_in_metrics(text, truncated)
+    assert len(names) <= bounds.CAPS["metrics_model_names"]
+
+
+@given(st.one_of(st.binary(max_size=2048), st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
+    lambda kids: st.one_of(st.lists(kids, max_size=5), st.dictionaries(st.text(max_size=10), kids, max_size=5)),
+    max_leaves=40).map(lambda v: json.dumps(v).encode())))
+@example(b"[" * 100_000)
+def test_json_bodies_give_a_value_or_value_error(data):
+    try:
+        modelserver_rest.parse_json(data)
+    except ValueError:
+        pass
+
+
+NMAP_XML = st.builds(
+    lambda addr, ports: (f'<nmaprun><host><address addr="{addr}" addrtype="ipv4"/><ports>'
+                         + "".join(f'<port protocol="tcp" portid="{p}"><state state="{s}" reason="{r}"/>'
+                                   f'<service name="{n}"/></port>' for p, s, r, n in ports)
+                         + "</ports></host></nmaprun>").encode(),
+    st.text(alphabet="0123456789.", max_size=15),
+    st.lists(st.tuples(st.text(alphabet="0123456789x-", max_size=6), st.sampled_from(["open", "closed", "filtered"]),
+                       st.text(max_size=10).map(lambda t: t.replace("<", "").replace("&", "").replace('"', "")),
+                       st.text(max_size=10).map(lambda t: t.replace("<", "").replace("&", "").replace('"', ""))),
+             max_size=5))
+
+
+@given(st.one_of(st.binary(max_size=2048), NMAP_XML))
+@example(b'<nmaprun><host><ports><port portid="1"/></ports></host></nmaprun>')
+@example(b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+         b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><nmaprun>&c;</nmaprun>')
+def test_nmap_xml_reader_gives_rows_or_nmap_xml_error(data):
+    try:
+        rows, extra = parse_nmap_xml(data)
+    except NmapXmlError:
+        return
+    assert all(isinstance(row.port, int) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def leaf_der(tmp_path_factory) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from netaudit.lab.certs import LabCA
+
+    cert, _ = LabCA(tmp_path_factory.mktemp("pki")).issue("leaf", "\x1b]0;x\x07\u202e")
+    return x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+
+
+@given(data=st.data())
+def test_tls_leaf_facts_give_facts_or_certificate_error(leaf_der, data):
+    """Arbitrary bytes, and a real certificate with bytes flipped, so parsing gets past the outer DER."""
+    flips = data.draw(st.lists(st.tuples(st.integers(0, len(leaf_der) - 1), st.integers(0, 255)), max_size=4))
+    der = bytearray(leaf_der)
+    for index, value in flips:
+        der[index] = value
+    for blob in (bytes(der), data.draw(st.binary(max_size=512))):
+        try:
+            facts = tls.leaf_facts(blob, "127.0.0.1", None)
+        except tls.CertificateError:
+            continue
+        assert isinstance(facts["certificate"]["subject"], str)
+
+
+@given(st.text())
+@example("\x1b]0;pwned\x07\x1b[2J\r\n\u202eevil\u2066\x7f\x9b")
+def test_terminal_safe_leaves_no_control_character(text):
+    shown = terminal_safe(text)
+    assert UNSAFE.search(shown) is None
+    assert terminal_safe(shown) == shown
+
+
+DETAILS = st.recursive(st.one_of(st.text(max_size=300), st.integers(), st.none()),
+                       lambda kids: st.one_of(st.lists(kids, max_size=40),
+                                              st.dictionaries(st.sampled_from(["models", "signatures", "inputs", "x", "y"])
+                                                              | st.text(max_size=20), kids, max_size=40)),
+                       max_leaves=400)
+
+
+@given(st.dictionaries(st.text(max_size=20), DETAILS, max_size=10), st.lists(st.text(max_size=2000), max_size=200))
+def test_one_endpoint_json_stays_under_64_kib(details, evidence):
+    endpoint = Endpoint("127.0.0.1", 1, "open", "unknown", details=details, evidence=evidence)
+    bounds.bound_endpoint(endpoint)
+    assert len(json.dumps(endpoint.to_dict())) < bounds.ENDPOINT_JSON_MAX
+
+
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_junit_and_prom_stay_valid_for_any_server_text(title, evidence):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from netaudit.exports import to_junit, to_prom
+    from netaudit.model import Finding
+
+    result = ScanResult(vantage=title, started="2025-01-01T00:00:00Z", finished="2025-01-01T00:00:01Z", complete=True)
+    result.endpoints = [Endpoint("127.0.0.1", 2222, "open", "tf-server", details={"banner": title}, evidence=[evidence])]
+    result.findings = [Finding(title, "high", "127.0.0.1", 2222, title, [evidence], evidence, [])]
+    ET.fromstring(to_junit(result))
+    families = {f.name: f for f in text_string_to_metric_families(to_prom(result))}
+    assert {s.labels["vantage"] for s in families["netaudit_scan_complete"].samples} == {title or "scan"}
+    assert re.fullmatch(r"[\s\S]*", to_junit(result))
