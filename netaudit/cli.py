@@ -14,9 +14,10 @@ from .textsafe import terminal_lines, terminal_safe
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
 FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit", "prom")
+SCAN_FORMATS = FORMAT_CHOICES + ("jsonl",)
 ENGINES = ("connect", "syn", "nmap")
 SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".sarif": "sarif",
-                  ".xml": "junit", ".prom": "prom"}
+                  ".xml": "junit", ".prom": "prom", ".jsonl": "jsonl"}
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
@@ -40,6 +41,8 @@ examples:
   netaudit scan tf-config:$HOME/tf_config.json --fail-on critical
   masscan 10.0.0.0/8 -p 2222,8500,8501 --rate 100000 -oJ sweep.json && netaudit scan masscan:sweep.json --scope 10.0.0.0/8
   netaudit lab status --targets | netaudit scan - --format json -o scan.json
+  netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 -p 2222 --format jsonl -o scan.jsonl
+  netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 --shard 3/8 -o shard3.jsonl   (then: netaudit report shard*.jsonl)
 """ + EPILOG
 
 
@@ -95,9 +98,11 @@ def add_history_options(p: argparse.ArgumentParser) -> None:
                    "owner, expires): accepted findings stay visible but do not fail --fail-on")
 
 
-def add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMAT_CHOICES,
-                   help="output format (default: text on the terminal, or taken from the -o file's suffix)")
+def add_output_options(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMAT_CHOICES) -> None:
+    extra = (" jsonl streams each endpoint as it is finished, so memory stays flat on large sweeps; build the "
+             "other formats from it with convert or report.") if "jsonl" in formats else ""
+    p.add_argument("--format", choices=formats,
+                   help="output format (default: text on the terminal, or taken from the -o file's suffix)." + extra)
     p.add_argument("-o", "--output", metavar="FILE", help="write the output here instead of stdout")
     p.add_argument("--fail-on", choices=SEVERITY_CHOICES, metavar="SEVERITY",
                    help="exit 1 when any finding is at or above this severity: " + "|".join(SEVERITY_CHOICES))
@@ -150,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--client-key", metavar="FILE", help="PEM key for --client-cert (if not in the same file)")
     scan.add_argument("--all-states", action="store_true",
                       help="also list closed and undetermined ports of swept ranges (host:port targets always are)")
-    add_output_options(scan)
+    scan.add_argument("--shard", metavar="K/N",
+                      help="scan only the K-th of N slices of the target x port space (a stable hash of address "
+                           "and port, as zmap's --shards); run the N shards on N machines and merge them with report")
+    add_output_options(scan, SCAN_FORMATS)
     add_history_options(scan)
 
     lab = sub.add_parser("lab", help="the built-in lab: real TF servers in network segments (root) or on loopback",
@@ -199,10 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "reachability the --policy does not allow, and what it expects but was unreachable.",
                             epilog="example:\n  netaudit report corp.json edge.json apps.json --policy policy.toml "
                                    "-o report.html --fail-on high\n\n" + EPILOG)
-    report.add_argument("results", nargs="+", metavar="RESULT.json", help="scan results (netaudit scan --format json)")
+    report.add_argument("results", nargs="+", metavar="RESULT.json",
+                        help="scan results (netaudit scan --format json or jsonl); shard results of one vantage "
+                             "(scan --shard K/N) merge into one column")
     report.add_argument("--policy", metavar="FILE", help="segments, trust and allowed reachability (TOML)")
     add_output_options(report)
     add_history_options(report)
+
+    convert = sub.add_parser("convert", help="render one scan result (a jsonl stream or JSON) in another format",
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             description="Read a scan result, such as the JSON lines of scan --format jsonl (complete "
+                             "or cut short by an interrupt), and write it as one scan result in any output format. "
+                             "Nothing is scanned and no history is recorded.",
+                             epilog="examples:\n  netaudit convert scan.jsonl -o scan.json\n"
+                                    "  netaudit convert scan.jsonl --format html -o scan.html\n\n" + EPILOG)
+    convert.add_argument("result", metavar="RESULT", help="a scan result: .jsonl stream or .json")
+    add_output_options(convert)
 
     history = sub.add_parser("history", help="past runs, one run, or the diff between two",
                              description="List the runs in the history store, show one, or diff two: which "
@@ -273,14 +293,15 @@ def exit_code(data: dict, fail_on: str | None, fail_on_new: str | None = None) -
     return EXIT_OK
 
 
-def finish(result, args: argparse.Namespace) -> int:
-    """History (baseline diff, accept list, record), then the output and the exit code, for scan and report."""
-    from .history import Recorded, Store, annotate, default_store, load_accept_list, scope_key
-    from .render import FORMATS
+def output_format(args: argparse.Namespace) -> str:
+    return args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
+
+
+def record_history(data: dict, args: argparse.Namespace) -> None:
+    """Baseline diff, accept list and the history record, for scan and report."""
+    from .history import Store, annotate, default_store, load_accept_list, scope_key
     from .report import load_scan_or_report
 
-    fmt = args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
-    data = result.to_dict()
     accepted = load_accept_list(args.accept) if args.accept else []
     store = None if args.no_history else Store(Path(args.store) if args.store else default_store())
     baseline, label = None, None
@@ -298,7 +319,43 @@ def finish(result, args: argparse.Namespace) -> int:
     if store is not None:
         data["run_id"] = store.record(data)
         data["trend"] = store.severity_trend(scope_key(data))
+
+
+def finish(result, args: argparse.Namespace) -> int:
+    """History, then the output and the exit code, for scan and report."""
+    from .history import Recorded
+    from .render import FORMATS
+
+    fmt = output_format(args)
+    if fmt == "jsonl":
+        raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom or text")
+    data = result.to_dict()
+    record_history(data, args)
     write_output(FORMATS[fmt](Recorded(data)), args.output)
+    return exit_code(data, args.fail_on, args.fail_on_new)
+
+
+def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
+    """scan --format jsonl: endpoints are written as they are finished, the trailer after history. The file
+    is written in place (not atomically), so what an interrupted or killed scan found is there."""
+    from .scan import scan
+    from .stream import StreamWriter
+
+    try:
+        out = open(args.output, "w", encoding="utf-8", errors="replace") if args.output else sys.stdout
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
+    try:
+        writer = StreamWriter(out, policy, segment, {"ports_spec": args.ports})
+        result = scan(targets, opts, sink=writer)
+        if not result.complete:
+            print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
+        data = writer.summary(result)
+        record_history(data, args)
+        writer.end(data)
+    finally:
+        if out is not sys.stdout:
+            out.close()
     return exit_code(data, args.fail_on, args.fail_on_new)
 
 
@@ -353,8 +410,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         from .policy import load_policy
 
         policy = load_policy(args.policy)
-    targets = build_targets(args.targets, ports=args.ports, scope=args.scope)
+    targets = build_targets(args.targets, ports=args.ports, scope=args.scope, shard=args.shard)
     engine, engine_reason = (args.engine, "chosen with --engine") if args.engine else default_engine(targets)
+    if engine == "nmap" and targets.shard:
+        raise UsageError("--shard needs --engine connect or syn: nmap is handed whole networks, not a shard's pairs")
     if engine == "nmap" and not shutil.which("nmap"):
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
     if engine == "syn" and os.geteuid() != 0:
@@ -372,6 +431,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        max_time=args.max_time, vantage=vantage, all_states=args.all_states,
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
                        engine=engine, engine_reason=engine_reason)
+    if output_format(args) == "jsonl":
+        return scan_to_stream(targets, opts, policy, segment, args)
     result = scan(targets, opts)
     result.options["ports_spec"] = args.ports
     if sources := targets.sources():
@@ -486,8 +547,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .policy import load_policy
     from .report import build_report, load_scan
 
+    from .render import shard_note
+
     policy = load_policy(args.policy) if args.policy else None
-    return finish(build_report([load_scan(path) for path in args.results], policy), args)
+    report = build_report([load_scan(path) for path in args.results], policy)
+    for scan in report.scans:
+        if scan.get("shards") and (scan["shards"]["missing"] or scan["shards"]["unfinished"]):
+            print(f"netaudit: vantage {scan['vantage']}: {shard_note(scan['shards'])}: the merge is incomplete",
+                  file=sys.stderr)
+    return finish(report, args)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .history import Recorded
+    from .render import FORMATS
+    from .report import load_scan
+
+    fmt = output_format(args)
+    data = load_scan(args.result)
+    data.pop("_path")
+    write_output(FORMATS[fmt](Recorded(data)), args.output)
+    return exit_code(data, args.fail_on)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -534,8 +614,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), loopback=args.loopback, install=not args.no_install)
 
 
-COMMANDS = {"scan": cmd_scan, "report": cmd_report, "history": cmd_history, "lab": cmd_lab, "export": cmd_export,
-            "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "report": cmd_report, "convert": cmd_convert, "history": cmd_history, "lab": cmd_lab,
+            "export": cmd_export, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,9 @@ character as an escape (netaudit/textsafe.py), so no server can write to the use
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 from collections import Counter
 from typing import Any, Callable
@@ -12,7 +15,7 @@ from typing import Any, Callable
 from . import registry
 from .bounds import more
 from .exposure import VERDICTS
-from .model import SEVERITIES
+from .model import SEVERITIES, severity_rank
 from .textsafe import terminal_lines, terminal_safe
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
@@ -127,7 +130,9 @@ def to_text(result) -> str:
     vantages, rows = matrix(data)
     lines = [f"netaudit report  {data['generated']}  {len(data['scans'])} scans: "
              + ", ".join(f"{s['vantage']} ({s['segment'] or 'no segment'})" for s in data["scans"])
-             + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish"), "", "REACHABILITY"]
+             + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish")]
+    lines += [f"  {s['vantage']}: {shard_note(s['shards'])}" for s in data["scans"] if s.get("shards")]
+    lines += ["", "REACHABILITY"]
     table = [["ENDPOINT", "KIND", *vantages]]
     table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(cell_label(c) for c in cells)]
               for ep, cells in rows]
@@ -145,6 +150,16 @@ def to_text(result) -> str:
     return terminal_lines("\n".join(lines + _endpoint_and_finding_lines(data))) + "\n"
 
 
+def shard_note(shards: dict[str, Any]) -> str:
+    """What a merge of shard results holds, and what it lacks."""
+    text = f"{len(shards['present'])} of {shards['count']} shards"
+    if shards["missing"]:
+        text += ", missing " + ", ".join(f"{k}/{shards['count']}" for k in shards["missing"])
+    if shards["unfinished"]:
+        text += ", unfinished " + ", ".join(f"{k}/{shards['count']}" for k in shards["unfinished"])
+    return text
+
+
 # How a matrix cell reads in text: the verdict's mark, then the state and the reply.
 CELL_MARKS = {"open-not-allowed": "OPEN!", "open-allowed": "open+", "open": "open", "blocked": "blocked",
               "expected-unreachable": "UNREACHABLE!", "unknown": "?"}
@@ -157,6 +172,46 @@ def cell_label(cell: dict[str, Any]) -> str:
     if cell.get("reason") == "not-probed":
         return "? not probed"
     return f"{CELL_MARKS[verdict]} {cell['state']}" + (f" ({cell['reason']})" if cell.get("reason") else "")
+
+
+def facets(data: dict[str, Any]) -> dict[tuple[str, int], dict[str, str]]:
+    """Per endpoint, what the HTML report filters on: its worst finding, kind, family, policy segment and the
+    vantages that reached it. The same values tag the endpoint's rows, its findings and its matrix row."""
+    segments = [(ipaddress.ip_network(cidr), name) for name, seg in ((data.get("policy") or {}).get("segments")
+                                                                    or {}).items() for cidr in seg["cidrs"]]
+    reached: dict[tuple[str, int], list[str]] = {}
+    if "reachability" in data:
+        for r in data["reachability"]:
+            if r["state"] == "open":
+                reached.setdefault((r["host"], r["port"]), []).append(r["vantage"])
+    worst: dict[tuple[str, int], str] = {}
+    for f in data["findings"]:
+        key = (f["host"], f["port"])
+        if key not in worst or severity_rank(f["severity"]) > severity_rank(worst[key]):
+            worst[key] = f["severity"]
+    segment_of: dict[str, str] = {}
+    out = {}
+    for ep in data["endpoints"]:
+        key = (ep["host"], ep["port"])
+        if ep["host"] not in segment_of:
+            address = ipaddress.ip_address(ep["host"])
+            segment_of[ep["host"]] = next((name for net, name in segments if address in net), "-")
+        vantages = reached.get(key) if "reachability" in data else \
+            [data.get("vantage") or "(not named)"] if ep["state"] == "open" else []
+        out[key] = {"severity": worst.get(key, "none"), "kind": ep.get("kind") or "-",
+                    "family": family(ep.get("kind")), "segment": segment_of[ep["host"]],
+                    "vantage": " ".join(vantages or [])}
+    return out
+
+
+def family(kind: str | None) -> str:
+    known = registry.kind(kind)
+    return known.family if known else "other"
+
+
+def script_hash(script: str) -> str:
+    """The CSP source that lets exactly this inline script run, and nothing else."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
 
 
 def to_html(result) -> str:
@@ -174,13 +229,22 @@ def to_html(result) -> str:
         data["advice"] = build_advice(data)
     vantages, rows = matrix(data) if "reachability" in data else ([], [])
     findings = _sorted_findings(data["findings"])
+    tags = facets(data)
+    choices = {name: sorted({t[name] for t in tags.values()} - {"-", "none", ""}) for name in
+               ("kind", "family", "segment")}
+    choices["vantage"] = vantages or sorted({v for t in tags.values() for v in t["vantage"].split()})
+    script = templates.joinpath("report.js").read_text()
     return env.get_template("report.html.j2").render(
         result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
         exposed=exposed_kinds(data["endpoints"]),
-        card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS,
+        card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS, tags=tags, no_tags=NO_TAGS, choices=choices,
+        script=script, script_hash=script_hash(script), severity_rank=severity_rank,
         css=templates.joinpath("report.css").read_text())
+
+
+NO_TAGS = {"severity": "none", "kind": "-", "family": "other", "segment": "-", "vantage": ""}
 
 
 def exposed_kinds(endpoints: list[dict[str, Any]]) -> list[tuple[str, int]]:

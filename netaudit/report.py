@@ -42,7 +42,10 @@ class Report:
 
 
 def load_scan(path: str) -> dict[str, Any]:
-    data = read_json(path, "scan result")
+    """A scan result: the JSON of --format json, or the JSON lines of --format jsonl."""
+    from .stream import is_stream, read_stream
+
+    data = read_stream(path) if is_stream(path) else read_json(path, "scan result")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} is not a netaudit scan result (schema {SCHEMA!r} expected)")
     data["_path"] = path
@@ -50,8 +53,10 @@ def load_scan(path: str) -> dict[str, Any]:
 
 
 def load_scan_or_report(path: str) -> dict[str, Any]:
-    """A --baseline file: a scan result or a merged report."""
-    data = read_json(path, "baseline")
+    """A --baseline file: a scan result (JSON or a stream) or a merged report."""
+    from .stream import is_stream, read_stream
+
+    data = read_stream(path) if is_stream(path) else read_json(path, "baseline")
     if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, REPORT_SCHEMA):
         raise UsageError(f"baseline {path} is not a netaudit scan result or report")
     return data
@@ -85,7 +90,72 @@ def _kind_of(views: list[dict[str, Any]]) -> dict[str, Any]:
                                    e.get("kind") is not None))
 
 
+def _shard_key(scan: dict[str, Any]) -> tuple | None:
+    """Scans that are shards of one sweep from one vantage share this key."""
+    options = scan.get("options", {})
+    shard = options.get("shard")
+    if not shard:
+        return None
+    return (scan.get("vantage"), tuple(sorted(options.get("targets", []))), tuple(options.get("ports", [])),
+            shard["count"])
+
+
+def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shard results (scan --shard K/N) of one vantage and one sweep become one scan: endpoints, findings
+    and port_states unioned. It is complete only when all N shards are there and each finished; the
+    missing ones are named in `shards`."""
+    out: list[dict[str, Any]] = []
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for scan in scans:
+        key = _shard_key(scan)
+        if key is None:
+            out.append(scan)
+        elif key in groups:
+            groups[key].append(scan)
+        else:
+            groups[key] = [scan]
+            out.append(scan)  # placeholder, replaced below in the same place
+    for key, parts in groups.items():
+        count = key[3]
+        indices = [p["options"]["shard"]["index"] for p in parts]
+        duplicate = sorted({i for i in indices if indices.count(i) > 1})
+        if duplicate:
+            raise UsageError(f"shard {duplicate[0]}/{count} of vantage {key[0] or '(unnamed)'} is given twice: "
+                             + ", ".join(p["_path"] for p in parts if p["options"]["shard"]["index"] == duplicate[0]))
+        placeholder = parts[0]
+        parts.sort(key=lambda p: p["options"]["shard"]["index"])
+        missing = sorted(set(range(1, count + 1)) - set(indices))
+        unfinished = [p["options"]["shard"]["index"] for p in parts if not p["complete"]]
+        endpoints: dict[tuple[str, int], dict[str, Any]] = {}
+        findings: dict[str, dict[str, Any]] = {}
+        states: dict[str, int] = {}
+        for part in parts:
+            for ep in part["endpoints"]:
+                endpoints.setdefault((ep["host"], ep["port"]), ep)
+            for finding in part["findings"]:
+                findings.setdefault(finding["id"], finding)
+            for state, n in part.get("stats", {}).get("states", {}).items():
+                states[state] = states.get(state, 0) + n
+        first = parts[0]
+        merged = {**first, "_path": ", ".join(p["_path"] for p in parts),
+                  "started": min(p["started"] for p in parts),
+                  "finished": max((p["finished"] or "" for p in parts), default=None) or None,
+                  "complete": not missing and not unfinished,
+                  "endpoints": sorted(endpoints.values(), key=lambda e: (ipaddress.ip_address(e["host"]), e["port"])),
+                  "findings": list(findings.values()),
+                  "port_states": [g for p in parts for g in p.get("port_states") or []],
+                  "stats": {**first.get("stats", {}), "states": states,
+                            "probes": sum(p.get("stats", {}).get("probes", 0) for p in parts),
+                            "source_addresses": sorted({a for p in parts
+                                                        for a in p.get("stats", {}).get("source_addresses", [])})},
+                  "options": {**first["options"], "shard": None},
+                  "shards": {"count": count, "present": sorted(indices), "missing": missing, "unfinished": unfinished}}
+        out[next(i for i, scan in enumerate(out) if scan is placeholder)] = merged
+    return out
+
+
 def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
+    scans = merge_shards(scans)
     vantages = [(_vantage(scan, policy), scan) for scan in scans]
     views: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _, scan in vantages:
@@ -113,7 +183,8 @@ def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
         unreachable = expected_unreachable(reachability)
     ordered = sorted(findings.values(), key=lambda f: (-severity_rank(f.severity), f.host, f.port, f.rule))
     return Report(scans=[{"path": s["_path"], "vantage": name, "segment": seg, "started": s["started"],
-                          "complete": s["complete"]} for (name, seg), s in vantages],
+                          "complete": s["complete"], **({"shards": s["shards"]} if "shards" in s else {})}
+                         for (name, seg), s in vantages],
                   endpoints=endpoints, reachability=reachability, findings=ordered,
                   expected_unreachable=unreachable, complete=all(s["complete"] for s in scans),
                   generated=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

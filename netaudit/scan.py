@@ -4,6 +4,11 @@ Fingerprinting starts the moment discovery finds an open port, so a sweep and it
 An interrupt or a spent time budget still returns everything gathered so far, marked incomplete.
 Whatever one server sends stays with its endpoint (netaudit/faults.py): a probe that breaks or runs out
 of its wall-clock budget leaves details.probe_error and what was proven before, and the scan goes on.
+
+With a Sink, each endpoint is handed on as soon as it is finished and then dropped, so memory follows the
+probes in flight, not the endpoints seen. Two kinds wait: ports that are not open (who answered them is
+known only once every SYN-ACK of their host is in), and ModelServer ports (cross_reference tries names one
+port leaked on the host's other ports), which are few.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import ipaddress
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from .assess import assess
 from .bounds import bound_endpoint
@@ -25,6 +31,14 @@ from .probes.serving import BUILTIN_MODEL_NAMES
 from .probes.tls import TlsOptions
 from .progress import Progress
 from .targets import TargetSet
+
+
+class Sink(Protocol):
+    """Where a streaming scan puts its endpoints (stream.StreamWriter writes them as JSON lines)."""
+
+    def begin(self, result: ScanResult) -> None: ...
+
+    def endpoint(self, endpoint: Endpoint) -> None: ...
 
 
 @dataclass
@@ -79,22 +93,39 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress) -> None:
+async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress,
+                sink: Sink | None = None) -> None:
     probe_slots = asyncio.Semaphore(opts.probe_concurrency)
     ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
-    pending: list[asyncio.Task] = []
+    pending: set[asyncio.Task] = set()
     seconds = fingerprint_budget(opts.timeout, opts.retries)
+    probing: dict[int, Endpoint] = {}  # with a sink: endpoints being fingerprinted, written as they are if stopped
+    ttls: dict[str, int] = {}  # per host, its SYN-ACKs' TTL: who answered, for endpoints handed on early
+    engine = ENGINES[opts.engine]
+
+    def hand_on(endpoint: Endpoint) -> None:
+        assert sink is not None
+        bound_endpoint(endpoint)
+        for key, counts in (("probe_retried", endpoint.details.get("probe_retries")),
+                            ("probe_errors", "probe_error" in endpoint.details)):
+            result.stats[key] = result.stats.get(key, 0) + bool(counts)
+        sink.endpoint(endpoint)
 
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
         # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
         # worker processes are forked before grpc is loaded.
-        from .fingerprint import fingerprint
+        from .fingerprint import SERVING_KINDS, fingerprint
 
         async with probe_slots:
             await isolated(endpoint, fingerprint(endpoint, opts.timeout, ctx, opts.tls), seconds, "sniff")
         progress.fingerprinted(endpoint)
-
-    engine = ENGINES[opts.engine]
+        if sink is not None:
+            del probing[id(endpoint)]
+            if endpoint.kind in SERVING_KINDS:
+                result.endpoints.append(endpoint)
+            else:
+                attribute_replies([endpoint], engine.sees_packets, frozenset(), ttls)
+                hand_on(endpoint)
 
     def on_result(found: PortResult) -> None:
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
@@ -109,36 +140,57 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
             endpoint.details["discovery"]["port_named"] = True
         if found.block.name:
             endpoint.details["target_name"] = found.block.name
-        result.endpoints.append(endpoint)
+        if found.state != "open" or sink is None:
+            result.endpoints.append(endpoint)
         if found.state == "open":
-            pending.append(asyncio.create_task(probe_open(found, endpoint)))
+            if found.reason == "syn-ack" and found.ttl is not None:
+                ttls[found.host] = min(ttls.get(found.host, 255), found.ttl)
+            if sink is not None:
+                probing[id(endpoint)] = endpoint
+            task = asyncio.create_task(probe_open(found, endpoint))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
-    stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
-    result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
-                         "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
-                         "source_addresses": sorted(stats.sources)})
-    result.port_states = stats.summary.to_json()
-    attribute_replies(result.endpoints, engine.sees_packets, frozenset(stats.sources))
     try:
+        stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
+        result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
+                             "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
+                             "source_addresses": sorted(stats.sources)})
+        result.port_states = stats.summary.to_json()
+        attribute_replies(result.endpoints, engine.sees_packets, frozenset(stats.sources))
+        if sink is not None:
+            for endpoint in [e for e in result.endpoints if e.state != "open"]:
+                hand_on(endpoint)
+            result.endpoints = [e for e in result.endpoints if e.state == "open"]
         await asyncio.gather(*pending)
-    finally:
-        for task in pending:
-            task.cancel()
-    if pending:
-        from .fingerprint import cross_reference
+        if any(e.state == "open" for e in result.endpoints):
+            from .fingerprint import cross_reference
 
-        await cross_reference(result.endpoints, opts.timeout, ctx,
-                              lambda ep, work: isolated(ep, work, seconds, "cross-reference"))
-    result.stats["probe_retried"] = sum(1 for e in result.endpoints if e.details.get("probe_retries"))
+            await cross_reference(result.endpoints, opts.timeout, ctx,
+                                  lambda ep, work: isolated(ep, work, seconds, "cross-reference"))
+    finally:
+        for task in list(pending):
+            task.cancel()
+        if sink is not None:
+            for endpoint in result.endpoints + list(probing.values()):
+                hand_on(endpoint)
+            result.endpoints = []
+    result.stats["probe_retried"] = result.stats.get("probe_retried", 0) + sum(
+        1 for e in result.endpoints if e.details.get("probe_retries"))
     result.stats["fingerprint_budget_seconds"] = seconds
 
 
-async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None) -> ScanResult:
+async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None,
+                     sink: Sink | None = None) -> ScanResult:
     progress = progress or Progress(total=targets.probe_count())
     result = ScanResult(vantage=opts.vantage, started=now())
     result.options = {"engine": opts.engine, "engine_reason": opts.engine_reason, "ports": list(targets.ports),
                       "targets": [b.spec for b in targets.blocks], "timeout": opts.timeout,
                       "concurrency": opts.concurrency, "rate": opts.rate}
+    if targets.shard is not None:
+        result.options["shard"] = {"index": targets.shard[0], "count": targets.shard[1]}
+    if sink is not None:
+        sink.begin(result)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -158,7 +210,7 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     budget = loop.call_later(opts.max_time, stop, f"time budget of {opts.max_time:g}s spent") \
         if opts.max_time else None
     try:
-        await _scan(targets, opts, result, progress)
+        await _scan(targets, opts, result, progress, sink)
         result.complete = True
     except asyncio.CancelledError:
         if not stopped:
@@ -174,15 +226,17 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     result.endpoints.sort(key=lambda e: (ipaddress.ip_address(e.host).version, ipaddress.ip_address(e.host), e.port))
     for endpoint in result.endpoints:
         bound_endpoint(endpoint)
-    result.stats["probe_errors"] = sum(1 for e in result.endpoints if "probe_error" in e.details)
+    result.stats["probe_errors"] = result.stats.get("probe_errors", 0) + sum(
+        1 for e in result.endpoints if "probe_error" in e.details)
     result.findings = assess(result.endpoints)
     result.finished = now()
     return result
 
 
-def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: frozenset[str]) -> None:
+def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: frozenset[str],
+                      reference: dict[str, int] | None = None) -> None:
     """Say who answered each listed probe, once every SYN-ACK of the host is known."""
-    reference = target_ttls((ep.host, ep.details) for ep in endpoints)
+    reference = reference if reference is not None else target_ttls((ep.host, ep.details) for ep in endpoints)
     for ep in endpoints:
         seen = ep.details.get("discovery")
         if seen is not None:
@@ -190,5 +244,6 @@ def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: froz
                                               reference.get(ep.host), sees_packets, local)
 
 
-def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
-    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress))
+def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None,
+         sink: Sink | None = None) -> ScanResult:
+    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress, sink))

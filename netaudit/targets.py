@@ -6,13 +6,14 @@ and scope checks are set arithmetic, done before a single packet leaves.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Iterable, Iterator, TextIO
 
 from .errors import UsageError
@@ -51,22 +52,50 @@ class TargetBlock:
         return self.ports is not None or self.address_count() == 1
 
 
+def in_shard(host: str, port: int, shard: tuple[int, int]) -> bool:
+    """Whether (host, port) belongs to shard K of N. A hash of the pair itself, as zmap's --shards spreads
+    its permutation: every shard gets an even mix of addresses and ports whatever the target order, so no
+    shard holds one busy subnet, and the same pair falls in the same shard on every machine and every run."""
+    index, count = shard
+    digest = hashlib.blake2b(f"{host}|{port}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count == index - 1
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` with 1 <= K <= N."""
+    k, sep, n = text.partition("/")
+    if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+        raise UsageError(f"bad --shard {text!r}: expected K/N, for example 2/8 (the 2nd of 8 shards)")
+    index, count = int(k), int(n)
+    if not 1 <= index <= count:
+        raise UsageError(f"bad --shard {text!r}: K must be between 1 and N, and N at least 1")
+    return index, count
+
+
 @dataclass(frozen=True)
 class TargetSet:
     blocks: tuple[TargetBlock, ...]
     ports: tuple[int, ...]
+    shard: tuple[int, int] | None = None  # (K, N): only the K-th of N slices of the target x port space
 
     def probes(self) -> Iterator[tuple[str, int, TargetBlock]]:
-        """Every (address, port) pair to try, lazily, in target order."""
+        """Every (address, port) pair to try (of this shard), lazily, in target order."""
         for block in self.blocks:
             ports = block.ports or self.ports
             for addr in block.addresses():
                 host = str(addr)
                 for port in ports:
-                    yield host, port, block
+                    if self.shard is None or in_shard(host, port, self.shard):
+                        yield host, port, block
 
     def probe_count(self) -> int:
+        if self.shard is not None:
+            return self._shard_count
         return sum(b.address_count() * len(b.ports or self.ports) for b in self.blocks)
+
+    @cached_property
+    def _shard_count(self) -> int:
+        return sum(1 for _ in self.probes())
 
     def address_count(self) -> int:
         return sum(b.address_count() for b in self.blocks)
@@ -264,7 +293,7 @@ def read_target_lines(stream: TextIO) -> list[str]:
 
 
 def build_targets(args: Iterable[str], ports: str = "tf", scope: str | None = None,
-                  stdin: TextIO | None = None) -> TargetSet:
+                  stdin: TextIO | None = None, shard: str | None = None) -> TargetSet:
     """Parse and validate everything; raises UsageError before anything is sent."""
     texts: list[str] = []
     for arg in args:
@@ -273,7 +302,7 @@ def build_targets(args: Iterable[str], ports: str = "tf", scope: str | None = No
         raise UsageError("no targets given (pass IPs, CIDRs, ranges, host:port, tf-config:FILE, masscan:FILE, "
                          "zmap:FILE, nmap:FILE, or - for stdin)")
     blocks = [block for text in texts for block in parse_target(text)]
-    targets = TargetSet(tuple(blocks), parse_ports(ports))
+    targets = TargetSet(tuple(blocks), parse_ports(ports), parse_shard(shard) if shard else None)
     if scope is None:
         if targets.address_count() > MAX_UNSCOPED_ADDRESSES:
             raise UsageError(f"{targets.address_count()} addresses is more than a /16; "

@@ -115,7 +115,7 @@ def test_hostile_report_in_headless_chromium(hostile_report, beacon):
 
 
 def test_report_file_is_self_contained(hostile_report):
-    """No element that could run or fetch anything; links only point inside the page; a strict CSP."""
+    """No element that could fetch anything; links only point inside the page; a strict CSP."""
     from html.parser import HTMLParser
 
     class Elements(HTMLParser):
@@ -133,7 +133,8 @@ def test_report_file_is_self_contained(hostile_report):
 
     parser = Elements()
     parser.feed((hostile_report / "report.html").read_text(encoding="utf-8"))
-    assert not parser.tags & {"script", "link", "img", "iframe", "object", "embed", "base", "form"}
+    # One script, inline (a src would fail the refs check below); test_report_browser checks its CSP hash.
+    assert not parser.tags & {"link", "img", "iframe", "object", "embed", "base", "form"}
     assert all(ref.startswith("#") for ref in parser.refs), [r for r in parser.refs if not r.startswith("#")][:3]
     assert parser.csp.startswith("default-src 'none'")
 

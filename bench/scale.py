@@ -1,0 +1,88 @@
+"""Benchmark: netaudit against thousands of real TF endpoints, next to nmap -sT discovery of the same targets.
+
+One real tf.distribute.Server answers on every address of 198.18.0.0/18 inside a network namespace
+(`ip route add local 198.18.0.0/18 dev lo`), so a /22, /20 and /18 hold 1024, 4096 and 16,384 real TF
+endpoints. For each size it prints, all measured in this one run: wall time, peak RSS of the netaudit
+process (wait4's ru_maxrss), output bytes, and the ratio to `nmap -sT -p 2222` of the same CIDR. Each
+size runs `--format json` (everything held, then written) and `--format jsonl` (streamed), with the
+engine named on the command line (as root netaudit defaults to syn).
+
+    sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect]
+
+Needs root (a namespace), nmap, and the lab extra (tensorflow). Leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netaudit.lab.netns import Netns  # noqa: E402
+
+PREFIX = {1024: 22, 4096: 20, 16384: 18}
+
+
+def measure(ns: Netns, argv: list[str]) -> tuple[float, int, int]:
+    """(seconds, peak RSS in bytes, exit code) of one process run inside the namespace (ip netns exec
+    execs it, so the pid waited for is the process itself)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(ns.argv(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 1):
+        sys.stderr.write(proc.stderr.read().decode(errors="replace"))
+    proc.stderr.close()
+    return seconds, usage.ru_maxrss * 1024, proc.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1024,4096,16384", help="endpoint counts, from 1024, 4096, 16384")
+    parser.add_argument("--engine", default="connect", choices=["connect", "syn"])
+    parser.add_argument("--formats", default="json,jsonl")
+    args = parser.parse_args()
+    if os.geteuid() != 0 or not shutil.which("nmap"):
+        sys.exit("bench/scale.py needs root (a network namespace) and nmap")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR; "
+          f"{os.cpu_count()} cores")
+    print(f"{'endpoints':>9}  {'format':<6} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
+          f"{'nmap -sT':>8} {'ratio':>6}")
+    with Netns(prefix="bench") as ns, tempfile.TemporaryDirectory() as tmp:
+        ns.add_local_route("198.18.0.0/18")
+        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
+                          "--job", "worker", "--task", "0", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True)
+        try:
+            if not server.stdout.readline().startswith("READY"):
+                sys.exit("the TF server did not start")
+            for size in sizes:
+                cidr = f"198.18.0.0/{PREFIX[size]}"
+                nmap_seconds, _, _ = measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX",
+                                                  os.devnull, cidr])
+                for fmt in args.formats.split(","):
+                    out = Path(tmp) / f"scan.{fmt}"
+                    seconds, rss, code = measure(ns, [sys.executable, "-m", "netaudit", "scan", cidr, "-p", "2222",
+                                                      "--scope", "198.18.0.0/15", "--engine", args.engine,
+                                                      "--no-history", "--format", fmt, "-o", str(out)])
+                    size_bytes = out.stat().st_size if out.exists() else 0
+                    print(f"{size:>9}  {fmt:<6} {seconds:>8.1f}s {rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
+                          f"{size_bytes / size / 1e3:>10.1f}KB  {nmap_seconds:>7.2f}s {seconds / nmap_seconds:>5.0f}x"
+                          + ("" if code in (0, 1) else f"  (exit {code})"), flush=True)
+                    out.unlink(missing_ok=True)
+        finally:
+            server.kill()
+            server.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Large sweeps: results streamed as JSON lines (and readable after an interrupt or a kill), and sweeps split
+into shards whose union is the unsharded result. In a network namespace where every address of a /24 is
+local and one real tf.distribute.Server answers on all of them."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import require_root_tools
+
+NETAUDIT = (sys.executable, "-m", "netaudit")
+DROP_RULES = """
+table inet netaudit_test {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        ip daddr 198.18.0.5 tcp dport 2222 drop
+        ip daddr 198.18.0.9 tcp dport 2223 reject with icmp type admin-prohibited
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tf_ns():
+    require_root_tools("ip", "nft")
+    from netaudit.lab.netns import Netns
+
+    with Netns() as ns:
+        ns.add_local_route("198.18.0.0/24")
+        ns.nft(DROP_RULES)
+        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
+                          "--job", "worker", "--task", "0", stdout=-1, stderr=-3, text=True)
+        try:
+            assert server.stdout.readline().startswith("READY"), "TF server in the namespace did not start"
+            yield ns
+        finally:
+            server.kill()
+            server.wait(10)
+
+
+def pairs(scan: dict) -> dict[tuple[str, int], tuple]:
+    """Every probed (host, port) -> (state, reason, kind): listed endpoints and the port_states groups."""
+    out = {}
+    for ep in scan["endpoints"]:
+        out[(ep["host"], ep["port"])] = (ep["state"], ep["details"]["discovery"]["reason"], ep["kind"])
+    for group in scan["port_states"]:
+        for net in group["hosts"]:
+            for addr in ipaddress.ip_network(net):
+                for port in group["ports"]:
+                    key = (str(addr), port)
+                    assert key not in out, f"{key} is in two places"
+                    out[key] = (group["state"], group["reason"], None)
+    return out
+
+
+SWEEP = ("198.18.0.0/26", "-p", "2222,2223", "--timeout", "1", "--retries", "0", "--no-history")
+
+
+@pytest.mark.parametrize("engine", ["syn", "connect"])
+def test_union_of_shards_equals_the_unsharded_scan(tf_ns, tmp_path, engine):
+    whole = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", engine, "--format", "json", check=False)
+    assert whole.returncode == 0, whole.stderr
+    whole = json.loads(whole.stdout)
+    expected = pairs(whole)
+    assert len(expected) == 128
+    assert sum(1 for state, _, kind in expected.values() if kind == "tf-server") == 63
+
+    shards = []
+    for k in (1, 2, 3):
+        out = tmp_path / f"shard{k}.jsonl"
+        proc = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", engine, "--shard", f"{k}/3", "-o", str(out),
+                         check=False)
+        assert proc.returncode == 0, proc.stderr
+        converted = subprocess.run([*NETAUDIT, "convert", str(out), "--format", "json"], capture_output=True,
+                                   text=True, timeout=60)
+        assert converted.returncode == 0, converted.stderr
+        shards.append(json.loads(converted.stdout))
+    seen = [pairs(s) for s in shards]
+    assert all(20 < len(part) < 70 for part in seen), [len(p) for p in seen]  # an even spread, not one block each
+    assert all(set(a).isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    union = {k: v for part in seen for k, v in part.items()}
+    assert union == expected
+    assert shards[1]["options"]["shard"] == {"index": 2, "count": 3}
+    assert sorted(f["id"] for s in shards for f in s["findings"]) == sorted(f["id"] for f in whole["findings"])
+
+    # report merges the shards of one vantage into one column, equal to the report of the unsharded scan.
+    (tmp_path / "whole.json").write_text(json.dumps(whole))
+    merged = subprocess.run([*NETAUDIT, "report", *(str(tmp_path / f"shard{k}.jsonl") for k in (3, 1, 2)),
+                             "--format", "json", "--no-history"], capture_output=True, text=True, timeout=60)
+    assert merged.returncode == 0, merged.stderr
+    single = subprocess.run([*NETAUDIT, "report", str(tmp_path / "whole.json"), "--format", "json", "--no-history"],
+                            capture_output=True, text=True, timeout=60)
+    merged, single = json.loads(merged.stdout), json.loads(single.stdout)
+    assert len(merged["scans"]) == 1 and merged["complete"]
+    assert merged["scans"][0]["shards"] == {"count": 3, "present": [1, 2, 3], "missing": [], "unfinished": []}
+
+    def cells(report):
+        return sorted((r["host"], r["port"], r["state"], r["reason"], r["kind"]) for r in report["reachability"])
+
+    assert cells(merged) == cells(single) and len(cells(single)) == 63
+    assert sorted(f["id"] for f in merged["findings"]) == sorted(f["id"] for f in single["findings"])
+
+    # A missing shard: the merge says which, and is incomplete (exit 3).
+    partial = subprocess.run([*NETAUDIT, "report", str(tmp_path / "shard1.jsonl"), str(tmp_path / "shard3.jsonl"),
+                              "--format", "json", "--no-history"], capture_output=True, text=True, timeout=60)
+    assert partial.returncode == 3
+    assert "2 of 3 shards, missing 2/3" in partial.stderr
+    data = json.loads(partial.stdout)
+    assert not data["complete"] and data["scans"][0]["shards"]["missing"] == [2]
+
+
+def test_shard_is_validated():
+    for bad, why in (("0/4", "K must be between 1 and N"), ("5/4", "K must be between 1 and N"),
+                     ("2", "expected K/N"), ("a/b", "expected K/N")):
+        proc = subprocess.run([*NETAUDIT, "scan", "198.18.0.1", "--shard", bad], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([*NETAUDIT, "scan", "198.18.0.1", "--shard", "1/2", "--engine", "nmap"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "--shard needs --engine connect or syn" in proc.stderr
+
+
+def test_stream_equals_the_json_result(tf_ns, tmp_path):
+    out = tmp_path / "scan.jsonl"
+    proc = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", "syn", "--all-states", "-o", str(out), check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["schema"] == "netaudit/scan-stream-v1"
+    assert lines[-1]["type"] == "trailer" and lines[-1]["complete"] is True
+    assert lines[-1]["endpoints"] == len(lines) - 2 == 128
+    tf = [line for line in lines[1:-1] if line["endpoint"]["kind"] == "tf-server"]
+    assert len(tf) == 63 and all(line["findings"] for line in tf)  # each endpoint carries its own findings
+    closed = next(line["endpoint"] for line in lines[1:-1] if line["endpoint"]["host"] == "198.18.0.9"
+                  and line["endpoint"]["port"] == 2223)
+    assert closed["state"] == "filtered" and "answered_by" in closed["details"]["discovery"]
+    converted = json.loads(subprocess.run([*NETAUDIT, "convert", str(out), "--format", "json"],
+                                          capture_output=True, text=True, timeout=60).stdout)
+    whole = json.loads(tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", "syn", "--all-states",
+                                 "--format", "json").stdout)
+    assert pairs(converted) == pairs(whole)
+    assert converted["complete"] and sorted(f["id"] for f in converted["findings"]) == sorted(
+        f["id"] for f in whole["findings"])
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, how):
+    """At 25 connections a second the /24 takes ten seconds: stop it once endpoints are on disk."""
+    out = tmp_path / "scan.jsonl"
+    proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222", "--engine", "connect", "--rate", "25",
+                       "--timeout", "1", "--no-history", "--format", "jsonl", "-o", str(out),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, how))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    lines = out.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line written is whole JSON
+    written = [r for r in records if r["type"] == "endpoint"]
+    assert 5 <= len(written) < 256
+    assert all(r["endpoint"]["kind"] == "tf-server" and r["findings"] for r in written)
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL and records[-1]["type"] == "endpoint"  # no trailer
+    else:
+        assert proc.returncode == 3, stderr
+        assert f"interrupted by {how}" in stderr
+        assert records[-1]["type"] == "trailer" and records[-1]["complete"] is False
+        assert records[-1]["stats"]["incomplete_reason"] == f"interrupted by {how}"
+    converted = subprocess.run([*NETAUDIT, "convert", str(out), "--format", "json"], capture_output=True, text=True,
+                               timeout=60)
+    assert converted.returncode == 3  # incomplete, as the contract's exit code says
+    data = json.loads(converted.stdout)
+    assert data["complete"] is False and len(data["endpoints"]) == len(written)
+    assert len(data["findings"]) == sum(len(r["findings"]) for r in written)
+    if how == "SIGKILL":
+        assert data["stats"]["incomplete_reason"].startswith("the stream ends without a trailer")
+    report = subprocess.run([*NETAUDIT, "report", str(out), "--format", "text", "--no-history"], capture_output=True,
+                            text=True, timeout=60)
+    assert report.returncode == 3 and "INCOMPLETE" in report.stdout
+
+
+def test_indexed_job_manifest_is_valid_and_shards_by_completion_index(tmp_path):
+    """The Kubernetes example passes the API schema (strict: no unknown field), and each pod's shell line
+    expands, for its JOB_COMPLETION_INDEX, to a scan of its own shard that the real CLI parses."""
+    from pathlib import Path
+
+    import kubernetes_validate
+    import yaml
+
+    from netaudit.cli import build_parser
+
+    manifest = Path(__file__).resolve().parents[1] / "docs" / "scheduling" / "kubernetes-indexed-job.yaml"
+    job = yaml.safe_load(manifest.read_text())
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+    typo = {**job, "spec": {**job["spec"], "completionMod": "Indexed"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(typo, kubernetes_validate.latest_version(), strict=True)
+    assert job["spec"]["completionMode"] == "Indexed"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert int(env["SHARDS"]) == job["spec"]["completions"]
+    script = " ".join(container["args"]).replace("exec netaudit", "printf '%s\\n'").replace("/results",
+                                                                                            str(tmp_path))
+    outputs = set()
+    for index in range(job["spec"]["completions"]):
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10,
+                              env={**env, "JOB_COMPLETION_INDEX": str(index), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        args = build_parser().parse_args(proc.stdout.splitlines())
+        assert (args.command, args.shard, args.format) == ("scan", f"{index + 1}/{env['SHARDS']}", "jsonl")
+        assert args.output.startswith(str(tmp_path / env["RUN"]))
+        outputs.add(args.output)
+    assert len(outputs) == job["spec"]["completions"]  # one file per shard
