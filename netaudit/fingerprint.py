@@ -246,6 +246,11 @@ def _channel(endpoint: Endpoint) -> str | None:
     return {"h2": "grpc", "http": "http"}.get(endpoint.details.get("protocol", ""))
 
 
+def asks_for_models(endpoint: Endpoint) -> bool:
+    """Its family asks for models by name, so names other ports of its host gave away are tried on it."""
+    return registry.inventory_probe(endpoint.kind, _channel(endpoint) or "") is not None
+
+
 async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeContext,
                           guard: Callable[[Endpoint, Awaitable[None]], Awaitable[None]] | None = None) -> None:
     """Try names seen on one port of a host on the host's other ports whose family asks for models by name

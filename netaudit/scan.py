@@ -114,14 +114,14 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
         # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
         # worker processes are forked before grpc is loaded.
-        from .fingerprint import SERVING_KINDS, fingerprint
+        from .fingerprint import asks_for_models, fingerprint
 
         async with probe_slots:
             await isolated(endpoint, fingerprint(endpoint, opts.timeout, ctx, opts.tls), seconds, "sniff")
         progress.fingerprinted(endpoint)
         if sink is not None:
             del probing[id(endpoint)]
-            if endpoint.kind in SERVING_KINDS:
+            if asks_for_models(endpoint):  # kept for cross-referencing model names at the end
                 result.endpoints.append(endpoint)
             else:
                 attribute_replies([endpoint], engine.sees_packets, frozenset(), ttls)
