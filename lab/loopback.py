@@ -27,8 +27,9 @@ TF_CLUSTERS: tuple[tuple[str, str, dict[str, int]], ...] = (
 # What each decoy must be reported as.
 DECOYS: dict[str, str] = {"grpc": "grpc", "http": "http", "tls": "tls", "banner": "unknown", "silent": "unknown"}
 HOST = "127.0.0.1"
-# The neighbour servers of issue 12 stay off by default until the engine declares their kinds (policy.KINDS
-# and the registry reject them today); `LoopbackLab(peers=True)` starts them.
+# The neighbour servers (KServe, MLServer, Triton, TensorBoard, a FastAPI decoy) start with `lab up` and
+# `demo` (the CLI asks for them); the tests' shared loopback lab leaves them out, and tests/test_families.py
+# starts its own.
 PEERS_DEFAULT = False
 
 

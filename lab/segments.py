@@ -49,9 +49,8 @@ MODELSERVER = Host("cluster", "serving", 20)
 VANTAGES = {"cluster": Host("cluster", "ops", 50), "apps": Host("apps", "app", 10),
             "corp": Host("corp", "laptop", 10), "edge": Host("edge", "gateway", 10)}
 HOSTS = (*TF_HOSTS.values(), MODELSERVER, *VANTAGES.values())
-# Neighbour servers (issue 12), on their usual ports. Off by default until the engine declares their kinds
-# (policy.KINDS rejects them today); SegmentedLab(peers=True) adds them.
-PEERS_DEFAULT = False
+# Neighbour servers that serve TF models or TF tooling, on their usual ports, next to the TF servers.
+PEERS_DEFAULT = True
 KSERVE, MLSERVER, TENSORBOARD = Host("cluster", "kserve", 30), Host("cluster", "mlserver", 31), Host("cluster", "tensorboard", 32)
 PEER_HOSTS = (KSERVE, MLSERVER, TENSORBOARD)
 INFERENCE_HTTP, INFERENCE_GRPC, MLSERVER_METRICS, TENSORBOARD_PORT = 8080, 8081, 8082, 6006

@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("name", nargs="?", metavar="VANTAGE|RULESET", help="for scan, impair and ruleset")
     lab.add_argument("--targets", action="store_true", help="status: print only host:port lines, for `netaudit scan -`")
     lab.add_argument("--no-decoys", action="store_true", help="up, loopback lab: start no decoys")
+    lab.add_argument("--no-peers", action="store_true",
+                     help="up, loopback lab: leave out KServe, MLServer, Triton and TensorBoard (faster)")
     lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")
     lab.add_argument("--no-install", action="store_true",
                      help="up: as root, do not apt-get install missing lab packages (iproute2, nftables, procps)")
@@ -464,7 +466,7 @@ def open_lab(args: argparse.Namespace):
         from .lab.segments import SegmentedLab
 
         return SegmentedLab(ruleset=args.ruleset)
-    return LoopbackLab(decoys=not args.no_decoys, hostile=args.hostile, tarpits=args.tarpits)
+    return LoopbackLab(decoys=not args.no_decoys, peers=not args.no_peers, hostile=args.hostile, tarpits=args.tarpits)
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ def _loopback():
     from .targets import build_targets
 
     _say("using the loopback lab (real TensorFlow processes on 127.0.0.1), one vantage…")
-    with LoopbackLab() as lab:
+    with LoopbackLab(peers=True) as lab:
         _say(f"scanning {len(lab.endpoints)} lab endpoints…")
         # 5 s deadlines: the lab's ~30 processes share the machine with the scan.
         result = scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback", timeout=5))

@@ -14,7 +14,7 @@ from conftest import require_root_tools, run_cli
 
 def test_lab_up_status_down_leaves_nothing(tmp_path):
     env = {"NETAUDIT_LAB_DIR": str(tmp_path / "lab")}
-    up = run_cli("lab", "up", "--loopback", "--no-decoys", env=env, timeout=300)
+    up = run_cli("lab", "up", "--loopback", "--no-decoys", "--no-peers", env=env, timeout=300)
     assert up.returncode == 0, up.stderr
     state = json.loads((tmp_path / "lab" / "state.json").read_text())
     try:
@@ -43,7 +43,7 @@ def test_segmented_lab_cli_leaves_no_namespace(tmp_path):
     assert up.returncode == 0, up.stderr
     state = json.loads((tmp_path / "seglab" / "state.json").read_text())
     try:
-        assert state["kind"] == "segments" and len(state["namespaces"]) == 10
+        assert state["kind"] == "segments" and len(state["namespaces"]) == 13  # router, 12 hosts
         assert "firewall: nftables ruleset 'leaky'" in up.stdout and "edge 198.18.4.10" in up.stdout
         edge = run_cli("lab", "scan", "edge", env=env, timeout=300)
         opened = [(e["host"], e["port"], e["kind"]) for e in json.loads(edge.stdout)["endpoints"] if e["state"] == "open"]
