@@ -217,3 +217,47 @@ def test_a_real_v2_grpc_probe_sends_only_read_only_calls(fam):
     assert {m for m, _ in sent} == set(inference_v2.GRPC_CALLS)
     assert not {m for m, _ in sent} & do_not_call()
 
+
+
+# --- the whole engine: sniff, the registry's probes, cross-referencing, rules --------------------------------
+
+def test_a_scan_names_every_family_and_its_findings(fam):
+    """The engine path a user runs: every port's kind and product, models learned across ports, and the
+    findings each family's rules give."""
+    from netaudit.scan import ScanOptions, scan
+    from netaudit.targets import build_targets
+
+    targets = sorted({e.target for e in fam.endpoints})
+    result = scan(build_targets(targets, scope="127.0.0.1/32"), ScanOptions(engine="connect", timeout=TIMEOUT))
+    by_port = {e.port: e for e in result.endpoints}
+    rules = {}
+    for f in result.findings:
+        rules.setdefault(f.port, set()).add(f.rule)
+
+    def check(name: str, kind: str, product: str | None, expected_rules: set[str]):
+        lab_ep = endpoint(fam, name)
+        ep = by_port[lab_ep.port]
+        assert (ep.kind, ep.details.get("product")) == (kind, product), (name, ep.evidence)
+        assert rules.get(lab_ep.port, set()) == expected_rules, name
+        return ep
+
+    kserve = check("kserve/rest-v1", "inference-v1-rest", "kserve",
+                   {"inference-v1-predict-exposed", "inference-v2-infer-exposed", "inference-v2-repository-exposed"})
+    assert kserve.details["protocols"] == ["v1", "v2"] and set(kserve.details["models"]) == {"churn_scorer",
+                                                                                           "half_plus_two"}
+    grpc = check("kserve/grpc", "inference-v2-grpc", "kserve",
+                 {"inference-v2-infer-exposed", "inference-v2-repository-exposed"})
+    # The gRPC port lists nothing; the names came from the same host's REST port.
+    assert set(grpc.details["models"]) == {"churn_scorer", "half_plus_two"}
+    check("mlserver/rest", "inference-v2-rest", "mlserver", {"inference-v2-infer-exposed"})
+    check("mlserver/grpc", "inference-v2-grpc", "mlserver", {"inference-v2-infer-exposed"})
+    board = check("tensorboard", "tensorboard", "tensorboard", {"tensorboard-unauthenticated"})
+    assert board.details["logdir"] == endpoint(fam, "tensorboard").facts["logdir"]
+    assert check("modelserver/grpc", "modelserver-grpc", None, {
+        "modelserver-reload-exposed", "modelserver-predict-exposed", "modelserver-plaintext", "tf-profiler-exposed"})
+    check("decoy/fastapi", "http", None, set())
+    check("decoy/grpc", "grpc", None, set())
+    if any(e.name == "triton/rest" for e in fam.endpoints):
+        check("triton/rest", "inference-v2-rest", "triton", {"inference-v2-infer-exposed",
+                                                             "inference-v2-repository-exposed"})
+    assert "probe_error" not in str([e.details for e in result.endpoints])

@@ -155,7 +155,9 @@ def test_prometheus_textfile(small_lab, tmp_path):
     tf_up = sum(1 for e in data["endpoints"] if e["kind"] == "tf-server")
     assert tf_up >= 3 and findings[("critical", "tf-server-unauthenticated-plaintext")] == tf_up
     exposed = {s.labels["kind"]: s.value for s in families["netaudit_exposed_endpoints"].samples}
-    assert exposed == {"tf-server": tf_up, "modelserver-grpc": 0, "modelserver-rest": 0}
+    from netaudit import registry
+
+    assert exposed == {**{kind: 0 for kind in registry.sensitive_kinds()}, "tf-server": tf_up}
     assert families["netaudit_scan_complete"].samples[0].value == 1
     tool = promtool()
     if tool is None:
