@@ -2,10 +2,12 @@
 
 nmap's stock probes never send an HTTP/2 client preface, so they cannot make a gRPC server answer, and
 a TF port ends up named after whatever the port number suggests (peers-wire-facts.md §3). These probes
-send the same requests netaudit's own probes send (the TF GetStatus signature, TF Serving's
-GetModelStatus and REST GET for a random model) and match the same proofs (the device names, the
-NOT_FOUND message that echoes the random name, the exact REST error body). They are built from the
-probe modules' data at export time, so the file and the scanner cannot drift apart.
+send the same requests netaudit's own probes send and match the same proofs. Each family module declares
+its one-request signatures in `NMAP` (probes/base.py: the TF GetStatus device names, TF Serving's NOT_FOUND
+and REST error for a random model, KServe's V1 error, V2 server metadata over REST and gRPC, TensorBoard's
+/data/environment), built from the constants its probe uses; this module collects them for every family
+the registry lists and only translates them into nmap's syntax. A new family's module brings its probes
+into the file without a change here, and the file and the scanner cannot drift apart.
 
 nmap's probe-file rules shape the output: probe strings know only the escapes `\\ \\0 \\n \\r \\t \\xHH`
 and the delimiter has to be written `\\x7c`; a line is at most 8192 bytes; the first probe after NULL
@@ -15,16 +17,17 @@ can match the empty string is rejected.
 
 from __future__ import annotations
 
+import importlib
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import registry
 from .errors import UsageError
-from .probes import modelserver_grpc, modelserver_rest, tf_runtime
-from .safety import check_call
+from .probes.base import NAME_SLOT, GrpcSignature, HttpSignature, Naming
 from .probes.serving import ERROR_CODES, random_model_name
-from .targets import named_port_sets
+from .safety import UnsafeCall, check_call, check_http
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_DATA, FRAME_HEADERS, FRAME_SETTINGS = 0x0, 0x1, 0x4
@@ -176,13 +179,23 @@ def http_get(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {AUTHORITY}\r\nUser-Agent: netaudit\r\nConnection: close\r\n\r\n".encode()
 
 
-# ---- the probes, from the probe modules' data ------------------------------------------------------------
+def decode_http_request(data: bytes) -> tuple[str, str, bytes]:
+    """(method, path, body) of an HTTP/1.1 request: what the server would act on."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    parts = head.split(b"\r\n", 1)[0].split(b" ")
+    if not sep or len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise H2DecodeError("not one HTTP/1.1 request")
+    return parts[0].decode("ascii"), parts[1].decode("ascii"), body
+
+
+# ---- the probes, from the family modules' declarations ---------------------------------------------------
 
 @dataclass(frozen=True)
 class Match:
     service: str
     pattern: str  # PCRE, never anchored
     product: str | None = None
+    version: str | None = None
     info: str | None = None
     cpe: str | None = None
     flags: str = "s"
@@ -195,6 +208,7 @@ class NmapProbe:
     payload: bytes
     matches: tuple[Match, ...]
     about: str
+    ports: tuple[int, ...] = ()
 
 
 def _pcre_bytes(data: bytes) -> str:
@@ -202,19 +216,20 @@ def _pcre_bytes(data: bytes) -> str:
     return "".join(re.escape(chr(b)) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in data)
 
 
-def device_pattern() -> tuple[str, dict[str, int]]:
-    """tf_runtime.DEVICE_NAME without its anchors and with numbered groups, and which $N holds each field."""
-    groups = {name: tf_runtime.DEVICE_NAME.groupindex[name] for name in ("job", "replica", "task")}
-    pattern = re.sub(r"\(\?P<\w+>", "(", tf_runtime.DEVICE_NAME.pattern.removeprefix("^").removesuffix("$"))
-    return pattern, groups
-
-
 # A gRPC reply's trailers carry grpc-status as a literal (non-Huffman from C-core, peers-wire-facts.md §3).
-# Tried after the TF matches, and the trailers always come after the DATA frame, so a TF reply is never
-# cut short by it. The first gRPC probe only softmatches, so a TF Serving port (which has no
-# WorkerService) still gets the TF Serving probe; the last one names any other gRPC server.
+# Tried after the family matches, and the trailers always come after the DATA frame, so a family's reply is
+# never cut short by it. Every gRPC probe but the last only softmatches, so a port still gets the next
+# family's probe; the last one names any other gRPC server.
 GRPC_SOFT = Match("grpc", r"grpc-status", soft=True)
 GRPC_ANY = Match("grpc", r"grpc-status", "gRPC")
+# Where a unary reply's message starts: a DATA frame on stream 1 (type 0, no flags or END_STREAM), then the
+# gRPC prefix (not compressed, a length below 64 KiB).
+GRPC_MESSAGE_START = r"\x00[\x00\x01]\x00\x00\x00\x01\x00\x00\x00[\s\S]{2}"
+# An HTTP/1.x reply's status line, as far as the code.
+HTTP_STATUS = r"HTTP/1\.[01] {status} [^\r\n]*\r\n"
+# A body sent chunked starts with its first chunk's size.
+CHUNK_SIZE = r"(?:[0-9a-fA-F]{1,8}\r\n)?"
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def status_literal(code: str) -> str:
@@ -223,47 +238,93 @@ def status_literal(code: str) -> str:
     return _pcre_bytes(b"grpc-status" + bytes([len(digits)]) + digits)
 
 
-def tf_worker_probe() -> NmapProbe:
-    sig = next(s for s in tf_runtime.SIGNATURES if s.service == "tensorflow.WorkerService")
-    assert sig.proves[0].code == "OK"
-    pattern, g = device_pattern()
-    return NmapProbe(
-        f"{PROBE_PREFIX}TFWorkerGetStatus", grpc_request(sig.method, sig.request),
-        (Match("grpc", pattern, "TensorFlow distributed runtime gRPC",
-               f"job: ${g['job']}; replica ${g['replica']}; task ${g['task']}", "a:google:tensorflow"), GRPC_SOFT),
-        f"tf.distribute.Server: {sig.method} with an empty request; the reply lists the task's devices "
-        f"(tf_runtime.SIGNATURES, DEVICE_NAME)")
+def _header(name: str, value: str | None) -> str:
+    """A lookahead over the header block: this header with exactly this value, or (None) no such header."""
+    name_re = f"(?i:{re.escape(name)})"
+    if value is None:
+        return rf"(?!(?:[^\r\n]+\r\n)*?{name_re}:)"
+    return rf"(?=(?:[^\r\n]+\r\n)*?{name_re}: *{re.escape(value)}\r\n)"
 
 
-def serving_grpc_probe(model: str) -> NmapProbe:
-    expect = modelserver_grpc.UNKNOWN_MODEL
-    message = _pcre_bytes((expect.details + model).encode())
-    return NmapProbe(
-        f"{PROBE_PREFIX}TFServingModelStatus",
-        grpc_request(modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec(model)),
-        (Match("grpc", f"{status_literal(expect.code)}[\\s\\S]{{0,32}}{message}|{message}[\\s\\S]{{0,32}}"
-                       f"{status_literal(expect.code)}", "TensorFlow Serving gRPC", "ModelService"), GRPC_ANY),
-        f"TF Serving gRPC: {modelserver_grpc.MODEL_STATUS} for the random model {model!r}; "
-        f"{expect.code} {expect.details + model!r} proves it (modelserver_grpc.UNKNOWN_MODEL)")
+def _fill(template: str | None, groups: dict[str, int], where: str) -> str | None:
+    """{group} -> $N for nmap's version fields."""
+    if template is None:
+        return None
+
+    def number(m: re.Match) -> str:
+        if m[1] not in groups:
+            raise ValueError(f"{where}: {template!r} cites {{{m[1]}}}, which is no group of its pattern")
+        return f"${groups[m[1]]}"
+
+    return PLACEHOLDER.sub(number, template)
 
 
-def serving_rest_probe(model: str) -> NmapProbe:
-    error = re.escape(modelserver_rest.UNKNOWN_MODEL.format(name=model))
-    # 404, no Server header in the header block, and a JSON body whose only member is the exact error:
-    # the checks modelserver_rest.probe makes, short of parsing the JSON.
-    pattern = (r"HTTP/1\.[01] 404 [^\r\n]*\r\n(?:(?![Ss]erver:)[^\r\n]*\r\n)*\r\n"
-               rf"\{{\s*\"error\": ?\"{error}\"\s*\}}")
-    path = modelserver_rest.MODEL_PATH.format(name=model)
-    return NmapProbe(f"{PROBE_PREFIX}TFServingREST", http_get(path),
-                     (Match("http", pattern, "TensorFlow Serving REST API"),),
-                     f"TF Serving REST: GET {path}; a 404 without a Server header whose JSON body is only "
-                     f"{{\"error\": {modelserver_rest.UNKNOWN_MODEL.format(name=model)!r}}} "
-                     "(modelserver_rest.probe)")
+def _match(service: str, naming: Naming, start: str, model: str, where: str) -> Match:
+    """A naming as an nmap match: its leading \\A becomes `start`, NAME_SLOT the escaped model name, named
+    groups numbered ones (nmap cites them as $N, in the same order)."""
+    body = naming.pattern.replace(NAME_SLOT, re.escape(model))
+    if "\\A" in body.removeprefix("\\A"):
+        raise ValueError(f"{where}: \\A is allowed only at the start of a pattern")
+    groups = re.compile(body).groupindex
+    pattern = start + body.removeprefix("\\A") if body.startswith("\\A") else body
+    pattern = re.sub(r"\(\?P<\w+>", "(", pattern)
+    return Match(service, pattern, _fill(naming.product, groups, where), _fill(naming.version, groups, where),
+                 _fill(naming.info, groups, where), naming.cpe)
+
+
+def _ports(kinds: tuple[str, ...], where: str) -> tuple[int, ...]:
+    declared = [registry.kind(k) for k in kinds]
+    if None in declared:
+        raise ValueError(f"{where}: kinds {kinds} are not all declared in the registry")
+    return tuple(sorted({p for k in declared for p in k.ports}))
+
+
+def grpc_probe(sig: GrpcSignature, model: str) -> NmapProbe:
+    where = f"{sig.name} ({sig.method})"
+    request = sig.request(model) if callable(sig.request) else sig.request
+    if sig.status == "OK":
+        matches = tuple(_match("grpc", n, GRPC_MESSAGE_START, model, where) for n in sig.namings)
+    else:
+        status = status_literal(sig.status)
+        matches = []
+        for naming in sig.namings:
+            found = _match("grpc", naming, "", model, where)
+            if re.compile(found.pattern).groups:
+                raise ValueError(f"{where}: a grpc-message pattern cannot have groups (it is matched both ways round)")
+            matches.append(replace(found, pattern=f"{status}[\\s\\S]{{0,32}}{found.pattern}|"
+                                                  f"{found.pattern}[\\s\\S]{{0,32}}{status}"))
+        matches = tuple(matches)
+    return NmapProbe(f"{PROBE_PREFIX}{sig.name}", grpc_request(sig.method, request), matches, sig.about,
+                     _ports(sig.kinds, where))
+
+
+def http_probe(sig: HttpSignature, model: str) -> NmapProbe:
+    where = f"{sig.name} (GET {sig.path})"
+    head = (HTTP_STATUS.format(status=sig.status) + "".join(_header(n, v) for n, v in sig.headers)
+            + r"(?:[^\r\n]+\r\n)*\r\n" + CHUNK_SIZE)
+    matches = []
+    for naming in sig.namings:
+        found = _match("http", naming, "", model, where)
+        matches.append(replace(found, pattern=head + ("" if naming.pattern.startswith("\\A") else r"[\s\S]*?")
+                               + found.pattern))
+    return NmapProbe(f"{PROBE_PREFIX}{sig.name}", http_get(sig.path.format(name=model)), tuple(matches), sig.about,
+                     _ports(sig.kinds, where))
+
+
+def signatures() -> tuple[GrpcSignature | HttpSignature, ...]:
+    """Every family module's NMAP declaration, for every family the registry lists, in declared order."""
+    modules = dict.fromkeys(p.module for family in registry.families() for p in family.probes)
+    found = [sig for module in modules
+             for sig in getattr(importlib.import_module(f"netaudit.probes.{module}"), "NMAP", ())]
+    return tuple(sorted(found, key=lambda s: (s.order, s.name)))
 
 
 def build_probes(model: str | None = None) -> tuple[NmapProbe, ...]:
     model = model or random_model_name()
-    return tf_worker_probe(), serving_grpc_probe(model), serving_rest_probe(model)
+    probes = [grpc_probe(s, model) if isinstance(s, GrpcSignature) else http_probe(s, model) for s in signatures()]
+    last_grpc = max((i for i, p in enumerate(probes) if p.payload.startswith(PREFACE)), default=None)
+    return tuple(replace(p, matches=p.matches + ((GRPC_ANY if i == last_grpc else GRPC_SOFT),))
+                 if p.payload.startswith(PREFACE) else p for i, p in enumerate(probes))
 
 
 # ---- the probe file --------------------------------------------------------------------------------------
@@ -283,7 +344,7 @@ def match_line(match: Match) -> str:
         raise ValueError(f"pattern {match.pattern!r} matches the empty string; nmap rejects it")
     delimiter = next(d for d in "|=%@#!~" if d not in match.pattern)
     line = f"{'softmatch' if match.soft else 'match'} {match.service} m{delimiter}{match.pattern}{delimiter}{match.flags}"
-    for letter, value in (("p", match.product), ("i", match.info)):
+    for letter, value in (("p", match.product), ("v", match.version), ("i", match.info)):
         if value:
             line += _field(letter, value)
     if match.cpe:
@@ -292,23 +353,31 @@ def match_line(match: Match) -> str:
 
 
 def check_sendable(probe: NmapProbe) -> None:
-    """Every gRPC request a probe sends passes the same safety check as netaudit's own calls."""
+    """Every request a probe sends passes the same safety check as netaudit's own calls, and over HTTP is a
+    GET (the REST signatures declare only paths)."""
     if probe.payload.startswith(PREFACE):
         check_call(*decode_grpc_request(probe.payload))
+        return
+    method, path, body = decode_http_request(probe.payload)
+    check_http(method, path, body)
+    if method != "GET":
+        raise UnsafeCall(f"refusing to write a {method} probe: REST probes only GET")
 
 
-def render(probes: tuple[NmapProbe, ...], null_probe: bool, ports: tuple[int, ...]) -> str:
+def render(probes: tuple[NmapProbe, ...], null_probe: bool) -> str:
     lines = [f"# nmap service probes generated by netaudit from its own signatures. Use:",
              "#   nmap -sV --versiondb THIS_FILE ...   (or netaudit export nmap-probes --with-stock for the stock set too)",
              "# They send read-only requests only; see the netaudit README for what nmap cannot see."]
     if null_probe:
         # nmap needs a NULL probe; C-core gRPC speaks first but matches nothing here, so the wait is short.
         lines += ["", STOCK_NULL_PROBE, "totalwaitms 1000"]
-    port_spec = ",".join(str(p) for p in ports)
     for probe in probes:
         check_sendable(probe)
         lines += ["", f"# {probe.about}", f"Probe TCP {probe.name} q|{escape_probe_string(probe.payload)}|",
-                  f"rarity {RARITY}", f"ports {port_spec}", f"totalwaitms {TOTAL_WAIT_MS}"]
+                  f"rarity {RARITY}"]
+        if probe.ports:  # the usual ports of the kinds it names: there nmap tries it first
+            lines.append(f"ports {','.join(str(p) for p in probe.ports)}")
+        lines.append(f"totalwaitms {TOTAL_WAIT_MS}")
         lines += [match_line(m) for m in probe.matches]
     for line in lines:
         if not line.isascii():
@@ -335,7 +404,6 @@ def read_stock(path: str) -> str:
 
 def export(with_stock: str | None = None, model: str | None = None) -> str:
     probes = build_probes(model)
-    ports = named_port_sets()["tf"]
     if with_stock is None:
-        return render(probes, True, ports)
-    return read_stock(with_stock) + "\n" + render(probes, False, ports)
+        return render(probes, True)
+    return read_stock(with_stock) + "\n" + render(probes, False)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .serving import BUILTIN_MODEL_NAMES
 
@@ -33,3 +34,65 @@ class ProbeContext:
     model_names: tuple[str, ...] = BUILTIN_MODEL_NAMES
     retries: int = 1
 
+
+
+# ---- one-request signatures, for tools that name a service from one request and one reply (nmap -sV) ------
+#
+# A family module lists them in `NMAP`; `netaudit export nmap-probes` collects them for every family the
+# registry declares (netaudit/nmap_probes.py), so a new family's module brings its nmap probes along. They
+# are built from the same constants the module's probe uses. They claim less than the probe: one request
+# and one reply shape, with no JSON parsing, no inventory and no version range.
+
+# In a pattern: the random model name the request carried (filled in regex-escaped). A regex comment, so
+# the pattern compiles as it is.
+NAME_SLOT = "(?#name)"
+
+
+def literal(template: str) -> str:
+    """A regex for `template` (a str.format template) exactly, with its {name} as NAME_SLOT."""
+    return re.escape(template.format(name="\x00")).replace("\x00", NAME_SLOT)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """One reply shape and how a tool names the server that sent it. `pattern` is a regex in the subset
+    Python's re and PCRE share, never anchored except by a leading \\A ("where the proof starts": the body
+    of an HTTP reply, the message of a gRPC reply); `product`, `version` and `info` may cite its named
+    groups as {group}."""
+
+    pattern: str
+    product: str
+    version: str | None = None
+    info: str | None = None
+    cpe: str | None = None
+
+
+@dataclass(frozen=True)
+class GrpcSignature:
+    """A unary gRPC call that identifies the family by itself. With status "OK" the namings read the reply
+    message; with another status the call must fail with it, and the namings (without groups) read its
+    grpc-message."""
+
+    name: str
+    method: str
+    request: bytes | Callable[[str], bytes]  # a callable gets the random model name
+    status: str
+    namings: tuple[Naming, ...]
+    kinds: tuple[str, ...]  # the registry kinds it identifies (their usual ports are tried first)
+    order: int  # file order: probes that name more (a version) before those that name less
+    about: str
+
+
+@dataclass(frozen=True)
+class HttpSignature:
+    """A GET that identifies the family by itself: the status, headers that must be there with exactly this
+    value (or, with None, must be absent), and the namings, which read the body."""
+
+    name: str
+    path: str  # {name}: the random model name
+    status: int
+    headers: tuple[tuple[str, str | None], ...]
+    namings: tuple[Naming, ...]
+    kinds: tuple[str, ...]
+    order: int
+    about: str

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from netaudit import httpwire
 
-from .base import Outcome, ProbeContext
+from .base import HttpSignature, Naming, Outcome, ProbeContext, literal
 from .inference_v2 import MAX_MODELS, bounded
 
 # Requests and the replies that prove KServe V1, as data.
@@ -30,6 +30,16 @@ SERVER_HEADER = "uvicorn"
 MODEL_LIST_PATH = "/v1/models"
 MODEL_READY_PATH = "/v1/models/{name}"
 INVENTORY_PARALLEL = 8
+
+# For nmap (probes/base.py): the reply kserve_unknown_model() accepts, byte for byte. After the V2 probe,
+# which also names the version on a KServe port serving both.
+NMAP = (HttpSignature(
+    "KServeV1REST", UNKNOWN_MODEL_PATH, UNKNOWN_MODEL_STATUS,
+    (("server", SERVER_HEADER), ("content-type", "application/json")),
+    (Naming(r"\A" + literal(UNKNOWN_MODEL_BODY), "KServe", info="V1 REST"),),
+    ("inference-v1-rest",), 60,
+    f"KServe V1 REST: GET {UNKNOWN_MODEL_PATH} for a random model; a 404 from {SERVER_HEADER} whose body is "
+    f"exactly {UNKNOWN_MODEL_BODY.format(name='NAME')} (inference_v1.kserve_unknown_model)"),)
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ import asyncio
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from netaudit import httpwire, protowire
 from netaudit.rpc import RpcSession
 
-from .base import Outcome, ProbeContext
+from .base import GrpcSignature, HttpSignature, Naming, Outcome, ProbeContext
 
 SERVICE = "inference.GRPCInferenceService"
 SERVER_METADATA = f"/{SERVICE}/ServerMetadata"
@@ -47,7 +48,11 @@ REST_REQUESTS = (REST_SERVER_METADATA, REST_MODEL_METADATA, REST_MODEL_READY)
 KSERVE_MODEL_LIST = "/v1/models"
 TRITON_METRICS_MODEL = re.compile(r'^nv_inference_request_success\{model="([^"]{1,128})"', re.M)
 
-KNOWN_PRODUCTS = ("kserve", "mlserver", "triton")
+# What each server calls itself in its metadata, and how reports name it.
+PRODUCT_LABELS = {"kserve": "KServe", "mlserver": "Seldon MLServer", "triton": "NVIDIA Triton Inference Server"}
+KNOWN_PRODUCTS = tuple(PRODUCT_LABELS)
+# ServerMetadataResponse's field numbers (the layout in the module docstring).
+METADATA_FIELDS = {"name": 1, "version": 2, "extensions": 3}
 MAX_MODELS = 64
 MAX_TENSORS = 32
 MAX_EXTENSIONS = 32
@@ -147,11 +152,11 @@ def server_metadata_grpc(body: bytes) -> tuple[str, str, tuple[str, ...]] | None
         msg = protowire.decode(body)
     except protowire.DecodeError:
         return None
-    name = msg.str(1)
+    name = msg.str(METADATA_FIELDS["name"])
     if not name:
         return None
-    return bounded(name), bounded(msg.str(2)), tuple(bounded(b.decode("utf-8", "replace"))
-                                                      for b in msg.blobs(3)[:MAX_EXTENSIONS])
+    return bounded(name), bounded(msg.str(METADATA_FIELDS["version"])), tuple(
+        bounded(b.decode("utf-8", "replace")) for b in msg.blobs(METADATA_FIELDS["extensions"])[:MAX_EXTENSIONS])
 
 
 def _shape(tensor: protowire.Fields) -> tuple[int, ...]:
@@ -180,6 +185,41 @@ def ready_grpc(body: bytes) -> bool | None:
         return bool(protowire.decode(body).int(1))
     except protowire.DecodeError:
         return None
+
+
+# --- for nmap (probes/base.py): server metadata, one naming per known product, then any other name ------------
+
+def _json_metadata(name: str) -> str:
+    """The V2 server-metadata object as the three servers write it: name, version, extensions, in that order."""
+    return rf'\A\{{\s*"name":\s*"(?P<name>{name})",\s*"version":\s*"(?P<version>[^"]{{1,64}})",\s*"extensions":\s*\['
+
+
+def _proto_string(field_name: str, text: str) -> str:
+    """A length-delimited string field of ServerMetadataResponse: the tag, the length byte, the text."""
+    tag = (METADATA_FIELDS[field_name] << 3) | 2
+    if text:
+        return rf"\x{tag:02x}\x{len(text):02x}(?P<{field_name}>{text})"
+    return rf"\x{tag:02x}[\x01-\x3f](?P<{field_name}>[\x20-\x7e]{{1,63}})"
+
+
+def _namings(pattern: Callable[[str], str], info: str) -> tuple[Naming, ...]:
+    return (*(Naming(pattern(name), label, "{version}", info) for name, label in PRODUCT_LABELS.items()),
+            Naming(pattern(""), "{name}", "{version}", info))
+
+
+NMAP = (
+    GrpcSignature("InferenceV2ServerMetadata", SERVER_METADATA, b"", "OK",
+                  _namings(lambda name: r"\A" + _proto_string("name", name) + _proto_string("version", ""),
+                           "Open Inference Protocol gRPC"),
+                  ("inference-v2-grpc",), 30,
+                  f"Open Inference Protocol gRPC: {SERVER_METADATA} with an empty request; the reply's name and "
+                  "version fields (inference_v2.server_metadata_grpc)"),
+    HttpSignature("InferenceV2REST", REST_SERVER_METADATA[1], 200, (("content-type", "application/json"),),
+                  _namings(lambda name: _json_metadata(name or '[^"]{1,64}'), "Open Inference Protocol REST"),
+                  ("inference-v2-rest",), 50,
+                  f"Open Inference Protocol REST: GET {REST_SERVER_METADATA[1]}; a JSON object with name, version "
+                  "and extensions (inference_v2.server_metadata_json)"),
+)
 
 
 # --- probes -----------------------------------------------------------------------------------------------

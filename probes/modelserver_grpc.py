@@ -13,7 +13,7 @@ from netaudit import protowire
 from netaudit.bounds import cap_list
 from netaudit.rpc import RpcSession
 
-from .base import Expect, Outcome, ProbeContext
+from .base import NAME_SLOT, Expect, GrpcSignature, Naming, Outcome, ProbeContext, literal
 from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, random_model_name, tensor
 
 MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
@@ -32,6 +32,15 @@ INVENTORY_PARALLEL = 16
 
 def model_spec(name: str) -> bytes:
     return protowire.field(1, protowire.field(1, name))  # request.model_spec (1) . name (1)
+
+
+# For nmap (probes/base.py): the NOT_FOUND that echoes a random model name, as probe() checks it.
+NMAP = (GrpcSignature(
+    "TFServingModelStatus", MODEL_STATUS, model_spec, UNKNOWN_MODEL.code,
+    (Naming(literal(UNKNOWN_MODEL.details) + NAME_SLOT, "TensorFlow Serving gRPC", info="ModelService"),),
+    ("modelserver-grpc",), 20,
+    f"TF Serving gRPC: {MODEL_STATUS} for a random model; {UNKNOWN_MODEL.code} "
+    f"{UNKNOWN_MODEL.details!r} + the name proves it (modelserver_grpc.UNKNOWN_MODEL)"),)
 
 
 def metadata_request(name: str) -> bytes:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from netaudit import httpwire
 from netaudit.bounds import CAPS, cap_list
 
-from .base import Outcome, ProbeContext
+from .base import HttpSignature, Naming, Outcome, ProbeContext, literal
 from .serving import INTERNAL_SIGNATURES, random_model_name, tensor
 
 MODEL_PATH = "/v1/models/{name}"
@@ -29,6 +29,15 @@ PROBE_ORIGIN = "https://netaudit.invalid"
 METRIC_NAME = re.compile(r'model_name="([^"]+)"')
 METRIC_PATH = re.compile(r'model_path="[^"]*?/([^/"]+)/\d+"')
 INVENTORY_PARALLEL = 8
+
+# For nmap (probes/base.py): a 404 without a Server header whose JSON body is only the exact error, the
+# checks probe() makes short of parsing the JSON.
+NMAP = (HttpSignature(
+    "TFServingREST", MODEL_PATH, 404, (("server", None), ("content-type", "application/json")),
+    (Naming(r'\A\{\s*"error": ?"' + literal(UNKNOWN_MODEL) + r'"\s*\}', "TensorFlow Serving REST API"),),
+    ("modelserver-rest",), 40,
+    f"TF Serving REST: GET {MODEL_PATH} for a random model; a 404 without a Server header whose JSON body is "
+    f"only {{\"error\": \"{UNKNOWN_MODEL.format(name='NAME')}\"}} (modelserver_rest.probe)"),)
 
 
 def parse_json(body: bytes):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from netaudit import httpwire
 
-from .base import Outcome, ProbeContext
+from .base import HttpSignature, Naming, Outcome, ProbeContext
 from .inference_v2 import bounded
 
 # The requests, in order, and what each must answer.
@@ -25,6 +25,16 @@ REQUESTS = (ENVIRONMENT, PLUGINS, RUNS)
 MAX_RUNS = 256
 MAX_PLUGINS = 64
 MAX_PATH = 512
+
+# For nmap (probes/base.py): /data/environment alone, read without parsing the JSON, as TensorBoard writes
+# it (version first, then data_location). probe() asks for all three.
+NMAP = (HttpSignature(
+    "TensorBoardEnvironment", ENVIRONMENT[1], 200, (("content-type", "application/json"),),
+    (Naming(rf'\A\{{\s*"version":\s*"(?P<version>[^"]{{1,64}})",\s*"data_location":\s*"(?P<logdir>[^"]{{0,{MAX_PATH}}})"',
+            "TensorBoard", "{version}", "logdir: {logdir}"),),
+    ("tensorboard",), 70,
+    f"TensorBoard: GET {ENVIRONMENT[1]}; a JSON object starting with version and data_location (the log "
+    "directory)"),)
 
 
 @dataclass(frozen=True)

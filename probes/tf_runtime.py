@@ -19,7 +19,7 @@ from netaudit import advisories, protowire
 from netaudit.bounds import cap_list
 from netaudit.rpc import Reply, RpcSession
 
-from .base import Expect, Outcome, ProbeContext
+from .base import Expect, GrpcSignature, Naming, Outcome, ProbeContext
 from netaudit.safety import MALFORMED
 
 
@@ -146,6 +146,17 @@ def version_markers() -> tuple[str, ...]:
 
 
 DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
+
+# For nmap (probes/base.py): GetStatus's reply lists the task's devices, and their names travel as plain
+# text in the message (tf-wire-facts.md §4), so the job, replica and task read straight off it.
+GET_STATUS = next(s for s in SIGNATURES if s.service == "tensorflow.WorkerService")
+NMAP = (GrpcSignature(
+    "TFWorkerGetStatus", GET_STATUS.method, GET_STATUS.request, GET_STATUS.proves[0].code,
+    (Naming(DEVICE_NAME.pattern.removeprefix("^").removesuffix("$"), "TensorFlow distributed runtime gRPC",
+            info="job: {job}; replica {replica}; task {task}", cpe="a:google:tensorflow"),),
+    ("tf-server",), 10,
+    f"tf.distribute.Server: {GET_STATUS.method} with an empty request; the reply lists the task's devices "
+    "(tf_runtime.SIGNATURES, DEVICE_NAME)"),)
 
 
 def decode_devices(body: bytes, truncated: dict[str, int] | None = None) -> list[dict]:
