@@ -235,11 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write netaudit's fingerprints for other tools (nmap service probes)",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             description="Write nmap service probes generated from netaudit's own signatures, so "
-                            "`nmap -sV` names tf.distribute.Server (job, replica, task), TF Serving gRPC and TF "
-                            "Serving REST. The probes send only netaudit's read-only requests. nmap sees less than "
-                            "netaudit: nothing inside TLS, no model inventory, no version range, no findings.",
+                            "`nmap -sV` names every family whose module declares one-request signatures: "
+                            "tf.distribute.Server (job, replica, task), TF Serving gRPC and REST, KServe V1 REST, "
+                            "Open Inference Protocol REST and gRPC (KServe, MLServer, Triton, with version) and "
+                            "TensorBoard (version, log directory). The probes send only netaudit's read-only "
+                            "requests. nmap sees less than netaudit: nothing inside TLS, one request per family, no "
+                            "model inventory, no version range, no findings.",
                             epilog="examples:\n  netaudit export nmap-probes -o tf-probes\n"
-                                   "  nmap -sV --versiondb tf-probes -p 2222,8500,8501 198.18.1.0/24\n"
+                                   "  nmap -sV --versiondb tf-probes -p 2222,6006,8000,8001,8080,8081,8500,8501 "
+                                   "198.18.1.0/24\n"
                                    "  netaudit export nmap-probes --with-stock /usr/share/nmap/nmap-service-probes "
                                    "-o all-probes\n\n" + EPILOG)
     export.add_argument("what", choices=["nmap-probes"], help="nmap-probes: a file for nmap --versiondb")

@@ -1,5 +1,6 @@
 """netaudit with nmap, masscan and zmap: the exported nmap probes run by Debian's nmap against the lab's
-real TF servers, and real masscan, zmap and nmap output fed back as targets."""
+real TF servers and the neighbour families' real servers (KServe, MLServer, Triton, TensorBoard), and real
+masscan, zmap and nmap output fed back as targets."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import h2.connection
 import h2.events
 import pytest
 
-from netaudit import nmap_probes
+from netaudit import nmap_probes, registry
 from netaudit.discovery import parse_nmap_xml
-from netaudit.probes import modelserver_grpc, tf_runtime
-from netaudit.safety import MALFORMED, UnsafeCall, check_call, do_not_call, empty_only
+from netaudit.lab.peer_servers import triton_version
+from netaudit.probes import inference_v1, inference_v2, modelserver_grpc, tensorboard, tf_runtime
+from netaudit.probes.base import GrpcSignature, HttpSignature
+from netaudit.safety import MALFORMED, UnsafeCall, check_call, check_http, do_not_call, empty_only
 
 from conftest import require_root_tools, run_cli
+from test_families import FamiliesLab
 
 STOCK = Path("/usr/share/nmap/nmap-service-probes")
 MODEL = "netaudit-probe-0123456789ab"
@@ -110,7 +114,7 @@ def test_decoder_refuses_what_it_did_not_write():
 
 def test_every_probe_request_passes_the_safety_check():
     text = nmap_probes.export(model=MODEL)
-    grpc_calls = []
+    grpc_calls, rest_paths = [], []
     for name, payload in probe_lines(text).items():
         if name == "NULL":
             assert payload == b""
@@ -121,20 +125,29 @@ def test_every_probe_request_passes_the_safety_check():
             check_call(path, message)
             grpc_calls.append(path)
         else:
-            assert payload.startswith(b"GET ") and b"\r\n\r\n" in payload  # REST: one read-only GET
-    assert sorted(grpc_calls) == sorted([modelserver_grpc.MODEL_STATUS, "/tensorflow.WorkerService/GetStatus"])
+            head, _, body = payload.partition(b"\r\n\r\n")
+            method, path, version = head.split(b"\r\n")[0].decode().split(" ")
+            assert (method, version, body) == ("GET", "HTTP/1.1", b"")  # REST: one read-only GET, nothing after it
+            check_http(method, path, body)
+            rest_paths.append(path)
+    assert sorted(grpc_calls) == sorted([modelserver_grpc.MODEL_STATUS, "/tensorflow.WorkerService/GetStatus",
+                                         inference_v2.SERVER_METADATA])
+    assert sorted(rest_paths) == sorted([f"/v1/models/{MODEL}", f"/v1/models/{MODEL}", "/v2", "/data/environment"])
 
 
 def test_an_unsafe_probe_is_refused_before_it_is_written():
     method = next(iter(sorted(do_not_call())))
     unsafe = nmap_probes.NmapProbe("Bad", nmap_probes.grpc_request(method, b""), (nmap_probes.GRPC_ANY,), "unsafe")
     with pytest.raises(UnsafeCall):
-        nmap_probes.render((unsafe,), True, (2222,))
+        nmap_probes.render((unsafe,), True)
+    for request in (b"POST /v2/repository/models/m/load HTTP/1.1\r\n\r\n{}", b"DELETE /v1/models/m HTTP/1.1\r\n\r\n"):
+        with pytest.raises(UnsafeCall):
+            nmap_probes.render((nmap_probes.NmapProbe("Bad", request, (), "unsafe"),), True)
     reload_with_config = nmap_probes.grpc_request(sorted(empty_only())[0], b"\x0a\x00")
     with pytest.raises(UnsafeCall):
         check_call(*nmap_probes.decode_grpc_request(reload_with_config))
     malformed = nmap_probes.NmapProbe("Ok", nmap_probes.grpc_request(method, MALFORMED), (nmap_probes.GRPC_ANY,), "")
-    assert "Probe TCP Ok" in nmap_probes.render((malformed,), True, (2222,))
+    assert "Probe TCP Ok" in nmap_probes.render((malformed,), True)
 
 
 def test_probe_file_follows_nmaps_syntax_rules():
@@ -145,20 +158,70 @@ def test_probe_file_follows_nmaps_syntax_rules():
     assert all(1 <= int(line.split()[1]) <= 9 for line in lines if line.startswith("rarity "))
     assert all(100 <= int(line.split()[1]) <= 300000 for line in lines if line.startswith("totalwaitms "))
     patterns = [re.match(r"(?:soft)?match \S+ m(.)(.*?)\1([is]*)", line) for line in lines if "match " in line[:10]]
-    assert len(patterns) >= 5
+    assert len(patterns) >= 15
     for m in patterns:
         assert not m[2].startswith(("^", "\\A")), "the first probe keeps the NULL probe's bytes: no anchors"
+        assert "^" not in m[2].replace("[^", "") and "\\A" not in m[2] and "\\Z" not in m[2] and "$" not in m[2]
         assert re.search(m[2].encode("latin-1"), b"") is None
-    assert len(probe_lines(text)) == 4  # NULL and three netaudit probes
+    for line in lines:  # $N cites a group its pattern has
+        m = re.match(r"match \S+ m(.)(.*?)\1s (.*)", line)
+        if m:
+            cited = [int(n) for n in re.findall(r"\$(\d)", m[3])]
+            assert max(cited, default=0) <= re.compile(m[2].encode("latin-1")).groups, line
+    assert all(0 < int(p) < 65536 for line in lines if line.startswith("ports ") for p in line[6:].split(","))
+    assert len(probe_lines(text)) == 1 + len(nmap_probes.signatures()) >= 8  # NULL and every declared signature
     assert MODEL in text and nmap_probes.export() != nmap_probes.export()  # a fresh random model name each time
 
 
 def test_device_regex_is_tf_runtimes_own():
-    pattern, groups = nmap_probes.device_pattern()
+    probe = next(p for p in nmap_probes.build_probes(MODEL) if p.name == "NetauditTFWorkerGetStatus")
     name = "/job:worker/replica:0/task:3/device:CPU:0"
     assert tf_runtime.DEVICE_NAME.match(name)
-    m = re.search(pattern, "\x12junk" + name + "\x12\x03CPU")
-    assert (m[groups["job"]], m[groups["replica"]], m[groups["task"]]) == ("worker", "0", "3")
+    m = re.search(probe.matches[0].pattern, "\x12junk" + name + "\x12\x03CPU")
+    assert probe.matches[0].info == "job: $1; replica $2; task $3" and (m[1], m[2], m[3]) == ("worker", "0", "3")
+
+
+def test_every_sensitive_kind_of_the_registry_has_an_nmap_probe():
+    """A family added to the registry brings its module's NMAP declaration into the file; one without it
+    fails here, naming the kinds nmap could not name."""
+    covered = {k for sig in nmap_probes.signatures() for k in sig.kinds}
+    assert set(registry.sensitive_kinds()) - covered == set()
+    modules = {p.module for f in registry.families() for p in f.probes}
+    assert {sig.name for sig in nmap_probes.signatures()} == {
+        sig.name for m in modules for sig in getattr(__import__(f"netaudit.probes.{m}", fromlist=["x"]), "NMAP", ())}
+    assert {"TensorBoardEnvironment", "KServeV1REST", "InferenceV2REST", "InferenceV2ServerMetadata"} <= {
+        sig.name for sig in nmap_probes.signatures()}
+
+
+def test_signatures_are_built_from_the_modules_constants():
+    by_name = {sig.name: sig for sig in nmap_probes.signatures()}
+    v1, v2_rest, v2_grpc, tb = (by_name[n] for n in ("KServeV1REST", "InferenceV2REST", "InferenceV2ServerMetadata",
+                                                      "TensorBoardEnvironment"))
+    assert isinstance(v1, HttpSignature) and v1.path == inference_v1.UNKNOWN_MODEL_PATH
+    assert ("server", inference_v1.SERVER_HEADER) in v1.headers and v1.status == inference_v1.UNKNOWN_MODEL_STATUS
+    probe = nmap_probes.http_probe(v1, MODEL)
+    body = inference_v1.UNKNOWN_MODEL_BODY.format(name=MODEL)
+    reply = f"HTTP/1.1 404 Not Found\r\nserver: uvicorn\r\ncontent-type: application/json\r\n\r\n{body}"
+    assert re.search(probe.matches[0].pattern, reply, re.S)
+    assert not re.search(probe.matches[0].pattern, reply.replace(MODEL, "other-name"), re.S)
+    assert not re.search(probe.matches[0].pattern, reply.replace("server: uvicorn", "server: nginx"), re.S)
+    assert isinstance(v2_grpc, GrpcSignature) and v2_grpc.method == inference_v2.SERVER_METADATA
+    assert {m.product for m in v2_rest.namings} == {*inference_v2.PRODUCT_LABELS.values(), "{name}"}
+    assert tb.path == tensorboard.ENVIRONMENT[1]
+
+
+def test_a_v2_reply_message_is_named_by_the_grpc_match():
+    """The bytes a real protobuf encoder writes for ServerMetadataResponse, framed as a gRPC DATA frame."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    probe = next(p for p in nmap_probes.build_probes(MODEL) if p.name == "NetauditInferenceV2ServerMetadata")
+    for name, product in (("triton", "NVIDIA Triton Inference Server"), ("acme-infer", "$1")):
+        message = pb.ServerMetadataResponse(name=name, version="2.51.0", extensions=["a"]).SerializeToString()
+        frame = nmap_probes.h2_frame(nmap_probes.FRAME_DATA, 0, 1, b"\x00" + len(message).to_bytes(4, "big") + message)
+        buffer = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + frame + b"\x00\x00\x10\x01\x05\x00\x00\x00\x01grpc-status\x010"
+        hit = next(m for m in probe.matches if re.search(m.pattern.encode("latin-1"), buffer, re.S))
+        found = re.search(hit.pattern.encode("latin-1"), buffer, re.S)
+        assert hit.product == product and hit.version == "$2" and found[2] == b"2.51.0" and found[1] == name.encode()
 
 
 def test_with_stock_keeps_the_stock_file_and_refuses_a_second_append(tmp_path):
