@@ -310,6 +310,99 @@ def test_nmap_with_the_stock_probes_appended_still_names_tf(nmap_bin, lab, nmap_
     assert services[behind_tls.port].get("extrainfo") == f"job: {behind_tls.job}; replica 0; task {behind_tls.task}"
 
 
+# ---- the neighbour families, named by nmap ----------------------------------------------------------------
+
+# How the exported file names each family's lab endpoint (nmap service, product); versions from the lab.
+FAMILY_NAMES = {"tensorboard": ("http", "TensorBoard"), "kserve/rest-v2": ("http", "KServe"),
+                "kserve/grpc": ("grpc", "KServe"), "mlserver/rest": ("http", "Seldon MLServer"),
+                "mlserver/grpc": ("grpc", "Seldon MLServer"), "triton/rest": ("http", "NVIDIA Triton Inference Server"),
+                "triton/grpc": ("grpc", "NVIDIA Triton Inference Server"),
+                "modelserver/grpc": ("grpc", "TensorFlow Serving gRPC"),
+                "modelserver/rest": ("http", "TensorFlow Serving REST API")}
+# Servers that are none of the families: plain FastAPI, plain grpcio, the nginx-like HTTP decoy, and the
+# metrics ports of MLServer (uvicorn) and Triton.
+NOT_A_FAMILY = ("decoy/fastapi", "decoy/grpc", "decoy/http", "mlserver/metrics", "triton/metrics")
+
+
+@pytest.fixture(scope="module")
+def fam_lab(nmap_bin, tmp_path_factory):
+    """A families lab of its own (KServe, MLServer, Triton where it runs, TensorBoard, the TF Serving
+    stand-in, decoys): nmap -sV also runs its version NSE scripts (vmware-version POSTs /sdk to every HTTP
+    port), which must not reach servers other tests read state from."""
+    with FamiliesLab(tmp_path_factory.mktemp("nmap-families"), peers=True) as running:
+        yield running
+
+
+def family_products() -> set[str]:
+    return {m.product for p in nmap_probes.build_probes(MODEL) for m in p.matches
+            if m.product and "$" not in m.product and m.product != "gRPC"}
+
+
+def test_nmap_names_every_family_with_the_exported_probes(fam_lab, tmp_path):
+    probes = tmp_path / "netaudit-probes"
+    assert run_cli("export", "nmap-probes", "-o", str(probes)).returncode == 0
+    by_name = {e.name: e for e in fam_lab.endpoints}
+    services = nmap_services(probes, sorted({by_name[n].port for n in (*FAMILY_NAMES, *NOT_A_FAMILY) if n in by_name}))
+    triton = next((p for p in fam_lab.processes if p.name == "triton"), None)
+    versions = {"kserve": by_name["kserve/grpc"].facts["version"], "mlserver": by_name["mlserver/grpc"].facts["version"],
+                "tensorboard": by_name["tensorboard"].facts["version"],
+                "triton": triton_version(triton) if triton else None}
+    for name, (service, product) in FAMILY_NAMES.items():
+        if name not in by_name:
+            assert name.startswith("triton/"), name  # the lab runs Triton only where its venv can be built
+            continue
+        seen = services[by_name[name].port]
+        assert (seen.get("name"), seen.get("product")) == (service, product), (name, seen)
+        assert seen.get("method") == "probed"
+        family = name.split("/")[0]
+        if family in versions:
+            assert seen.get("version") == versions[family], (name, seen)
+    assert services[by_name["tensorboard"].port]["extrainfo"] == f"logdir: {by_name['tensorboard'].facts['logdir']}"
+    for name in ("kserve/rest-v2", "mlserver/rest", "triton/rest"):
+        if name in by_name:
+            assert services[by_name[name].port]["extrainfo"] == "Open Inference Protocol REST"
+    for name in ("kserve/grpc", "mlserver/grpc", "triton/grpc"):
+        if name in by_name:
+            assert services[by_name[name].port]["extrainfo"] == "Open Inference Protocol gRPC"
+    products = family_products()
+    for name in NOT_A_FAMILY:
+        if name in by_name:
+            seen = services[by_name[name].port]
+            assert seen.get("product") in (None, "gRPC") and seen.get("product") not in products, (name, seen)
+    assert services[by_name["decoy/grpc"].port].get("product") == "gRPC"  # named gRPC, and nothing more
+
+
+def test_nmap_names_kserve_v1_and_nothing_else_with_the_v1_probe(fam_lab, tmp_path):
+    """On a KServe port the V2 probe (which also names the version) answers first; the V1 probe alone shows
+    that KServe's V1 reply is named KServe, and that TF Serving's REST API, MLServer, Triton, TensorBoard and
+    a plain FastAPI app, which share its URL layout or its server header, are not."""
+    sig = next(s for s in nmap_probes.signatures() if s.name == "KServeV1REST")
+    probes = tmp_path / "v1-probe"
+    probes.write_text(nmap_probes.render((nmap_probes.http_probe(sig, MODEL),), True))
+    by_name = {e.name: e for e in fam_lab.endpoints}
+    others = [n for n in ("modelserver/rest", "mlserver/rest", "triton/rest", "tensorboard", "decoy/fastapi",
+                          "decoy/http") if n in by_name]
+    services = nmap_services(probes, [by_name["kserve/rest-v1"].port] + [by_name[n].port for n in others])
+    assert (services[by_name["kserve/rest-v1"].port].get("product"),
+            services[by_name["kserve/rest-v1"].port].get("extrainfo")) == ("KServe", "V1 REST")
+    for name in others:  # servicefp (an unnamed port's fingerprint) lists the probe names, so it is left out
+        named = {k: v for k, v in services[by_name[name].port].items() if k != "servicefp"}
+        assert "KServe" not in json.dumps(named), (name, named)
+
+
+def test_nmap_with_the_stock_probes_appended_names_a_v2_grpc_port(fam_lab, tmp_path):
+    """nmap's own probes have no HTTP/2 client preface, so on a gRPC port the appended probes still decide."""
+    if not STOCK.exists():
+        pytest.skip("nmap's stock nmap-service-probes is not installed (apt install nmap)")
+    probes = tmp_path / "all-probes"
+    assert run_cli("export", "nmap-probes", "--with-stock", str(STOCK), "-o", str(probes)).returncode == 0
+    by_name = {e.name: e for e in fam_lab.endpoints}
+    kserve, mlserver = by_name["kserve/grpc"], by_name["mlserver/grpc"]
+    services = nmap_services(probes, [kserve.port, mlserver.port])
+    assert (services[kserve.port].get("product"), services[kserve.port].get("version")) == ("KServe", kserve.facts["version"])
+    assert services[mlserver.port].get("product") == "Seldon MLServer"
+
+
 # ---- real discovery output as targets --------------------------------------------------------------------
 
 def scan_json(*args: str, runner=None) -> dict:
