@@ -2,12 +2,13 @@
 
 Starts the families lab (KServe, MLServer, Triton when its venv can be built, TensorBoard, the TF Serving
 stand-in, a plain FastAPI app and grpcio server) plus one tf.distribute.Server on 127.0.0.1, then times per
-endpoint: today's engine fingerprint (first-bytes sniff, TLS check, the existing probes) and the family's
-own probe function (probes/tensorboard.py, inference_v1.py, inference_v2.py) run on its own. Until the lead
-wires the family probes into the engine, the cost of fingerprinting a family is about the sum of the two.
-Prints the figures; nothing is asserted.
+endpoint: the engine's fingerprint (first-bytes sniff, TLS check, the registry's probes), the family's own
+probe function (probes/tensorboard.py, inference_v1.py, inference_v2.py) run on its own, and, with nmap
+installed, `nmap -sT -sV -n -Pn --versiondb FILE -p PORT` with the file `netaudit export nmap-probes`
+writes (wall time of the command, one port per run, and the service line nmap printed). Prints the
+figures; nothing is asserted.
 
-    python bench/families.py [--repeat 5]
+    python bench/families.py [--repeat 5] [--no-nmap]
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from netaudit.discovery import parse_nmap_xml  # noqa: E402
 from netaudit.fingerprint import fingerprint  # noqa: E402
+from netaudit.nmap_probes import export  # noqa: E402
 from netaudit.lab.loopback import LoopbackLab  # noqa: E402
 from netaudit.lab.processes import free_port, module_argv, spawn, stop, wait_ready  # noqa: E402
 from netaudit.model import Endpoint  # noqa: E402
@@ -60,12 +65,27 @@ async def engine(host: str, port: int) -> Endpoint:
     return endpoint
 
 
+def nmap_once(probes: Path, port: int) -> tuple[float, str]:
+    """Wall time of one `nmap -sV --versiondb` run on one port, and its service line."""
+    argv = ["nmap", "-sT", "-sV", "-n", "-Pn", "--versiondb", str(probes), "-p", str(port), "127.0.0.1", "-oX", "-"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - t0
+    rows, _ = parse_nmap_xml(proc.stdout)
+    service = dict(rows[0].service) if rows else {}
+    return elapsed, " ".join(service[k] for k in ("name", "product", "version") if service.get(k)) or "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-nmap", action="store_true", help="leave out the nmap -sV --versiondb column")
     args = parser.parse_args()
+    use_nmap = not args.no_nmap and shutil.which("nmap") is not None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        probes = work / "netaudit-probes"
+        probes.write_text(export())
         port = free_port()
         tf = spawn("tf-worker", module_argv("netaudit.lab.tf_task", "--cluster",
                                             json.dumps({"worker": [f"127.0.0.1:{port}"]}), "--job", "worker",
@@ -81,9 +101,10 @@ def main() -> None:
                     if e.port not in seen and not (e.name.startswith("decoy/") and e.name not in ("decoy/fastapi", "decoy/grpc")):
                         seen.add(e.port)
                         rows.append((e.name, e.kind, e.host, e.port))
-                print(f"{'endpoint':24} {'lab kind':20} {'engine today':>13} {'engine says':18} {'family probe':>13}")
+                print(f"{'endpoint':24} {'lab kind':20} {'engine':>9} {'engine says':18} {'family probe':>13}"
+                      + (f" {'nmap -sV':>9}  nmap says" if use_nmap else ""))
                 for name, kind, host, p in rows:
-                    engine_times, family_times, said = [], [], None
+                    engine_times, family_times, nmap_times, said, nmap_said = [], [], [], None, "-"
                     probe = family_probe(kind)
                     for _ in range(args.repeat):
                         elapsed, found = asyncio.run(timed(lambda: engine(host, p)))
@@ -91,8 +112,13 @@ def main() -> None:
                         said = found.kind
                         if probe:
                             family_times.append(asyncio.run(timed(lambda: probe(host, p)))[0])
+                        if use_nmap:
+                            elapsed, nmap_said = nmap_once(probes, p)
+                            nmap_times.append(elapsed)
                     family = f"{statistics.median(family_times):12.3f}s" if family_times else f"{'-':>13}"
-                    print(f"{name:24} {kind:20} {statistics.median(engine_times):12.3f}s {said or '-':18} {family}")
+                    nmap_column = f" {statistics.median(nmap_times):8.2f}s  {nmap_said}" if nmap_times else ""
+                    print(f"{name:24} {kind:20} {statistics.median(engine_times):8.3f}s {said or '-':18} {family}"
+                          + nmap_column)
         finally:
             stop([tf])
 
