@@ -43,7 +43,11 @@ GRPC_HEADERS = (("content-type", "application/grpc"), ("te", "trailers"))
 
 MAX_LINE = 8192  # nmap reads the file with an 8192-byte line buffer (utils.cc)
 RARITY = 5  # at or below nmap's default intensity 7, so the probes run on any port, not only the listed ones
-TOTAL_WAIT_MS = 5000
+TOTAL_WAIT_MS = 5000  # HTTP: the probes ask for Connection: close, so nmap stops at EOF well before this
+# gRPC: the server keeps the connection open after its reply (a client GOAWAY does not close it either,
+# measured on grpcio 1.85), and a softmatch does not stop nmap's read, so every gRPC probe that is not the
+# port's family waits this long. Each reply is one round trip (milliseconds on the lab).
+GRPC_WAIT_MS = 2000
 STOCK_NULL_PROBE = "Probe TCP NULL q||"
 PROBE_PREFIX = "Netaudit"
 PRINTABLE = frozenset(range(0x20, 0x7F)) - {ord("\\"), ord("|")}
@@ -209,6 +213,7 @@ class NmapProbe:
     matches: tuple[Match, ...]
     about: str
     ports: tuple[int, ...] = ()
+    wait_ms: int = TOTAL_WAIT_MS
 
 
 def _pcre_bytes(data: bytes) -> str:
@@ -295,7 +300,7 @@ def grpc_probe(sig: GrpcSignature, model: str) -> NmapProbe:
                                                   f"{found.pattern}[\\s\\S]{{0,32}}{status}"))
         matches = tuple(matches)
     return NmapProbe(f"{PROBE_PREFIX}{sig.name}", grpc_request(sig.method, request), matches, sig.about,
-                     _ports(sig.kinds, where))
+                     _ports(sig.kinds, where), GRPC_WAIT_MS)
 
 
 def http_probe(sig: HttpSignature, model: str) -> NmapProbe:
@@ -377,7 +382,7 @@ def render(probes: tuple[NmapProbe, ...], null_probe: bool) -> str:
                   f"rarity {RARITY}"]
         if probe.ports:  # the usual ports of the kinds it names: there nmap tries it first
             lines.append(f"ports {','.join(str(p) for p in probe.ports)}")
-        lines.append(f"totalwaitms {TOTAL_WAIT_MS}")
+        lines.append(f"totalwaitms {probe.wait_ms}")
         lines += [match_line(m) for m in probe.matches]
     for line in lines:
         if not line.isascii():
