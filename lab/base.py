@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .processes import LabError, LabProcess, alive, stop, wait_ready
+from .processes import LabError, LabProcess, alive, log_tail, stop, wait_ready
 
 START_TIMEOUT = 180.0
 LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx", "mlserver", "tensorboard-logs", "triton", "hostile-ca")
@@ -85,11 +85,24 @@ class Lab:
             deadline = time.monotonic() + timeout
             self._plan(deadline)
             self._save()
-            wait_ready(self.processes, deadline)
+            self._give_up(wait_ready(self.processes, deadline))
         except BaseException:
             self.down()
             raise
         return self
+
+    def _give_up(self, failed: dict[str, str]) -> None:
+        """Go on without optional processes that did not start, and their endpoints; `lab status` and the
+        demo say which, with the end of each one's log."""
+        if not failed:
+            return
+        gone = [p for p in self.processes if p.name in failed]
+        stop(gone)
+        for proc in gone:
+            self.info.setdefault("skipped", {})[proc.name] = f"{failed[proc.name]}: {log_tail(proc, 3).strip()}"
+            self.processes.remove(proc)
+        self.endpoints = [e for e in self.endpoints if e.process not in failed]
+        self._save()
 
     def down(self) -> list[str]:
         """Stop every process, delete every namespace (and with it its links, routes and nftables tables),
