@@ -13,6 +13,7 @@ from pathlib import Path
 from .processes import LabError, LabProcess, alive, log_tail, stop, wait_ready
 
 START_TIMEOUT = 180.0
+LEFTOVERS = "leftovers"
 LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx", "mlserver", "tensorboard-logs", "triton", "hostile-ca")
 
 
@@ -118,6 +119,7 @@ class Lab:
                                                              *self.dir.glob("modelserver*"),
                                                              *self.dir.glob("*-monitoring.config")]:
             path.unlink(missing_ok=True)
+        self._remove_leftovers()
         for sub in LAB_SUBDIRS:
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         try:
@@ -126,6 +128,19 @@ class Lab:
             pass
         self.processes, self.endpoints, self.namespaces = [], [], []
         return killed
+
+    def _remove_leftovers(self) -> None:
+        """Folders lab processes had to create outside the lab directory (Triton's model copies in /tmp),
+        named in LEFTOVERS as they were made, so a killed process leaves nothing behind either."""
+        listed = self.dir / LEFTOVERS
+        try:
+            paths = listed.read_text().split()
+        except OSError:
+            return
+        for path in paths:
+            if path.startswith("/tmp/"):
+                shutil.rmtree(path, ignore_errors=True)
+        listed.unlink()
 
     def status(self) -> dict:
         up = self.load()

@@ -78,7 +78,7 @@ def test_demo_scans_every_vantage_and_brings_the_lab_down(demo_dir):
         "junit.xml", "policy.toml", "report.html", "report.json", "report.sarif", "scan-apps.json", "scan-cluster.json",
         "scan-corp.json", "scan-edge.json", "summary.txt"]
     assert f"report: {(report / 'report.html').resolve()}" in proc.stdout
-    assert "findings: 2 critical, 6 high, 9 medium" in proc.stdout
+    assert "findings: 2 critical, 8 high, 15 medium" in proc.stdout
     data = json.loads((report / "report.json").read_text())
     assert [s["vantage"] for s in data["scans"]] == ["cluster", "apps", "corp", "edge"]
     assert sorted(f["rule"] for f in data["findings"] if f["rule"].startswith("policy-")) == [
