@@ -10,9 +10,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .processes import LabError, LabProcess, alive, stop, wait_ready
+from .processes import LabError, LabProcess, alive, log_tail, stop, wait_ready
 
 START_TIMEOUT = 180.0
+LEFTOVERS = "leftovers"
 LAB_SUBDIRS = ("models", "pki", "decoy-ca", "nginx", "mlserver", "tensorboard-logs", "triton", "hostile-ca")
 
 
@@ -85,11 +86,24 @@ class Lab:
             deadline = time.monotonic() + timeout
             self._plan(deadline)
             self._save()
-            wait_ready(self.processes, deadline)
+            self._give_up(wait_ready(self.processes, deadline))
         except BaseException:
             self.down()
             raise
         return self
+
+    def _give_up(self, failed: dict[str, str]) -> None:
+        """Go on without optional processes that did not start, and their endpoints; `lab status` and the
+        demo say which, with the end of each one's log."""
+        if not failed:
+            return
+        gone = [p for p in self.processes if p.name in failed]
+        stop(gone)
+        for proc in gone:
+            self.info.setdefault("skipped", {})[proc.name] = f"{failed[proc.name]}: {log_tail(proc, 3).strip()}"
+            self.processes.remove(proc)
+        self.endpoints = [e for e in self.endpoints if e.process not in failed]
+        self._save()
 
     def down(self) -> list[str]:
         """Stop every process, delete every namespace (and with it its links, routes and nftables tables),
@@ -105,6 +119,7 @@ class Lab:
                                                              *self.dir.glob("modelserver*"),
                                                              *self.dir.glob("*-monitoring.config")]:
             path.unlink(missing_ok=True)
+        self._remove_leftovers()
         for sub in LAB_SUBDIRS:
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         try:
@@ -113,6 +128,19 @@ class Lab:
             pass
         self.processes, self.endpoints, self.namespaces = [], [], []
         return killed
+
+    def _remove_leftovers(self) -> None:
+        """Folders lab processes had to create outside the lab directory (Triton's model copies in /tmp),
+        named in LEFTOVERS as they were made, so a killed process leaves nothing behind either."""
+        listed = self.dir / LEFTOVERS
+        try:
+            paths = listed.read_text().split()
+        except OSError:
+            return
+        for path in paths:
+            if path.startswith("/tmp/"):
+                shutil.rmtree(path, ignore_errors=True)
+        listed.unlink()
 
     def status(self) -> dict:
         up = self.load()

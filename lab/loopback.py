@@ -132,6 +132,14 @@ class LoopbackLab(Lab):
                                                          "kind_with_client_cert": "modelserver-grpc", **pki}))
         self._save()
 
+    def _plan_v2_server(self, name: str, start) -> None:
+        """An Open Inference Protocol server with its REST, gRPC and metrics ports (MLServer, Triton)."""
+        ports = [free_port() for _ in range(3)]
+        server = start(name, *ports, self.dir / name, self.dir)
+        self.processes.append(server.process)
+        self.endpoints += [LabEndpoint(f"{name}/{role}", HOST, port, kind, name, facts=server.facts) for role, port, kind
+                           in zip(("rest", "grpc", "metrics"), ports, ("inference-v2-rest", "inference-v2-grpc", "http"))]
+
     def _plan_peers(self) -> None:
         """KServe (V1 + V2 REST, V2 gRPC), MLServer (V2 REST + gRPC, metrics), Triton when its venv can be
         built, TensorBoard on a log directory it writes, and a plain FastAPI app that must be none of them."""
@@ -142,19 +150,9 @@ class LoopbackLab(Lab):
         self.endpoints += [LabEndpoint("kserve/rest-v1", HOST, http, "inference-v1-rest", "kserve", facts=ks.facts),
                            LabEndpoint("kserve/rest-v2", HOST, http, "inference-v2-rest", "kserve", facts=ks.facts),
                            LabEndpoint("kserve/grpc", HOST, grpc, "inference-v2-grpc", "kserve", facts=ks.facts)]
-        ports = [free_port() for _ in range(3)]
-        ml = start_mlserver("mlserver", *ports, self.dir / "mlserver", self.dir)
-        self.processes.append(ml.process)
-        self.endpoints += [LabEndpoint("mlserver/rest", HOST, ports[0], "inference-v2-rest", "mlserver", facts=ml.facts),
-                           LabEndpoint("mlserver/grpc", HOST, ports[1], "inference-v2-grpc", "mlserver", facts=ml.facts),
-                           LabEndpoint("mlserver/metrics", HOST, ports[2], "http", "mlserver", facts=ml.facts)]
+        self._plan_v2_server("mlserver", start_mlserver)
         if triton_available():
-            ports = [free_port() for _ in range(3)]
-            tr = start_triton("triton", *ports, self.dir / "triton", self.dir)
-            self.processes.append(tr.process)
-            self.endpoints += [LabEndpoint("triton/rest", HOST, ports[0], "inference-v2-rest", "triton", facts=tr.facts),
-                               LabEndpoint("triton/grpc", HOST, ports[1], "inference-v2-grpc", "triton", facts=tr.facts),
-                               LabEndpoint("triton/metrics", HOST, ports[2], "http", "triton", facts=tr.facts)]
+            self._plan_v2_server("triton", start_triton)
         port = free_port()
         tb = start_tensorboard("tensorboard", port, self.dir / "tensorboard-logs", self.dir)
         self.processes.append(tb.process)

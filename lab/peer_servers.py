@@ -100,7 +100,7 @@ def start_triton(name: str, http_port: int, grpc_port: int, metrics_port: int, w
     argv = [*_prefix(netns), str(python), str(Path(__file__).with_name("triton_server.py")),
             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
             "--workdir", str(workdir)]
-    return Started(spawn(name, argv, log_dir, TRITON_READY),
+    return Started(spawn(name, argv, log_dir, TRITON_READY, optional=True),
                    {"product": "triton", "pytriton": _venv_version(python, "nvidia-pytriton"),
                     "metrics_port": metrics_port})
 

@@ -30,6 +30,9 @@ class LabProcess:
     log: str
     argv: list[str]
     ready_marker: str = "READY"
+    # A lab can do without it: when it fails to start, the lab goes on without it and says so (Triton's
+    # Python backend sometimes loses its model process on a loaded machine).
+    optional: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,13 +72,13 @@ def module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-P", "-m", module, *args]
 
 
-def spawn(name: str, argv: list[str], log_dir: Path, ready_marker: str = "READY") -> LabProcess:
+def spawn(name: str, argv: list[str], log_dir: Path, ready_marker: str = "READY", optional: bool = False) -> LabProcess:
     log = log_dir / f"{name}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=lab_env(), start_new_session=True)
     ticks = start_ticks(popen.pid)
-    return LabProcess(name, popen.pid, ticks or 0, str(log), argv, ready_marker)
+    return LabProcess(name, popen.pid, ticks or 0, str(log), argv, ready_marker, optional)
 
 
 def log_tail(proc: LabProcess, lines: int = 15) -> str:
@@ -97,18 +100,29 @@ def _ready(proc: LabProcess) -> bool:
     return proc.ready_marker in Path(proc.log).read_text(errors="replace")
 
 
-def wait_ready(procs: list[LabProcess], deadline: float) -> None:
+def wait_ready(procs: list[LabProcess], deadline: float) -> dict[str, str]:
+    """Wait for every process's READY. A required one that exits or misses the deadline is an error; an
+    optional one is given up on: returns {name: why} for those."""
     waiting = list(procs)
+    given_up: dict[str, str] = {}
     while waiting:
         for proc in list(waiting):
             if _ready(proc):
                 waiting.remove(proc)
             elif not alive(proc):
-                raise LabError(f"lab process {proc.name} exited during start-up; its log:\n{log_tail(proc)}")
+                if not proc.optional:
+                    raise LabError(f"lab process {proc.name} exited during start-up; its log:\n{log_tail(proc)}")
+                given_up[proc.name] = "exited during start-up"
+                waiting.remove(proc)
         if waiting and time.monotonic() > deadline:
-            names = ", ".join(p.name for p in waiting)
-            raise LabError(f"lab processes not ready in time: {names}; last log:\n{log_tail(waiting[0])}")
+            required = [p for p in waiting if not p.optional]
+            if required:
+                names = ", ".join(p.name for p in required)
+                raise LabError(f"lab processes not ready in time: {names}; last log:\n{log_tail(required[0])}")
+            given_up.update((p.name, "not ready in time") for p in waiting)
+            waiting = []
         time.sleep(0.2)
+    return given_up
 
 
 def _signal_group(proc: LabProcess, sig: signal.Signals) -> None:

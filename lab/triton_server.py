@@ -10,6 +10,7 @@ exits through the `with` block so PyTriton stops tritonserver and cleans up.
 """
 
 import argparse
+import glob
 import pathlib
 import signal
 import sys
@@ -20,6 +21,9 @@ import numpy as np
 from pytriton.decorators import batch
 from pytriton.model_config import ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
+
+
+TRITON_TMP = "/tmp/folder*"
 
 
 @batch
@@ -36,6 +40,7 @@ def main() -> None:
     (args.workdir / "tmp").mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(args.workdir / "tmp")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    before = set(glob.glob(TRITON_TMP))
     config = TritonConfig(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                           http_address="0.0.0.0", grpc_address="0.0.0.0", allow_gpu_metrics=False)
     with Triton(config=config, workspace=args.workdir / "workspace") as triton:
@@ -44,6 +49,11 @@ def main() -> None:
                     outputs=[Tensor(name="y", dtype=np.float32, shape=(-1,))],
                     config=ModelConfig(max_batch_size=8))
         triton.run()
+        # Triton's Python backend copies each model into /tmp/folderXXXXXX whatever TMPDIR says, and only a
+        # clean unload removes it: name them for `lab down` (lab/base.py LEFTOVERS) in case this is killed.
+        made = sorted(set(glob.glob(TRITON_TMP)) - before)
+        with open(args.workdir.parent / "leftovers", "a") as out:
+            out.writelines(f"{path}\n" for path in made)
         print("READY", flush=True)
         while True:
             time.sleep(3600)

@@ -541,6 +541,8 @@ def print_lab(status: dict) -> None:
         print("  vantages: " + ", ".join(f"{name} {v['ip']}" for name, v in info["vantages"].items()))
         for name, how in info.get("impaired", {}).items():
             print(f"  impaired: {name}: {how}")
+    for name, why in (status.get("info") or {}).get("skipped", {}).items():
+        print(f"  skipped: {name} ({terminal_safe(why.splitlines()[0])})")
     alive = {p["name"]: p["alive"] for p in status["processes"]}
     for e in status["endpoints"]:
         role = f"{e['job']}:{e['task']}" if e["job"] else ""

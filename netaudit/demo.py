@@ -27,6 +27,11 @@ def _say(text: str) -> None:
     print(f"netaudit demo: {text}", file=sys.stderr, flush=True)
 
 
+def _skipped(lab) -> None:
+    for name, why in lab.info.get("skipped", {}).items():
+        _say(f"going on without {name}, which did not start ({why.splitlines()[0]})")
+
+
 def _segmented(out_dir: Path):
     from .lab.segments import VANTAGES, SegmentedLab, scan_argv
     from .policy import load_policy
@@ -34,6 +39,7 @@ def _segmented(out_dir: Path):
 
     _say("building the segmented lab: network namespaces, an nftables router, real TensorFlow servers…")
     with SegmentedLab() as lab:
+        _skipped(lab)
         paths = []
         for vantage in VANTAGES:
             _say(f"scanning the cluster segment from {vantage}…")
@@ -55,6 +61,7 @@ def _loopback():
 
     _say("using the loopback lab (real TensorFlow processes on 127.0.0.1), one vantage…")
     with LoopbackLab(peers=True) as lab:
+        _skipped(lab)
         _say(f"scanning {len(lab.endpoints)} lab endpoints…")
         # 5 s deadlines: the lab's ~30 processes share the machine with the scan.
         result = scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback", timeout=5))

@@ -45,10 +45,13 @@ def endpoint_summary(ep: dict[str, Any]) -> str:
         parts.append(f"TF {details['tf_version']['range']}")
     if details.get("coordination") == "leader":
         parts.append("coordination leader")
+    if details.get("product"):
+        parts.append(" ".join(str(details[k]) for k in ("product", "version") if details.get(k)))
+    if details.get("logdir"):
+        parts.append(f"logdir {details['logdir']}, {details.get('runs_total', 0)} runs")
     if details.get("models"):
-        parts.append("models: " + ", ".join(
-            f"{name} v{','.join(str(v['version']) for v in model['versions'])}" for name, model in details["models"].items())
-            + (f" {more(cut['models'], 'models')}" if cut.get("models") else ""))
+        parts.append("models: " + ", ".join(_model_summary(name, model) for name, model in details["models"].items())
+                     + (f" {more(cut['models'], 'models')}" if cut.get("models") else ""))
     if details.get("admin_reload") == "reachable":
         parts.append("reload API open")
     if details.get("reflection_services"):
@@ -68,6 +71,14 @@ def endpoint_summary(ep: dict[str, Any]) -> str:
     if not parts and ep["state"] != "open":
         parts.append(ep["evidence"][0] if ep["evidence"] else "")
     return terminal_safe("; ".join(str(p) for p in parts if p))
+
+
+def _model_summary(name: str, model: dict[str, Any]) -> str:
+    """`half_plus_two v1,2`: TF Serving's versions are records, the Open Inference Protocol's strings; a
+    V1 listing has only readiness."""
+    versions = [str(v["version"]) if isinstance(v, dict) else str(v) for v in model.get("versions") or ()]
+    ready = {True: "", False: " (not ready)", None: ""}.get(model.get("ready"), "")
+    return name + (f" v{','.join(versions)}" if versions else "") + ready
 
 
 def _table(rows: list[list[str]]) -> list[str]:

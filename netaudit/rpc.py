@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from functools import cache
 
 import grpc
 import grpc.aio
@@ -57,6 +58,16 @@ class Reply:
     def registered(self) -> bool:
         """gRPC core answers an unknown method UNIMPLEMENTED with empty details; anything else reached the service."""
         return not (self.code == "UNIMPLEMENTED" and not self.details)
+
+
+@cache
+def hold_aio_engine() -> None:
+    """Keep gRPC's asyncio engine up for the rest of the process. gRPC starts it when the first channel opens
+    and stops it when the last one is freed, by joining its poller thread from the event loop's thread; that
+    join never returns while an operation is still queued (seen: hostile-lab scans hung in Thread.join, once
+    inside a task's deallocation mid-scan, once at the end), and between endpoints a scan would start and
+    stop it again and again. Held, it never stops: its poller thread is a daemon, so the process still exits."""
+    grpc.aio.init_grpc_aio()
 
 
 def describe_request(request: bytes) -> str:
@@ -161,4 +172,5 @@ class RpcSession:
         return reply
 
     async def close(self) -> None:
-        await self.channel.close()
+        """Shielded: a budget or an interrupt cancelling the probe must not leave the channel half closed."""
+        await asyncio.shield(self.channel.close())

@@ -115,7 +115,9 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
         # worker processes are forked before grpc is loaded.
         from .fingerprint import asks_for_models, fingerprint
+        from .rpc import hold_aio_engine
 
+        hold_aio_engine()
         async with probe_slots:
             await isolated(endpoint, fingerprint(endpoint, opts.timeout, ctx, opts.tls), seconds, "sniff")
         progress.fingerprinted(endpoint)
@@ -171,6 +173,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     finally:
         for task in list(pending):
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)  # cancelled probes close their channels
         if sink is not None:
             for endpoint in result.endpoints + list(probing.values()):
                 hand_on(endpoint)

@@ -14,7 +14,7 @@ import re
 from urllib.parse import quote
 
 from netaudit import httpwire
-from netaudit.bounds import CAPS, cap_list
+from netaudit.bounds import cap_list
 
 from .base import HttpSignature, Naming, Outcome, ProbeContext, literal
 from .serving import INTERNAL_SIGNATURES, random_model_name, tensor

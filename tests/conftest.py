@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -38,6 +39,26 @@ def lab_scan(lab):
 def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*NETAUDIT, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+@contextmanager
+def tf_everywhere(rules: str):
+    """A namespace where one real TF worker answers on every address of 198.18.0.0/24 (a local route), behind
+    the given nftables rules; the worker is killed and the namespace removed even when a test fails."""
+    require_root_tools("ip", "nft")
+    from netaudit.lab.netns import Netns
+
+    with Netns() as ns:
+        ns.add_local_route("198.18.0.0/24")
+        ns.nft(rules)
+        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
+                          "--job", "worker", "--task", "0", stdout=-1, stderr=-3, text=True)
+        try:
+            assert server.stdout.readline().startswith("READY"), "TF server in the namespace did not start"
+            yield ns
+        finally:
+            server.kill()
+            server.wait(10)
 
 
 def require_root_tools(*tools: str) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import require_root_tools
+from conftest import tf_everywhere
 
 DROP_RULES = """
 table inet netaudit_test {
@@ -21,17 +21,8 @@ table inet netaudit_test {
 
 @pytest.fixture
 def sweep_ns():
-    require_root_tools("ip", "nft")
-    from netaudit.lab.netns import Netns
-
-    with Netns() as ns:
-        ns.add_local_route("198.18.0.0/24")
-        ns.nft(DROP_RULES)
-        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
-                          "--job", "worker", "--task", "0", stdout=-1, stderr=-3, text=True)
-        assert server.stdout.readline().startswith("READY"), "TF server in the namespace did not start"
+    with tf_everywhere(DROP_RULES) as ns:
         yield ns
-        server.kill()
 
 
 def test_cidr_sweep_states_and_fingerprints(sweep_ns):

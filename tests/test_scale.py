@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import require_root_tools
+from conftest import tf_everywhere
 
 NETAUDIT = (sys.executable, "-m", "netaudit")
 DROP_RULES = """
@@ -29,20 +29,8 @@ table inet netaudit_test {
 
 @pytest.fixture(scope="module")
 def tf_ns():
-    require_root_tools("ip", "nft")
-    from netaudit.lab.netns import Netns
-
-    with Netns() as ns:
-        ns.add_local_route("198.18.0.0/24")
-        ns.nft(DROP_RULES)
-        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
-                          "--job", "worker", "--task", "0", stdout=-1, stderr=-3, text=True)
-        try:
-            assert server.stdout.readline().startswith("READY"), "TF server in the namespace did not start"
-            yield ns
-        finally:
-            server.kill()
-            server.wait(10)
+    with tf_everywhere(DROP_RULES) as ns:
+        yield ns
 
 
 def pairs(scan: dict) -> dict[tuple[str, int], tuple]:
