@@ -497,18 +497,22 @@ RUSAGE_WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv
                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)")
 
 
-def measured_scan(targets: list[str], output: Path, *options: str, timeout: float = 900) -> Measured:
-    """`netaudit scan` of `targets` (fed on stdin) writing JSON to `output`, under a wrapper process whose
-    only child is the scan, so RUSAGE_CHILDREN's peak RSS is the scan's own."""
-    argv = [sys.executable, "-c", RUSAGE_WRAPPER, sys.executable, "-m", "netaudit", "scan", "-", "--no-history",
-            "--format", "json", "-o", str(output), *options]
+def measured_run(argv: list[str], stdin: str = "", timeout: float = 900) -> Measured:
+    """`argv` under a wrapper process whose only child it is, so RUSAGE_CHILDREN's peak RSS is its own."""
     started = time.monotonic()
-    run = subprocess.run(argv, input="\n".join(targets), capture_output=True, text=True, timeout=timeout)
+    run = subprocess.run([sys.executable, "-c", RUSAGE_WRAPPER, *argv], input=stdin, capture_output=True, text=True,
+                         timeout=timeout)
     seconds = time.monotonic() - started
     match = re.search(r"(\d+) (-?\d+)\s*$", run.stdout)
     if not match:
-        raise RuntimeError(f"the measured scan did not report: {run.stdout!r} {run.stderr[-2000:]!r}")
+        raise RuntimeError(f"the measured run did not report: {run.stdout[-500:]!r} {run.stderr[-2000:]!r}")
     return Measured(seconds, int(match[1]) / 1024, int(match[2]), run.stderr)
+
+
+def measured_scan(targets: list[str], output: Path, *options: str, timeout: float = 900) -> Measured:
+    """`netaudit scan` of `targets` (fed on stdin) writing JSON to `output`, measured by measured_run."""
+    return measured_run([sys.executable, "-m", "netaudit", "scan", "-", "--no-history", "--format", "json",
+                         "-o", str(output), *options], "\n".join(targets), timeout)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ from typing import Any
 # Items per list or map, by the details key (or nested key) that holds them.
 CAPS: dict[str, int] = {
     "devices": 64,               # GetStatus device_attributes; a DGX-class host has 8-16 accelerators
-    "models": 32,                # ModelServer inventory entries
     "versions": 16,              # versions per model
     "signatures": 16,            # signature_defs per model
     "tensors": 16,               # inputs or outputs per signature
     "metrics_model_names": 32,   # model names read from the Prometheus page
     "reflection_services": 32,   # services the reflection API lists
-    "services": 32,
-    "models_learned": 32,
+    "services": 32,              # services one endpoint is said to offer
 }
 STRING_MAX = 200             # characters per string a server supplied (names, banners, messages, header values)
 HEADER_VALUE_MAX = 256       # characters kept of one HTTP header value
