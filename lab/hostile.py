@@ -44,7 +44,7 @@ CASES: dict[str, tuple[str, str]] = {
     "h2-frame-flood": ("HTTP/2 SETTINGS, then an endless stream of WINDOW_UPDATE and unknown frames", "any"),
     "settings-ping-flood": ("HTTP/2 SETTINGS and PING frames without end", "any"),
     "reset-mid-rpc": ("speaks HTTP/2 until a request's HEADERS arrive, then resets the TCP connection", "any"),
-    "grpc-oversized": ("a TF-like server whose GetStatus is 120,000 devices (11 MiB)", "tf-server"),
+    "grpc-oversized": ("a TF-like server whose GetStatus is 120,000 devices (11 MiB)", "any"),
     "grpc-invalid-protobuf": ("a TF-like server whose GetStatus is not protobuf (wire type 7)", "any"),
     "grpc-wrong-message": ("a TF-like server whose GetStatus is valid protobuf of another message", "any"),
     "grpc-spoof-devices": ("a TF-like server with 3,000 devices whose names hold escape sequences", "tf-server"),

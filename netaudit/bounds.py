@@ -16,8 +16,8 @@ from typing import Any
 CAPS: dict[str, int] = {
     "devices": 64,               # GetStatus device_attributes; a DGX-class host has 8-16 accelerators
     "versions": 16,              # versions per model
-    "signatures": 16,            # signature_defs per model
-    "tensors": 16,               # inputs or outputs per signature
+    "signatures": 8,             # signature_defs per model; real models serve one to a few
+    "tensors": 8,                # inputs or outputs per signature
     "metrics_model_names": 32,   # model names read from the Prometheus page
     "reflection_services": 32,   # services the reflection API lists
     "services": 32,              # services one endpoint is said to offer
@@ -66,7 +66,8 @@ LAST_RESORT_STRING_MAX = 40
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value))
+    """Bytes of `value` as JSON, counted chunk by chunk: a hostile endpoint's full text is never built."""
+    return sum(map(len, json.JSONEncoder().iterencode(value)))
 
 
 def _clip_strings(value: Any, limit: int = STRING_MAX) -> Any:
