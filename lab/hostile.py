@@ -47,7 +47,7 @@ CASES: dict[str, tuple[str, str]] = {
     "grpc-oversized": ("a TF-like server whose GetStatus is 120,000 devices (11 MiB)", "any"),
     "grpc-invalid-protobuf": ("a TF-like server whose GetStatus is not protobuf (wire type 7)", "any"),
     "grpc-wrong-message": ("a TF-like server whose GetStatus is valid protobuf of another message", "any"),
-    "grpc-spoof-devices": ("a TF-like server with 3,000 devices whose names hold escape sequences", "tf-server"),
+    "grpc-spoof-devices": ("a TF-like server with 800 devices whose names hold escape sequences", "tf-server"),
     "grpc-gzip-bomb": ("a TF-like server whose gzip-compressed GetStatus expands 1000x, to 16 MiB", "any"),
     "grpc-modelserver-spoof": ("a ModelServer-like server: escape sequences and thousands of versions and "
                                "signatures", "modelserver-grpc"),
@@ -208,16 +208,16 @@ SPOOF_NAMES = [f"model-{i}-{SPOOF}" if i % 2 else f"m{i}" for i in range(5000)]
 
 @functools.cache
 def rest_bodies() -> dict[str, bytes]:
-    """Metrics, a model's versions and its metadata: each under the 1 MiB body cap, so they parse and the
-    caps, not the reader, have to bound them."""
+    """Metrics, a model's versions and its metadata: the last two under the 256 KiB body cap, so they parse
+    and the caps, not the reader, have to bound them; the metrics page is cut by the reader."""
     metrics = "".join(f':tensorflow:serving:request_count{{model_name="{name}",status="OK"}} 1\n'
                       for name in SPOOF_NAMES)
     versions = {"model_version_status": [
         {"version": str(v), "state": SPOOF, "status": {"error_code": SPOOF, "error_message": SPOOF}}
-        for v in range(1, 501)]}
+        for v in range(1, 301)]}
     tensors = {f"in-{i}-{SPOOF}": {"dtype": SPOOF, "tensor_shape": {"dim": [{"size": "1"}] * 5}, "name": SPOOF}
-               for i in range(40)}
-    defs = {f"sig-{i}-{SPOOF}": {"method_name": SPOOF, "inputs": tensors, "outputs": tensors} for i in range(20)}
+               for i in range(12)}
+    defs = {f"sig-{i}-{SPOOF}": {"method_name": SPOOF, "inputs": tensors, "outputs": tensors} for i in range(12)}
     metadata = {"model_spec": {"version": "1"}, "metadata": {"signature_def": {"signature_def": defs}}}
     return {"metrics": metrics.encode(), "versions": json.dumps(versions).encode(),
             "metadata": json.dumps(metadata).encode()}
@@ -288,7 +288,7 @@ def tf_status_bodies() -> dict[str, bytes]:
     from netaudit import protowire
 
     plain = _device("/job:worker/replica:0/task:0/device:CPU:0")
-    spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(3000))
+    spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(800))
     return {
         "grpc-oversized": plain * 120_000,
         "grpc-invalid-protobuf": b"\x0f\xff\xff" + plain,
@@ -318,7 +318,7 @@ def _model_status() -> bytes:
 
     return b"".join(protowire.field(1, protowire.field(1, v) + protowire.field(2, 30)
                                     + protowire.field(3, protowire.field(1, 0) + protowire.field(2, SPOOF)))
-                    for v in range(1, 5001))
+                    for v in range(1, 1001))
 
 
 @functools.cache
@@ -326,9 +326,9 @@ def _model_metadata() -> bytes:
     from netaudit import protowire as pw
 
     tensor = pw.field(1, SPOOF) + pw.field(2, 1) + pw.field(3, b"".join(pw.field(2, pw.field(1, 1)) for _ in range(50)))
-    side = b"".join(pw.field(1, pw.field(1, f"t{i}-{SPOOF}") + pw.field(2, tensor)) for i in range(60))
+    side = b"".join(pw.field(1, pw.field(1, f"t{i}-{SPOOF}") + pw.field(2, tensor)) for i in range(20))
     sig = pw.field(1, side) + pw.field(2, side) + pw.field(3, SPOOF)
-    defs = b"".join(pw.field(1, pw.field(1, f"sig{i}-{SPOOF}") + pw.field(2, sig)) for i in range(30))
+    defs = b"".join(pw.field(1, pw.field(1, f"sig{i}-{SPOOF}") + pw.field(2, sig)) for i in range(16))
     any_value = pw.field(1, "type.googleapis.com/tensorflow.serving.SignatureDefMap") + pw.field(2, defs)
     return pw.field(1, pw.field(1, SPOOF) + pw.field(2, pw.field(1, 1))) + \
         pw.field(2, pw.field(1, "signature_def") + pw.field(2, any_value))

@@ -29,11 +29,15 @@ EVIDENCE_MAX = 60            # transcript and evidence lines per endpoint
 EVIDENCE_LINE_MAX = 400      # characters per evidence line
 ENDPOINT_JSON_MAX = 64 * 1024  # bytes of one endpoint in the JSON output, whatever the server sent
 
-# Receive limits, just above what real replies need (docs/benchmarks.md "Receive limits"): the lab TF
-# server's GetStatus is 0.2 KB, a 16-accelerator host ~4 KB, the lab ModelServer's largest
-# GetModelMetadata 1.4 KB, a large real SignatureDefMap a few hundred KB.
-GRPC_RECEIVE_MAX = 1 << 20
-HTTP_BODY_MAX = 1 << 20
+# Receive limits (docs/benchmarks.md "Receive limits"): the largest reply the lab's real servers send is
+# under 2 KB (GetStatus of a TF task, GetModelMetadata and /metadata of the lab models, the Prometheus
+# page); a host with 16 accelerators lists about 4 KB of devices. 256 KiB leaves two orders of magnitude
+# for big signature maps and metrics pages, and keeps a scan of many hostile servers small.
+GRPC_RECEIVE_MAX = 256 * 1024
+HTTP_BODY_MAX = 256 * 1024
+# Bytes one relayed gRPC connection may carry from the server (netaudit/tlsrelay.py): an inventory of
+# 2,000 models at 2 KB each, not an endless frame flood.
+RELAY_INBOUND_MAX = 4 << 20
 
 
 def clip(text: str, limit: int = STRING_MAX) -> str:

@@ -18,12 +18,9 @@ import asyncio
 import ssl
 from pathlib import Path
 
-from .bounds import GRPC_RECEIVE_MAX
+from .bounds import RELAY_INBOUND_MAX as INBOUND_MAX
 
 COPY_CHUNK = 65536
-# Bytes one relayed connection may carry from the server: every reply a probe run can ask for, at the
-# receive limit, is far less (docs/benchmarks.md).
-INBOUND_MAX = 4 * GRPC_RECEIVE_MAX
 
 
 def client_context(client_cert: Path | None = None, client_key: Path | None = None) -> ssl.SSLContext:
@@ -93,11 +90,14 @@ class TlsRelay:
             return
         remote = asyncio.ensure_future(_pipe(remote_reader, local_writer, self.errors, INBOUND_MAX))
         local = asyncio.ensure_future(_pipe(local_reader, remote_writer))
-        await asyncio.wait((remote, local), return_when=asyncio.FIRST_COMPLETED)
-        if remote.done():  # the server closed or was cut off: grpcio's side goes down with it
-            remote_writer.close()
-            local.cancel()
-        await asyncio.gather(remote, local, return_exceptions=True)
+        try:
+            await asyncio.wait((remote, local), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not local.done():  # the server closed or was cut off: grpcio's side goes down with it
+                remote_writer.close()
+            for pipe in (remote, local):
+                pipe.cancel()
+            await asyncio.gather(remote, local, return_exceptions=True)
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
