@@ -84,7 +84,7 @@ def to_junit(result) -> str:
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     suites = ET.Element("testsuites", name="netaudit")
     label = data.get("vantage") or ("report" if "reachability" in data else "scan")
-    suite = ET.SubElement(suites, "testsuite", name=f"netaudit:{label}")
+    suite = ET.SubElement(suites, "testsuite", name=xml_safe(f"netaudit:{label}"))
     failing = {(f["host"], f["port"]) for f in data["findings"]}
     cases = failures = 0
     for f in sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"])):
@@ -96,12 +96,13 @@ def to_junit(result) -> str:
         failures += 1
     for ep in data["endpoints"]:
         if ep["state"] == "open" and ep.get("kind") in URI_SCHEME and (ep["host"], ep["port"]) not in failing:
-            ET.SubElement(suite, "testcase", classname=f"{ep['host']}:{ep['port']}", name=f"{ep['kind']}: no findings")
+            ET.SubElement(suite, "testcase", classname=xml_safe(f"{ep['host']}:{ep['port']}"),
+                          name=f"{ep['kind']}: no findings")
             cases += 1
     for row in data.get("reachability", []):
         if row["segment"] and row["kind"] in ("tf-server", "modelserver-grpc", "modelserver-rest"):
             name = f"policy: {row['vantage']} -> {row['kind']} {row['host']}:{row['port']} ({row['state']})"
-            case = ET.SubElement(suite, "testcase", classname=f"policy.{row['vantage']}", name=name)
+            case = ET.SubElement(suite, "testcase", classname=xml_safe(f"policy.{row['vantage']}"), name=xml_safe(name))
             violation = next((f for f in data["findings"] if f["rule"].startswith("policy-") and
                               f["rule"].endswith("@" + row["segment"]) and (f["host"], f["port"]) == (row["host"], row["port"])),
                              None)
