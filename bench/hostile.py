@@ -40,10 +40,14 @@ def netaudit_row(label: str, targets: list[str], work: Path, timeout: float, ret
             "probe_errors": data["stats"].get("probe_errors", 0)}
 
 
-def nmap_rows(targets: list[str], version: bool) -> dict:
+def nmap_rows(targets: list[str], version: bool, limit: float = 3600) -> dict:
+    """nmap on the same ports; -sV is stopped after `limit` seconds (its row then shows exit -9 and the
+    peak RSS it had reached)."""
     ports = ",".join(t.rsplit(":", 1)[1] for t in targets)
     argv = ["nmap", "-sT", "-Pn", "-n", "-p", ports, "127.0.0.1", "-oX", "-"] + (["-sV"] if version else [])
-    measured = measured_run(argv, timeout=3600)
+    if version:
+        argv = ["timeout", "-s", "KILL", f"{limit:g}", *argv]
+    measured = measured_run(argv, timeout=limit + 60)
     return {"tool": "nmap -sT" + (" -sV" if version else ""), "seconds": measured.seconds, "rss": measured.peak_rss_mb,
             "json": None, "largest": None, "exit": measured.returncode, "tf": None, "probe_errors": None}
 
@@ -64,6 +68,9 @@ def main() -> None:
     parser.add_argument("--retries", type=int, default=1)
     parser.add_argument("--tarpits", type=int, default=500)
     parser.add_argument("--no-nmap", action="store_true")
+    parser.add_argument("--nmap-limit", type=float, default=300, metavar="SECONDS",
+                        help="stop nmap -sV after this long (default 300: against the hostile lab it grows past "
+                             "4 GB RSS in 10 minutes)")
     args = parser.parse_args()
     nmap = shutil.which("nmap") and not args.no_nmap
     seconds = budget(args.timeout, args.retries)
@@ -75,14 +82,14 @@ def main() -> None:
             targets = lab.targets() + hostile.targets()
             rows = [netaudit_row("hostile", targets, work, args.timeout, args.retries)]
             if nmap:
-                rows += [nmap_rows(targets, False), nmap_rows(targets, True)]
+                rows += [nmap_rows(targets, False), nmap_rows(targets, True, args.nmap_limit)]
             show(f"hostile lab ({len(hostile.targets())} servers) + {len(lab.targets())} real TF servers", rows)
             tf = lab.targets()[0]
             with HostileLab(work / "tarpits", tarpits=args.tarpits - 1, cases=("tarpit",)) as tarpits:
                 targets = tarpits.targets() + [tf]
                 rows = [netaudit_row("tarpits", targets, work, args.timeout, args.retries)]
                 if nmap:
-                    rows += [nmap_rows(targets, False), nmap_rows(targets, True)]
+                    rows += [nmap_rows(targets, False), nmap_rows(targets, True, args.nmap_limit)]
                 bound = math.ceil(len(targets) / ScanOptions().probe_concurrency) * seconds
                 show(f"{args.tarpits} tarpit ports + 1 real TF server", rows, bound)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from .base import Lab, LabEndpoint
-from .processes import free_port, module_argv, spawn
+from .processes import module_argv, spawn
 
 LOCALHOST = "127.0.0.1"
 # Every string a hostile server controls carries this: it retitles (OSC 0), clears (ED 2J), recolours,
@@ -456,10 +456,26 @@ def main() -> None:
 
 # ---- in the lab ----------------------------------------------------------------------------------
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: free_port() one at a time repeats itself within a few hundred calls."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind(("0.0.0.0", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def plan_hostile(lab: Lab, tarpits: int = 0, cases: tuple[str, ...] = tuple(CASES)) -> None:
     """Add the hostile process and its endpoints to `lab` (kind: what a scan should report, or "any")."""
-    ports = {case: free_port() for case in cases}
-    extra = [free_port() for _ in range(tarpits)]
+    taken = {e.port for e in lab.endpoints}
+    picked = [port for port in free_ports(len(cases) + tarpits + len(taken)) if port not in taken]
+    ports = dict(zip(cases, picked, strict=False))
+    extra = picked[len(cases):len(cases) + tarpits]
     lab.processes.append(spawn("hostile", module_argv("netaudit.lab.hostile", "--ports", json.dumps(ports),
                                                       "--tarpits", json.dumps(extra), "--dir", str(lab.dir)), lab.dir))
     lab.endpoints += [LabEndpoint(f"hostile/{case}", LOCALHOST, port, CASES[case][1], "hostile",
