@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from .base import Lab, LabEndpoint
-from .processes import free_port, module_argv, spawn
+from .processes import module_argv, spawn
 
 LOCALHOST = "127.0.0.1"
 # Every string a hostile server controls carries this: it retitles (OSC 0), clears (ED 2J), recolours,
@@ -44,10 +44,10 @@ CASES: dict[str, tuple[str, str]] = {
     "h2-frame-flood": ("HTTP/2 SETTINGS, then an endless stream of WINDOW_UPDATE and unknown frames", "any"),
     "settings-ping-flood": ("HTTP/2 SETTINGS and PING frames without end", "any"),
     "reset-mid-rpc": ("speaks HTTP/2 until a request's HEADERS arrive, then resets the TCP connection", "any"),
-    "grpc-oversized": ("a TF-like server whose GetStatus is 120,000 devices (11 MiB)", "tf-server"),
+    "grpc-oversized": ("a TF-like server whose GetStatus is 120,000 devices (11 MiB)", "any"),
     "grpc-invalid-protobuf": ("a TF-like server whose GetStatus is not protobuf (wire type 7)", "any"),
     "grpc-wrong-message": ("a TF-like server whose GetStatus is valid protobuf of another message", "any"),
-    "grpc-spoof-devices": ("a TF-like server with 3,000 devices whose names hold escape sequences", "tf-server"),
+    "grpc-spoof-devices": ("a TF-like server with 800 devices whose names hold escape sequences", "tf-server"),
     "grpc-gzip-bomb": ("a TF-like server whose gzip-compressed GetStatus expands 1000x, to 16 MiB", "any"),
     "grpc-modelserver-spoof": ("a ModelServer-like server: escape sequences and thousands of versions and "
                                "signatures", "modelserver-grpc"),
@@ -208,16 +208,16 @@ SPOOF_NAMES = [f"model-{i}-{SPOOF}" if i % 2 else f"m{i}" for i in range(5000)]
 
 @functools.cache
 def rest_bodies() -> dict[str, bytes]:
-    """Metrics, a model's versions and its metadata: each under the 1 MiB body cap, so they parse and the
-    caps, not the reader, have to bound them."""
+    """Metrics, a model's versions and its metadata: the last two under the 256 KiB body cap, so they parse
+    and the caps, not the reader, have to bound them; the metrics page is cut by the reader."""
     metrics = "".join(f':tensorflow:serving:request_count{{model_name="{name}",status="OK"}} 1\n'
                       for name in SPOOF_NAMES)
     versions = {"model_version_status": [
         {"version": str(v), "state": SPOOF, "status": {"error_code": SPOOF, "error_message": SPOOF}}
-        for v in range(1, 501)]}
+        for v in range(1, 301)]}
     tensors = {f"in-{i}-{SPOOF}": {"dtype": SPOOF, "tensor_shape": {"dim": [{"size": "1"}] * 5}, "name": SPOOF}
-               for i in range(40)}
-    defs = {f"sig-{i}-{SPOOF}": {"method_name": SPOOF, "inputs": tensors, "outputs": tensors} for i in range(20)}
+               for i in range(12)}
+    defs = {f"sig-{i}-{SPOOF}": {"method_name": SPOOF, "inputs": tensors, "outputs": tensors} for i in range(12)}
     metadata = {"model_spec": {"version": "1"}, "metadata": {"signature_def": {"signature_def": defs}}}
     return {"metrics": metrics.encode(), "versions": json.dumps(versions).encode(),
             "metadata": json.dumps(metadata).encode()}
@@ -288,7 +288,7 @@ def tf_status_bodies() -> dict[str, bytes]:
     from netaudit import protowire
 
     plain = _device("/job:worker/replica:0/task:0/device:CPU:0")
-    spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(3000))
+    spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(800))
     return {
         "grpc-oversized": plain * 120_000,
         "grpc-invalid-protobuf": b"\x0f\xff\xff" + plain,
@@ -318,7 +318,7 @@ def _model_status() -> bytes:
 
     return b"".join(protowire.field(1, protowire.field(1, v) + protowire.field(2, 30)
                                     + protowire.field(3, protowire.field(1, 0) + protowire.field(2, SPOOF)))
-                    for v in range(1, 5001))
+                    for v in range(1, 1001))
 
 
 @functools.cache
@@ -326,9 +326,9 @@ def _model_metadata() -> bytes:
     from netaudit import protowire as pw
 
     tensor = pw.field(1, SPOOF) + pw.field(2, 1) + pw.field(3, b"".join(pw.field(2, pw.field(1, 1)) for _ in range(50)))
-    side = b"".join(pw.field(1, pw.field(1, f"t{i}-{SPOOF}") + pw.field(2, tensor)) for i in range(60))
+    side = b"".join(pw.field(1, pw.field(1, f"t{i}-{SPOOF}") + pw.field(2, tensor)) for i in range(20))
     sig = pw.field(1, side) + pw.field(2, side) + pw.field(3, SPOOF)
-    defs = b"".join(pw.field(1, pw.field(1, f"sig{i}-{SPOOF}") + pw.field(2, sig)) for i in range(30))
+    defs = b"".join(pw.field(1, pw.field(1, f"sig{i}-{SPOOF}") + pw.field(2, sig)) for i in range(16))
     any_value = pw.field(1, "type.googleapis.com/tensorflow.serving.SignatureDefMap") + pw.field(2, defs)
     return pw.field(1, pw.field(1, SPOOF) + pw.field(2, pw.field(1, 1))) + \
         pw.field(2, pw.field(1, "signature_def") + pw.field(2, any_value))
@@ -456,10 +456,26 @@ def main() -> None:
 
 # ---- in the lab ----------------------------------------------------------------------------------
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: free_port() one at a time repeats itself within a few hundred calls."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind(("0.0.0.0", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def plan_hostile(lab: Lab, tarpits: int = 0, cases: tuple[str, ...] = tuple(CASES)) -> None:
     """Add the hostile process and its endpoints to `lab` (kind: what a scan should report, or "any")."""
-    ports = {case: free_port() for case in cases}
-    extra = [free_port() for _ in range(tarpits)]
+    taken = {e.port for e in lab.endpoints}
+    picked = [port for port in free_ports(len(cases) + tarpits + len(taken)) if port not in taken]
+    ports = dict(zip(cases, picked, strict=False))
+    extra = picked[len(cases):len(cases) + tarpits]
     lab.processes.append(spawn("hostile", module_argv("netaudit.lab.hostile", "--ports", json.dumps(ports),
                                                       "--tarpits", json.dumps(extra), "--dir", str(lab.dir)), lab.dir))
     lab.endpoints += [LabEndpoint(f"hostile/{case}", LOCALHOST, port, CASES[case][1], "hostile",
@@ -497,18 +513,22 @@ RUSAGE_WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv
                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)")
 
 
-def measured_scan(targets: list[str], output: Path, *options: str, timeout: float = 900) -> Measured:
-    """`netaudit scan` of `targets` (fed on stdin) writing JSON to `output`, under a wrapper process whose
-    only child is the scan, so RUSAGE_CHILDREN's peak RSS is the scan's own."""
-    argv = [sys.executable, "-c", RUSAGE_WRAPPER, sys.executable, "-m", "netaudit", "scan", "-", "--no-history",
-            "--format", "json", "-o", str(output), *options]
+def measured_run(argv: list[str], stdin: str = "", timeout: float = 900) -> Measured:
+    """`argv` under a wrapper process whose only child it is, so RUSAGE_CHILDREN's peak RSS is its own."""
     started = time.monotonic()
-    run = subprocess.run(argv, input="\n".join(targets), capture_output=True, text=True, timeout=timeout)
+    run = subprocess.run([sys.executable, "-c", RUSAGE_WRAPPER, *argv], input=stdin, capture_output=True, text=True,
+                         timeout=timeout)
     seconds = time.monotonic() - started
     match = re.search(r"(\d+) (-?\d+)\s*$", run.stdout)
     if not match:
-        raise RuntimeError(f"the measured scan did not report: {run.stdout!r} {run.stderr[-2000:]!r}")
+        raise RuntimeError(f"the measured run did not report: {run.stdout[-500:]!r} {run.stderr[-2000:]!r}")
     return Measured(seconds, int(match[1]) / 1024, int(match[2]), run.stderr)
+
+
+def measured_scan(targets: list[str], output: Path, *options: str, timeout: float = 900) -> Measured:
+    """`netaudit scan` of `targets` (fed on stdin) writing JSON to `output`, measured by measured_run."""
+    return measured_run([sys.executable, "-m", "netaudit", "scan", "-", "--no-history", "--format", "json",
+                         "-o", str(output), *options], "\n".join(targets), timeout)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ from typing import Any
 # Items per list or map, by the details key (or nested key) that holds them.
 CAPS: dict[str, int] = {
     "devices": 64,               # GetStatus device_attributes; a DGX-class host has 8-16 accelerators
-    "models": 32,                # ModelServer inventory entries
     "versions": 16,              # versions per model
-    "signatures": 16,            # signature_defs per model
-    "tensors": 16,               # inputs or outputs per signature
+    "signatures": 8,             # signature_defs per model; real models serve one to a few
+    "tensors": 8,                # inputs or outputs per signature
     "metrics_model_names": 32,   # model names read from the Prometheus page
     "reflection_services": 32,   # services the reflection API lists
-    "services": 32,
-    "models_learned": 32,
+    "services": 32,              # services one endpoint is said to offer
 }
 STRING_MAX = 200             # characters per string a server supplied (names, banners, messages, header values)
 HEADER_VALUE_MAX = 256       # characters kept of one HTTP header value
@@ -31,11 +29,15 @@ EVIDENCE_MAX = 60            # transcript and evidence lines per endpoint
 EVIDENCE_LINE_MAX = 400      # characters per evidence line
 ENDPOINT_JSON_MAX = 64 * 1024  # bytes of one endpoint in the JSON output, whatever the server sent
 
-# Receive limits, just above what real replies need (docs/benchmarks.md "Receive limits"): the lab TF
-# server's GetStatus is 0.2 KB, a 16-accelerator host ~4 KB, the lab ModelServer's largest
-# GetModelMetadata 1.4 KB, a large real SignatureDefMap a few hundred KB.
-GRPC_RECEIVE_MAX = 1 << 20
-HTTP_BODY_MAX = 1 << 20
+# Receive limits (docs/benchmarks.md "Receive limits"): the largest reply the lab's real servers send is
+# under 2 KB (GetStatus of a TF task, GetModelMetadata and /metadata of the lab models, the Prometheus
+# page); a host with 16 accelerators lists about 4 KB of devices. 256 KiB leaves two orders of magnitude
+# for big signature maps and metrics pages, and keeps a scan of many hostile servers small.
+GRPC_RECEIVE_MAX = 256 * 1024
+HTTP_BODY_MAX = 256 * 1024
+# Bytes one relayed gRPC connection may carry from the server (netaudit/tlsrelay.py): an inventory of
+# 2,000 models at 2 KB each, not an endless frame flood.
+RELAY_INBOUND_MAX = 4 << 20
 
 
 def clip(text: str, limit: int = STRING_MAX) -> str:
@@ -68,7 +70,8 @@ LAST_RESORT_STRING_MAX = 40
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value))
+    """Bytes of `value` as JSON, counted chunk by chunk: a hostile endpoint's full text is never built."""
+    return sum(map(len, json.JSONEncoder().iterencode(value)))
 
 
 def _clip_strings(value: Any, limit: int = STRING_MAX) -> Any:

@@ -102,7 +102,8 @@ def to_junit(result) -> str:
         failures += 1
     for ep in data["endpoints"]:
         if ep["state"] == "open" and _identified(ep.get("kind")) and (ep["host"], ep["port"]) not in failing:
-            ET.SubElement(suite, "testcase", classname=f"{ep['host']}:{ep['port']}", name=f"{ep['kind']}: no findings")
+            ET.SubElement(suite, "testcase", classname=xml_safe(f"{ep['host']}:{ep['port']}"),
+                          name=f"{ep['kind']}: no findings")
             cases += 1
     for row in data.get("reachability", []):
         if row["segment"] and row["kind"] in registry.sensitive_kinds():

@@ -93,8 +93,16 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
 
 
 async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
+    """Through a plaintext relay that caps what the server may send (tlsrelay.py says why)."""
     endpoint.transport = "plaintext"
-    await _run_grpc_probes(endpoint, _session(endpoint, timeout, ctx), ctx, lambda outcome: _apply(endpoint, outcome))
+    relay = TlsRelay(endpoint.host, endpoint.port, None, timeout)
+    session = RpcSession(await relay.start(), timeout, transport="plaintext h2c", authority=endpoint.address,
+                         retries=ctx.retries)
+    try:
+        await _run_grpc_probes(endpoint, session, ctx, lambda outcome: _apply(endpoint, outcome))
+    finally:
+        await relay.close()
+        endpoint.evidence.extend(e for e in relay.errors[:3] if e.startswith("connection cut"))
 
 
 @dataclass

@@ -82,7 +82,7 @@ class RpcSession:
         """`address` may be a local TLS relay; `authority` is then the real target, sent as :authority.
         `credentials` says what identity the calls carry, for transcripts and findings. `retries` is the
         scan's --retries, spent on a slow connection set-up and on calls whose deadline passed."""
-        self.address = address
+        self.address = authority or address  # the target itself, also when `address` is a local relay
         self.timeout = timeout
         self.retries = retries
         self.retried = 0

@@ -1,10 +1,15 @@
-"""Run the gRPC probes through TLS on the scanner's own terms.
+"""Run the gRPC probes through a local relay, on the scanner's own terms: TLS, and a cap on what a server sends.
 
 grpcio always verifies the server certificate, so it cannot talk to an endpoint whose certificate is
 expired, self-signed or for another name, which are exactly the endpoints a scanner must still identify.
 The relay listens on 127.0.0.1 (a port of our own), and for each connection grpcio makes it opens a TLS
 connection to the target with verification off, ALPN h2 and, when given, the client identity. The
 certificate itself is judged separately (probes/tls.py).
+
+Plaintext gRPC goes through the same relay without TLS, for the cap: a server that floods HTTP/2 frames
+(SETTINGS, PING, WINDOW_UPDATE) can wedge grpcio's poller so that even call deadlines stop firing
+(grpcio 1.85, measured with lab/hostile.py's settings-ping-flood). The relay cuts any connection whose
+server sent more than INBOUND_MAX bytes, and grpcio then sees an ordinary connection loss.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from pathlib import Path
+
+from .bounds import RELAY_INBOUND_MAX as INBOUND_MAX
 
 COPY_CHUNK = 65536
 
@@ -26,14 +33,20 @@ def client_context(client_cert: Path | None = None, client_key: Path | None = No
     return ctx
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, errors: list[str] | None = None) -> None:
-    """Copy until either side closes. On the TLS side (`errors` given) a close before the server sent a
-    single byte is recorded: in TLS 1.3 a server that rejects the client certificate says so only after
-    the handshake, and Python's asyncio reports its alert as a plain end of stream."""
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, errors: list[str] | None = None,
+                limit: int | None = None) -> None:
+    """Copy until either side closes, or `limit` bytes were copied. On the server side (`errors` given) a
+    close before the server sent a single byte is recorded: in TLS 1.3 a server that rejects the client
+    certificate says so only after the handshake, and Python's asyncio reports its alert as a plain end
+    of stream."""
     copied = 0
     try:
         while data := await reader.read(COPY_CHUNK):
             copied += len(data)
+            if limit is not None and copied > limit:
+                if errors is not None:
+                    errors.append(f"connection cut: the server sent more than {limit:,} bytes")
+                break
             writer.write(data)
             await writer.drain()
         if errors is not None and not copied:
@@ -47,7 +60,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, erro
 
 
 class TlsRelay:
-    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float):
+    """`ctx` None relays plaintext (only the inbound cap applies)."""
+
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext | None, timeout: float):
         self.host, self.port, self.ctx, self.timeout = host, port, ctx, timeout
         self.server: asyncio.Server | None = None
         self.errors: list[str] = []
@@ -67,12 +82,22 @@ class TlsRelay:
     async def _relay(self, local_reader: asyncio.StreamReader, local_writer: asyncio.StreamWriter) -> None:
         try:
             remote_reader, remote_writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self.ctx, server_hostname=None), self.timeout)
+                asyncio.open_connection(self.host, self.port, ssl=self.ctx,
+                                        server_hostname=None), self.timeout)
         except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError) as exc:
-            self.errors.append(f"TLS connection to {self.host}:{self.port} failed: {exc!r}")
+            self.errors.append(f"{'TLS' if self.ctx else 'TCP'} connection to {self.host}:{self.port} failed: {exc!r}")
             local_writer.close()
             return
-        await asyncio.gather(_pipe(local_reader, remote_writer), _pipe(remote_reader, local_writer, self.errors))
+        remote = asyncio.ensure_future(_pipe(remote_reader, local_writer, self.errors, INBOUND_MAX))
+        local = asyncio.ensure_future(_pipe(local_reader, remote_writer))
+        try:
+            await asyncio.wait((remote, local), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not local.done():  # the server closed or was cut off: grpcio's side goes down with it
+                remote_writer.close()
+            for pipe in (remote, local):
+                pipe.cancel()
+            await asyncio.gather(remote, local, return_exceptions=True)
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netaudit import protowire
-from netaudit.bounds import CAPS
+from netaudit.bounds import cap_list
 from netaudit.rpc import RpcSession
 
 from .base import Outcome, ProbeContext
@@ -16,10 +16,10 @@ LIST_SERVICES = protowire.field(7, "")
 HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
 
-def decode_service_list(body: bytes) -> list[str]:
+def decode_service_list(body: bytes, truncated: dict[str, int] | None = None) -> list[str]:
     """ServerReflectionResponse.list_services_response (6) -> service (1) -> name (1)."""
-    listing = protowire.decode(body).message(6)
-    return [svc.str(1) for svc in listing.messages(1, CAPS["reflection_services"])]
+    listed = protowire.decode(body).message(6).blobs(1)
+    return [protowire.decode(svc).str(1) for svc in cap_list(listed, "reflection_services", truncated)]
 
 
 async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
@@ -37,7 +37,10 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         if reply.ok:
             out.services.append(method.split("/")[1])
             try:
-                out.details["reflection_services"] = decode_service_list(reply.body)
+                truncated: dict[str, int] = {}
+                out.details["reflection_services"] = decode_service_list(reply.body, truncated)
+                if truncated:
+                    out.details["truncated"] = truncated
             except protowire.DecodeError as exc:
                 out.evidence.append(f"reflection answered with a body that is not a ServerReflectionResponse ({exc})")
             break
