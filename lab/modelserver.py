@@ -290,20 +290,49 @@ class RawHandler(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(handle)
 
 
-def profiler_methods() -> dict[str, tuple[None, Callable]]:
-    """ProfilerService is registered by default (--enable_profiler=true, SRV server.h; §2.1)."""
+def release_tuple(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.split(".")] + [0, 0]
+    return parts[0], parts[1], parts[2]
 
-    def monitor(raw: bytes):
+
+def profiler_methods(release: tuple[int, int, int]) -> dict[str, tuple[type[Message], Callable]]:
+    """ProfilerService is registered by default (--enable_profiler=true, SRV server.h; §2.1), from 2.1 on
+    (91adea97), with the method set of the TF it is built with (§1.2 ProfilerService table): Profile and
+    Monitor; Terminate from 2.3; StartContinuousProfiling, StopContinuousProfiling and GetSnapshot from 2.21."""
+    from google.protobuf import empty_pb2
+
+    def monitor(request):
         # profiler_service_impl.cc: UNIMPLEMENTED "unimplemented." (§1.5, §4).
         raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "unimplemented.")
 
-    def refuse(raw: bytes):
+    def refuse(request):
         # The real Profile writes files on the server (§2.8); the stand-in never does.
         raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, "profiling is not implemented by the lab stand-in")
 
-    return {"/tensorflow.ProfilerService/Monitor": (None, monitor),
-            "/tensorflow.ProfilerService/Profile": (None, refuse),
-            "/tensorflow.ProfilerService/Terminate": (None, refuse)}
+    # Empty stands in for the request types: like them it rejects unparseable bytes, which the sync C++
+    # service answers INTERNAL with empty details before any handler (§2.4).
+    names = ["Monitor", "Profile"] + (["Terminate"] if release >= (2, 3, 0) else []) + \
+        (["StartContinuousProfiling", "StopContinuousProfiling", "GetSnapshot"] if release >= (2, 21, 0) else [])
+    return {f"/tensorflow.ProfilerService/{name}": (empty_pb2.Empty, monitor if name == "Monitor" else refuse)
+            for name in names if release >= (2, 1, 0)}
+
+
+def enable_meta_services(server: grpc.Server, release: tuple[int, int, int], healthcheck: bool) -> None:
+    """From 2.15.1/2.16.1 grpc++_reflection is linked in and registers itself (c140e011, 2024-02-07), and
+    --enable_grpc_healthcheck_service (a9a8e7bf, default false) switches on the health service with the bare
+    names "ModelService" and "PredictionService" set SERVING (§2.1)."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    services = ["tensorflow.serving.ModelService", "tensorflow.serving.PredictionService"]
+    if healthcheck:
+        servicer = health.HealthServicer()
+        for name in ("ModelService", "PredictionService"):
+            servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        services.append(health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    if release >= (2, 15, 1):
+        reflection.enable_server_reflection(services + [reflection.SERVICE_NAME], server)
 
 
 def make_rest_handler(service: Service, audit: AuditLog, prometheus_path: str | None, cors: bool):
@@ -489,8 +518,15 @@ def main() -> None:
     parser.add_argument("--monitoring_config_file", help="text MonitoringConfig{prometheus_config{enable, path}}")
     parser.add_argument("--enable_profiler", default="true", choices=["true", "false"])
     parser.add_argument("--rest_api_enable_cors_support", default="false", choices=["true", "false"])
+    parser.add_argument("--enable_grpc_healthcheck_service", default="false", choices=["true", "false"],
+                        help="SRV server.h, since 2.15.1/2.16.1 (§2.1)")
     parser.add_argument("--audit_log", type=Path, help="stand-in only: JSON lines of every request received")
+    parser.add_argument("--emulate_release", default="2.14.1", type=release_tuple,
+                        help="stand-in only: the TF Serving release whose gRPC method set to register (profiler "
+                             "methods, reflection); the default 2.14.1 predates reflection and health")
     args = parser.parse_args()
+    if args.enable_grpc_healthcheck_service == "true" and args.emulate_release < (2, 15, 1):
+        parser.error("--enable_grpc_healthcheck_service exists only from TF Serving 2.15.1 on")
 
     servables = Servables()
     if args.model_config_file:
@@ -503,11 +539,13 @@ def main() -> None:
 
     methods: dict[str, tuple[Any, Callable]] = dict(grpc_methods(service))
     if args.enable_profiler == "true":
-        methods.update(profiler_methods())
+        methods.update(profiler_methods(args.emulate_release))
     # grpc.max_{send,receive}_message_length = INT32_MAX (server.cc, §2.1).
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          options=[("grpc.max_receive_message_length", 2**31 - 1),
                                   ("grpc.max_send_message_length", 2**31 - 1)])
+    # Before RawHandler, which answers every other method (unregistered ones UNIMPLEMENTED).
+    enable_meta_services(server, args.emulate_release, args.enable_grpc_healthcheck_service == "true")
     server.add_generic_rpc_handlers([RawHandler(methods, audit)])
     address = f"0.0.0.0:{args.port}"  # server.cc: "0.0.0.0:" + port (§2.2)
     if args.ssl_config_file:

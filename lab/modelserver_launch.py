@@ -26,6 +26,8 @@ class ModelServerSpec:
     ssl_config_file: Path | None = None
     audit_log: Path | None = None
     cors: bool = False
+    release: str | None = None  # stand-in only: the TF Serving release whose method set it registers
+    healthcheck: bool = False  # --enable_grpc_healthcheck_service (TF Serving 2.15.1+)
 
 
 def write_lab_models(out: Path, processes: list[LabProcess], log_dir: Path, deadline: float,
@@ -64,9 +66,13 @@ def start_modelserver(name: str, spec: ModelServerSpec, log_dir: Path,
         flags.append(f"--ssl_config_file={spec.ssl_config_file}")
     if spec.cors:
         flags.append("--rest_api_enable_cors_support=true")
+    if spec.healthcheck:
+        flags.append("--enable_grpc_healthcheck_service=true")
     binary = shutil.which("tensorflow_model_server")
     if binary:
         return spawn(name, [*prefix, binary, *flags], log_dir, BINARY_READY), binary
     if spec.audit_log:
         flags.append(f"--audit_log={spec.audit_log}")
+    if spec.release:
+        flags.append(f"--emulate_release={spec.release}")
     return spawn(name, [*prefix, *module_argv("netaudit.lab.modelserver", *flags)], log_dir), None

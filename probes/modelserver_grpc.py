@@ -1,19 +1,28 @@
-"""TensorFlow Serving on gRPC: presence, model inventory, and which dangerous RPCs answer without credentials.
+"""TensorFlow Serving on gRPC: presence, model inventory, which dangerous RPCs answer without credentials,
+and the release range its method set allows.
 
 Requests and expected replies come from tf-wire-facts.md §2.4 and §4. Nothing here runs a model or
 changes the server: Predict gets only an empty request (rejected with "Missing ModelSpec" before any
-model is touched) and HandleReloadConfigRequest only an empty one (rejected before ReloadConfig).
+model is touched) and HandleReloadConfigRequest only an empty one (rejected before ReloadConfig). The
+release markers are data (netaudit/data/tf_serving_release_markers.json): profiler methods get MALFORMED
+(rejected before any handler), reflection a ListServices request, health an empty Check; all read-only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
-from netaudit import protowire
+from netaudit import advisories, protowire
 from netaudit.bounds import cap_list
-from netaudit.rpc import RpcSession
+from netaudit.rpc import Reply, RpcSession
+from netaudit.safety import MALFORMED
 
 from .base import NAME_SLOT, Expect, GrpcSignature, Naming, Outcome, ProbeContext, literal
+from .grpc_generic import HEALTH_CHECK, LIST_SERVICES, REFLECTION
 from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, random_model_name, tensor
 
 MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
@@ -28,6 +37,102 @@ RELOAD_REJECTED = Expect("INVALID_ARGUMENT", "ServerModelConfig type not support
 PROFILER_PRESENT = Expect("UNIMPLEMENTED", "unimplemented.")
 REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 INVENTORY_PARALLEL = 16
+PROFILER_PREFIX = "/tensorflow.ProfilerService/"
+
+
+class ServingMarkerError(ValueError):
+    """tf_serving_release_markers.json is malformed; the message names the row."""
+
+
+@dataclass(frozen=True)
+class ServingRow:
+    """A TF Serving release range (`min`/`max` inclusive, None open-ended) and what it registers (`methods`:
+    path -> registered; a path not listed is unknown there)."""
+
+    min: str | None
+    max: str | None
+    note: str
+    methods: dict[str, bool]
+
+    def agrees(self, observed: dict[str, bool]) -> bool:
+        return not any(m in self.methods and self.methods[m] != v for m, v in observed.items())
+
+
+def parse_serving_rows(text: str) -> tuple[ServingRow, ...]:
+    try:
+        raw_rows = json.loads(text)["rows"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServingMarkerError(f"tf_serving_release_markers.json: not a marker file: {exc!r}") from None
+    rows = []
+    for index, raw in enumerate(raw_rows):
+        try:
+            bounds = [advisories.parse_version(v) for v in (raw["min"], raw["max"]) if v is not None]
+            if bounds != sorted(bounds) or not raw["note"]:
+                raise ValueError("needs min <= max (release versions or null) and a note with its source")
+            methods = raw["methods"]
+            if not methods or not all(isinstance(k, str) and k.startswith("/") and isinstance(v, bool)
+                                      for k, v in methods.items()):
+                raise ValueError("methods must map gRPC paths to true/false")
+            rows.append(ServingRow(raw["min"], raw["max"], str(raw["note"]), dict(methods)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ServingMarkerError(f"tf_serving_release_markers.json: row {index}: {exc!r}") from None
+    for older, newer in zip(rows, rows[1:]):
+        if older.max is None or newer.min is None or \
+                advisories.parse_version(older.max) >= advisories.parse_version(newer.min):
+            raise ServingMarkerError("tf_serving_release_markers.json: rows must be in release order and not overlap")
+    return tuple(rows)
+
+
+@cache
+def serving_rows() -> tuple[ServingRow, ...]:
+    return parse_serving_rows(resources.files("netaudit").joinpath("data/tf_serving_release_markers.json").read_text())
+
+
+@cache
+def serving_markers() -> tuple[str, ...]:
+    return tuple(sorted({m for row in serving_rows() for m in row.methods}))
+
+
+def infer_serving_version(registered: dict[str, bool], rows: tuple[ServingRow, ...] | None = None) -> dict:
+    """The release range every agreeing row spans. With the profiler off (Monitor not registered), the
+    profiler methods say nothing from 2.5 on (--enable_profiler=false), so only the older rows may use them."""
+    rows = rows or serving_rows()
+    observed = dict(registered)
+    if not observed.get(PROFILER_PREFIX + "Monitor", True):
+        observed = {m: v for m, v in observed.items() if not m.startswith(PROFILER_PREFIX)}
+    candidates = [r for r in rows if r.agrees(observed)]
+    basis = sorted(m for m, present in registered.items() if present)
+    source = "derived from source (tf-wire-facts.md §1.2, §2.1); no real tensorflow_model_server confirmed it"
+    if not candidates:
+        return {"range": "unknown", "min": None, "max": None, "registered_markers": basis, "source": "derived",
+                "basis": source}
+    low, high = candidates[0].min, candidates[-1].max
+    if low is None:
+        text = f"<= {high}" if high else "any"
+    elif high is None:
+        text = f">= {low}"
+    else:
+        text = low if low == high else f"{low}-{high}"
+    return {"range": text, "min": low, "max": high, "registered_markers": basis, "source": "derived",
+            "basis": source}
+
+
+async def release_markers(session: RpcSession, monitor: Reply) -> dict[str, bool]:
+    """Whether each marker method is registered. Only read-only requests: MALFORMED for the profiler (the sync
+    C++ service rejects it with INTERNAL before a handler; §2.4), ListServices for reflection, an empty
+    Check for health."""
+    async def one(method: str) -> bool:
+        if method == PROFILER_MONITOR:
+            return monitor.registered
+        if method in REFLECTION:
+            replies = [await session.stream_first(m, LIST_SERVICES) for m in REFLECTION]
+            return any(r.registered for r in replies)
+        if method == HEALTH_CHECK:
+            return (await session.unary(HEALTH_CHECK)).registered
+        return (await session.unary(method, MALFORMED)).registered
+
+    found = await asyncio.gather(*(one(m) for m in serving_markers()))
+    return dict(zip(serving_markers(), found, strict=True))
 
 
 def model_spec(name: str) -> bytes:
@@ -147,6 +252,11 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.evidence.append(f"HandleReloadConfigRequest refused: {reload_reply.code}")
     if monitor.matches(PROFILER_PRESENT.code, PROFILER_PRESENT.details):
         out.services.append("tensorflow.ProfilerService")
+    version = infer_serving_version(await release_markers(session, monitor))
+    out.details["serving_version"] = version
+    out.details["advisories"] = advisories.match(version["min"], version["max"], product="tensorflow-serving")
+    out.evidence.append(f"TF Serving release {version['range']} ({version['basis']}), from the registered methods: "
+                        + (", ".join(version["registered_markers"]) or "none of the markers"))
     out.details["models"] = await inventory(session, ctx.model_names)
     out.details["model_names_tried"] = len(ctx.model_names)
     return out

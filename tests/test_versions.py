@@ -4,12 +4,15 @@ matched for chosen releases, and open-ended or unknown ranges never over-claimin
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
 from netaudit import advisories
-from netaudit.probes import tf_runtime
+from netaudit.probes import modelserver_grpc, tf_runtime
+from netaudit.scoring import band, scores
 
 # What the recorded wire behaviour can tell apart (docs/versions-and-advisories.md). 2.12-2.17 register the
 # same methods and answer every safe RPC alike; only a coordination leader's heartbeat wording splits them
@@ -114,13 +117,53 @@ def test_advisories_for_chosen_releases_follow_the_data_file():
     assert by_id(advisories.match("2.4.1", "2.4.1"))["CVE-2021-29569"] == "all"
     assert "CVE-2021-29569" not in by_id(advisories.match("2.4.2", "2.4.2"))
     assert by_id(advisories.match("1.15", "1.15"))["CVE-2021-29569"] == "all"
-    # Every TF advisory in the data was fixed before 2.12: the measured releases carry none.
-    assert advisories.match("2.12", "2.17")["list"] == []
+    # The newest TF advisory read (CVE-2023-33976, GHSA-only) was fixed in 2.12.1: of 2.12-2.17 only 2.12.0 is hit.
+    assert by_id(advisories.match("2.12", "2.17")) == {"CVE-2023-33976": "some"}
+    assert by_id(advisories.match("2.12.1", "2.12.1")) == {}
     assert advisories.match("2.21", None)["list"] == []
+    # GitHub's reviewed record limits CVE-2022-23592 to 2.8.0rc0, where the NVD-derived PYSEC said 2.7.x too.
+    assert "CVE-2022-23592" not in by_id(advisories.match(None, None))
     # TF Serving: CVE-2025-0649 has no fix in any release, so it affects every ModelServer release.
     serving = advisories.match("2.19", "2.19", product="tensorflow-serving")
     assert by_id(serving) == {"CVE-2025-0649": "all"}
     assert by_id(advisories.match("2.3", "2.3", product="tensorflow-serving"))["CVE-2020-15206"] == "some"
+
+
+@pytest.mark.parametrize("release, cve, severity, cvss", [
+    # GHSA-only advisory (2023), CVSS from the GHSA-derived record.
+    ("2.12.0", "CVE-2023-33976", "high", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+    # PYSEC record, severity from GitHub's record; its reviewed ranges add 2.7.0, which the PYSEC record missed.
+    ("2.7.0", "CVE-2022-21726", "high", "CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:H"),
+    # GitHub gives a severity but no CVSS vector.
+    ("2.9.0", "CVE-2022-36016", "low", None),
+    ("2.11.0", "CVE-2023-25668", "critical", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+])
+def test_advisories_of_chosen_releases_carry_their_severity(release, cve, severity, cvss):
+    found = {a["id"]: a for a in advisories.match(release, release)["list"]}
+    assert (found[cve]["affected"], found[cve]["severity"], found[cve]["cvss"]) == ("all", severity, cvss)
+    assert found[cve]["url"].startswith("https://github.com/tensorflow/tensorflow/")
+
+
+def test_summary_by_severity_for_an_exact_release():
+    result = advisories.match("2.12.0", "2.12.0")
+    assert (result["all"], result["some"], result["by_severity"]) == (1, 0, "1 high")
+    result = advisories.match("2.11.1", "2.11.1")
+    assert [(a["id"], a["severity"]) for a in result["list"]] == [("CVE-2023-33976", "high")]
+
+
+def test_the_data_file_validates_on_load_and_states_its_coverage():
+    data = advisories.load()
+    tf = [a for a in data.advisories if a.product == "tensorflow"]
+    assert len(tf) > 400 and len({a.id for a in tf}) == len(tf)
+    assert {s["name"] for s in data.sources} >= {"pypa/advisory-database", "westonsteimel/advisory-database-pypa"}
+    assert "severity unknown for" in data.coverage["tensorflow"]
+    unknown = [a for a in tf if a.severity == "unknown"]
+    # What is still missing is what the coverage says: only advisories no GHSA record was read for.
+    assert f"severity unknown for {len(unknown)} " in data.coverage["tensorflow"]
+    assert all(a.cvss is None for a in unknown)
+    for a in tf:
+        if a.cvss and a.cvss.startswith("CVSS:3"):
+            assert band(scores(a.cvss)[0]) == a.severity, a.id
 
 
 def test_an_exact_release_gives_only_all():
@@ -197,5 +240,92 @@ def test_advisory_findings_follow_the_access_the_server_already_gives(transport,
     lines = [line for line in findings[0].evidence if line.startswith("advisory ")]
     assert len(lines) == len(found["list"]) and all("https://" in line for line in lines)
     empty = Endpoint("198.18.1.10", 2222, "open", kind="tf-server", transport=transport, authenticated=authenticated,
-                     details={"tf_version": version, "advisories": advisories.match("2.12", "2.17")})
+                     details={"tf_version": version, "advisories": advisories.match("2.12.1", "2.17")})
     assert not [f for f in assess([empty]) if f.rule.startswith("tf-known-advisories")]
+
+
+# --- TF Serving: the release range from the method set (derived), and its advisories ---------------------
+
+MONITOR, TERMINATE = "/tensorflow.ProfilerService/Monitor", "/tensorflow.ProfilerService/Terminate"
+CONTINUOUS = "/tensorflow.ProfilerService/StopContinuousProfiling"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+HEALTH = "/grpc.health.v1.Health/Check"
+
+
+@pytest.mark.parametrize("registered, expected", [
+    ({MONITOR: True, TERMINATE: False, CONTINUOUS: False, REFLECTION: False, HEALTH: False}, "2.1-2.2"),
+    ({MONITOR: True, TERMINATE: True, CONTINUOUS: False, REFLECTION: False, HEALTH: False}, "2.3-2.15.0"),
+    ({MONITOR: True, TERMINATE: True, CONTINUOUS: False, REFLECTION: True, HEALTH: False}, "2.15.1-2.20"),
+    ({MONITOR: True, TERMINATE: True, CONTINUOUS: True, REFLECTION: True, HEALTH: True}, ">= 2.21"),
+    # The profiler off (--enable_profiler=false, 2.5+): its methods say nothing.
+    ({MONITOR: False, TERMINATE: False, CONTINUOUS: False, REFLECTION: True, HEALTH: False}, ">= 2.15.1"),
+    ({MONITOR: False, TERMINATE: False, CONTINUOUS: False, REFLECTION: False, HEALTH: False}, "<= 2.15.0"),
+    # Health needs 2.15.1+, reflection absent says older: nothing agrees.
+    ({MONITOR: True, TERMINATE: True, CONTINUOUS: False, REFLECTION: False, HEALTH: True}, "unknown"),
+])
+def test_serving_rows_replayed(registered, expected):
+    version = modelserver_grpc.infer_serving_version(registered)
+    assert version["range"] == expected and version["source"] == "derived"
+    assert set(modelserver_grpc.serving_markers()) == set(registered)
+
+
+def test_a_malformed_serving_row_is_named():
+    raw = json.loads(resources.files("netaudit").joinpath("data/tf_serving_release_markers.json").read_text())
+    raw["rows"][2]["methods"][TERMINATE] = "yes"
+    with pytest.raises(modelserver_grpc.ServingMarkerError, match="row 2"):
+        modelserver_grpc.parse_serving_rows(json.dumps(raw))
+    raw["rows"][2]["methods"][TERMINATE] = True
+    raw["rows"][3]["min"] = "2.14"
+    with pytest.raises(modelserver_grpc.ServingMarkerError, match="not overlap"):
+        modelserver_grpc.parse_serving_rows(json.dumps(raw))
+
+
+# The stand-in registers each release's method set (lab/modelserver.py cites the source of each method).
+STAND_INS = {"2.2.0": (False, "2.1-2.2"), "2.14.1": (False, "2.3-2.15.0"), "2.19.0": (True, "2.15.1-2.20"),
+             "2.21.0": (False, ">= 2.21")}
+
+
+@pytest.fixture(scope="module")
+def serving_stand_ins(lab, tmp_path_factory):
+    from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
+    from netaudit.lab.processes import free_port, stop, wait_ready
+
+    directory = tmp_path_factory.mktemp("serving-releases")
+    specs, procs = {}, []
+    try:
+        for release, (health, _) in STAND_INS.items():
+            specs[release] = ModelServerSpec(free_port(), free_port(), Path(lab.dir) / "models" / "models.config",
+                                             audit_log=directory / f"{release}.jsonl", release=release,
+                                             healthcheck=health)
+            procs.append(start_modelserver(f"ms-{release}", specs[release], directory)[0])
+        wait_ready(procs, time.monotonic() + 240)
+        yield specs
+    finally:
+        stop(procs)
+
+
+@pytest.mark.parametrize("release", STAND_INS)
+def test_modelserver_release_range_and_advisories_from_the_stand_in(serving_stand_ins, release):
+    from netaudit.scan import ScanOptions, scan
+    from netaudit.targets import build_targets
+
+    spec = serving_stand_ins[release]
+    result = scan(build_targets([f"127.0.0.1:{spec.grpc_port}"]), ScanOptions())
+    (ep,) = result.endpoints
+    version = ep.details["serving_version"]
+    assert ep.kind == "modelserver-grpc" and version["range"] == STAND_INS[release][1]
+    assert version["source"] == "derived" and "no real tensorflow_model_server" in version["basis"]
+    found = ep.details["advisories"]
+    assert found["product"] == "tensorflow-serving"
+    assert found["list"] == advisories.match(version["min"], version["max"], product="tensorflow-serving")["list"]
+    assert by_id(found)["CVE-2025-0649"] == "all"  # no fix in any release read
+    (finding,) = [f for f in result.findings if f.rule.startswith("modelserver-known-advisories")]
+    assert (finding.rule, finding.severity) == ("modelserver-known-advisories-no-new-access", "info")
+    assert version["range"] in finding.title and "(derived)" in finding.title
+    assert len([line for line in finding.evidence if line.startswith("advisory ")]) == len(found["list"])
+    # Read-only: every profiler method got unparseable bytes, rejected before a handler where it is registered.
+    log = [json.loads(line) for line in spec.audit_log.read_text().splitlines()]
+    profiler = [e for e in log if e["method"].startswith("/tensorflow.ProfilerService/") and e["request_bytes"]]
+    assert {e["method"].rsplit("/", 1)[1] for e in profiler} == {"Terminate", "StopContinuousProfiling"}
+    assert all((e["status"], e.get("parsed")) in {("INTERNAL", False), ("UNIMPLEMENTED", None)} for e in profiler)
+    assert not [e for e in log if e["method"].startswith("/tensorflow.ProfilerService/") and e["status"] == "OK"]
