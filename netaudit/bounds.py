@@ -23,6 +23,7 @@ CAPS: dict[str, int] = {
     "reflection_services": 32,   # services the reflection API lists
     "services": 32,
     "models_learned": 32,
+    "transcript_calls": 128,     # calls recorded per gRPC channel (a ModelServer inventory asks 2 per model name)
 }
 STRING_MAX = 200             # characters per string a server supplied (names, banners, messages, header values)
 HEADER_VALUE_MAX = 256       # characters kept of one HTTP header value
