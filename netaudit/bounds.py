@@ -21,6 +21,8 @@ CAPS: dict[str, int] = {
     "metrics_model_names": 32,   # model names read from the Prometheus page
     "reflection_services": 32,   # services the reflection API lists
     "services": 32,              # services one endpoint is said to offer
+    "models_learned": 32,
+    "transcript_calls": 128,     # calls recorded per gRPC channel (a ModelServer inventory asks 2 per model name)
 }
 STRING_MAX = 200             # characters per string a server supplied (names, banners, messages, header values)
 HEADER_VALUE_MAX = 256       # characters kept of one HTTP header value

@@ -23,6 +23,7 @@ from .probes.sniff import Sniff, printable, sniff, tls_handshake
 from .probes.tls import TlsOptions
 from .rpc import RpcSession
 from .tlsrelay import TlsRelay, client_context
+from .transcript import summary
 
 KIND_BY_PROTOCOL = {"http": ("http", "plaintext"), "tls": ("tls", "tls"),
                     "banner": ("unknown", "unknown"), "silent": ("unknown", "unknown")}
@@ -72,6 +73,17 @@ def _count(endpoint: Endpoint, session: RpcSession) -> None:
     _retried(endpoint, session.retried)
 
 
+def _keep_transcript(endpoint: Endpoint, session: RpcSession) -> None:
+    """The session's calls go to details.transcript as records; evidence gets one sentence for them (and
+    one for a channel that was slow or never ready). The calls a verdict rests on are cited by the probes."""
+    record = session.record()
+    endpoint.details.setdefault("transcript", []).append(record)
+    if session.opening:
+        endpoint.evidence.append(session.opening)
+    if record["calls"]:
+        endpoint.evidence.append(summary(record))
+
+
 async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeContext,
                            on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """`on_outcome` takes each outcome as soon as its probe is done, so a later probe that breaks on a
@@ -86,7 +98,7 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
                 if on_outcome:
                     on_outcome(outcomes[-1])
     finally:
-        endpoint.evidence.extend(session.transcript)
+        _keep_transcript(endpoint, session)
         _count(endpoint, session)
         await session.close()
     return outcomes
@@ -112,6 +124,7 @@ class Inside:
     outcomes: list[Outcome]
     http_statuses: list[int]
     failure: str | None  # the TLS connection for the probes itself failed, and nothing answered
+    http_reply: str | None = None  # the first call a proxy answered with a plain HTTP status, as a sentence
 
 
 async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, tls_ctx: ssl.SSLContext,
@@ -130,7 +143,9 @@ async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, 
         await relay.close()
     endpoint.evidence.extend(relay.errors[:3])
     failure = relay.errors[0] if relay.errors and not session.replies else None
-    return Inside(outcomes, sorted({r.http_status for r in session.replies if r.http_status}), failure)
+    http = next((r for r in session.replies if r.http_status), None)
+    return Inside(outcomes, sorted({r.http_status for r in session.replies if r.http_status}), failure,
+                  session.cite(http) if http else None)
 
 
 async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeContext, options: TlsOptions) -> None:
@@ -170,6 +185,7 @@ async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeConte
             required = True
             endpoint.transport = "mtls"
             details["client_cert"] = "required at the HTTP layer (HTTP 400 without a certificate)"
+            endpoint.evidence.append(f"HTTP 400 to gRPC without a client certificate: {inside.http_reply}")
     if required:
         endpoint.authenticated = True
         endpoint.evidence.append("without a client certificate the server refuses the connection: authenticated")
@@ -288,7 +304,7 @@ async def _learn(ep: Endpoint, probe: registry.Probe, missing: tuple[str, ...], 
         try:
             more = await probe.ask(session, missing)
         finally:
-            ep.evidence.extend(session.transcript)
+            _keep_transcript(ep, session)
             _count(ep, session)
             await session.close()
     ep.evidence.append(f"model names learned from other ports of {ep.host}: {', '.join(missing)}")

@@ -17,6 +17,7 @@ from .bounds import more
 from .exposure import VERDICTS
 from .model import SEVERITIES, severity_rank
 from .textsafe import terminal_lines, terminal_safe
+from .transcript import sentences
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
 # A report stays readable and small at 20,000 findings: full cards (evidence, remediation) for the most
@@ -114,11 +115,19 @@ def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
         lines += [f"  RESOLVED  {f['severity'].upper():8}  {f['title']}" for f in diff["resolved"]]
     lines += ["", f"FINDINGS ({len(data['findings'])})"
               + (": " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s]) if counts else "")]
-    for f in _sorted_findings(data["findings"]):
+    for index, f in enumerate(_sorted_findings(data["findings"])):
         marks = ("NEW " if f.get("state") == "new" and (data.get("diff") or {}).get("baseline") else "") + ("ACCEPTED " if f.get("accepted") and
                                                                not f["accepted"]["expired"] else "")
         lines.append(f"  {f['severity'].upper():8}  {marks}{f['title']}  [{f['rule']}]")
+        if index < CARD_LIMIT:  # the evidence of the most severe, as the HTML report's cards
+            lines += [f"            {line}" for line in f["evidence"]]
     return lines
+
+
+def transcripts(endpoints: list[dict[str, Any]], wanted: set[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+    """The recorded gRPC calls of the wanted endpoints, as sentences."""
+    return {(ep["host"], ep["port"]): sentences(ep["details"]["transcript"]) for ep in endpoints
+            if (ep["host"], ep["port"]) in wanted and ep.get("details", {}).get("transcript")}
 
 
 def matrix(data: dict[str, Any]) -> tuple[list[str], list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
@@ -251,6 +260,7 @@ def to_html(result) -> str:
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
         exposed=exposed_kinds(data["endpoints"]),
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS, tags=tags, no_tags=NO_TAGS, choices=choices,
+        transcripts=transcripts(data["endpoints"], {(f["host"], f["port"]) for f in findings[:CARD_LIMIT]}),
         script=script, script_hash=script_hash(script), severity_rank=severity_rank,
         css=templates.joinpath("report.css").read_text())
 

@@ -1,4 +1,4 @@
-"""One gRPC channel per endpoint, shared by all of its probes, with a deadline and a transcript line per call.
+"""One gRPC channel per endpoint, shared by all of its probes, with a deadline and a transcript record per call.
 
 Requests and replies stay raw bytes (no generated stubs), so the scanner needs neither tensorflow nor
 tensorflow-serving-api. Every request passes the safety check first.
@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import grpc
 import grpc.aio
 
-from .bounds import GRPC_RECEIVE_MAX
+from .bounds import CAPS, GRPC_RECEIVE_MAX, clip
 from . import faults
 from .deadlines import deadlines
-from .safety import MALFORMED, check_call
+from .safety import check_call
+from .transcript import call_record, call_sentence, channel_sentence, request_kind, sentences
 
 HTTP_STATUS = re.compile(r"Received http2 header with status: (\d+)")
 CHANNEL_OPTIONS = [
@@ -34,6 +35,7 @@ class Reply:
     code: str
     details: str
     body: bytes = b""
+    record: dict | None = field(default=None, compare=False, repr=False)  # its transcript record
 
     @property
     def ok(self) -> bool:
@@ -70,12 +72,6 @@ def hold_aio_engine() -> None:
     grpc.aio.init_grpc_aio()
 
 
-def describe_request(request: bytes) -> str:
-    if request == MALFORMED:
-        return "malformed request (unparseable, rejected before any handler)"
-    return "empty request" if not request else f"{len(request)}-byte request"
-
-
 class RpcSession:
     def __init__(self, address: str, timeout: float, transport: str = "plaintext", authority: str | None = None,
                  credentials: str = "no credentials", retries: int = 0):
@@ -89,17 +85,18 @@ class RpcSession:
         self.transport = transport
         self.credentials = credentials
         options = CHANNEL_OPTIONS + ([("grpc.default_authority", authority)] if authority else [])
-        self.channel = grpc.aio.insecure_channel(address, options=options)
-        self.transcript: list[str] = []
+        self.grpc = grpc.aio.insecure_channel(address, options=options)
+        self.channel: dict = {"transport": transport, "credentials": credentials}
+        self.records: list[dict] = []
         self.calls: list[tuple[str, bytes]] = []
         self.replies: list[Reply] = []
 
     async def _watch(self, seen: set[grpc.ChannelConnectivity]) -> None:
-        state = self.channel.get_state(try_to_connect=True)
+        state = self.grpc.get_state(try_to_connect=True)
         while state != grpc.ChannelConnectivity.READY:
             seen.add(state)
-            await self.channel.wait_for_state_change(state)
-            state = self.channel.get_state()
+            await self.grpc.wait_for_state_change(state)
+            state = self.grpc.get_state()
 
     async def ready(self) -> bool:
         """Connected within the deadline, or, on a slow or lossy link where the connection is still being
@@ -118,23 +115,54 @@ class RpcSession:
                     continue
                 if wait:
                     self.retried += 1
-                    self.transcript.append(f"-> {self.address}: gRPC channel ready within {sum(waits[:wait + 1]):g}s, "
-                                           f"after {wait + 1} waits (slow link)")
+                    self.channel.update(address=self.address, waits=wait + 1, waited=sum(waits[:wait + 1]))
                 return True
         finally:
             watcher.cancel()
-        failed = " (the connection failed)" if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen else ""
-        self.transcript.append(f"-> {self.address}: gRPC channel not ready within {sum(waits[:wait + 1]):g}s"
-                               + failed)
+        self.channel.update(address=self.address, ready=False, waited=sum(waits[:wait + 1]))
+        if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen:
+            self.channel["failed"] = True
         return False
 
+    def _record(self, reply: Reply, request: str, tries: int = 1, stream: bool = False) -> Reply:
+        """The call's record (server text clipped), kept in the transcript up to CAPS["transcript_calls"]."""
+        record = call_record(reply.method, request, reply.code, clip(reply.details),
+                             len(reply.body) if reply.ok else None, tries, stream)
+        if len(self.records) < CAPS["transcript_calls"]:
+            self.records.append(record)
+        else:
+            self.channel["calls_cut"] = self.channel.get("calls_cut", 0) + 1
+        reply = Reply(reply.method, reply.code, reply.details, reply.body, record)
+        self.replies.append(reply)
+        return reply
+
+    def record(self) -> dict:
+        """The channel and its calls, as details.transcript holds them."""
+        return {**self.channel, "calls": self.records}
+
+    def cite(self, reply: Reply) -> str:
+        """The sentence for one call, for evidence: a probe cites the calls its verdict rests on."""
+        return call_sentence(reply.record or call_record(reply.method, "", reply.code, reply.details, None, 1),
+                             self.channel)
+
+    @property
+    def opening(self) -> str | None:
+        """The channel's set-up as a sentence, when it was slow or failed."""
+        return channel_sentence(self.channel)
+
+    @property
+    def transcript(self) -> list[str]:
+        """Every call as a sentence (what the text and HTML outputs show)."""
+        return sentences([self.record()])
+
     async def unary(self, method: str, request: bytes = b"", note: str | None = None) -> Reply:
-        """`note` says what the request holds, for the transcript (e.g. the model name asked for).
+        """`note` says what the request holds, for the transcript (e.g. the model name asked for); the
+        reply carries its transcript record, so a probe can cite it.
         A call whose deadline passed is sent again up to `retries` times: on a lossy link the reply may
         simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
         faults.sent(method)
-        call = self.channel.unary_unary(method)
+        call = self.grpc.unary_unary(method)
         sent = 0
         for deadline in deadlines(self.timeout, self.retries):
             self.calls.append((method, request))
@@ -147,30 +175,22 @@ class RpcSession:
             if reply.code != "DEADLINE_EXCEEDED":
                 break
         self.retried += sent > 1
-        self.replies.append(reply)
-        self.transcript.append(
-            f"-> {method} ({note or describe_request(request)}, {self.credentials}, {self.transport}) "
-            f"<- {reply.code}" + (f" {reply.details!r}" if reply.details else "")
-            + (f" [{len(reply.body)}-byte response]" if reply.ok else "")
-            + (f" (sent {sent} times: deadline passed)" if sent > 1 else ""))
-        return reply
+        return self._record(reply, request_kind(request, note), sent)
 
     async def stream_first(self, method: str, request: bytes) -> Reply:
         """A bidi-streaming call that sends one message and reads one reply (server reflection)."""
         check_call(method, request)
         faults.sent(method)
         self.calls.append((method, request))
-        call = self.channel.stream_stream(method)(iter([request]), timeout=self.timeout)
+        call = self.grpc.stream_stream(method)(iter([request]), timeout=self.timeout)
         try:
             body = await call.read()
             call.cancel()
             reply = Reply(method, "OK", "", body if isinstance(body, bytes) else b"")
         except grpc.aio.AioRpcError as exc:
             reply = Reply(method, exc.code().name, exc.details() or "")
-        self.transcript.append(f"-> {method} (stream, {describe_request(request)}) <- {reply.code}"
-                               + (f" {reply.details!r}" if reply.details else ""))
-        return reply
+        return self._record(reply, request_kind(request), stream=True)
 
     async def close(self) -> None:
         """Shielded: a budget or an interrupt cancelling the probe must not leave the channel half closed."""
-        await asyncio.shield(self.channel.close())
+        await asyncio.shield(self.grpc.close())

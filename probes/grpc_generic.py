@@ -27,6 +27,7 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     health = await session.unary(HEALTH_CHECK)
     if health.ok:
         out.services.append("grpc.health.v1.Health")
+        out.evidence.append(session.cite(health))
         try:
             out.details["health"] = HEALTH_STATUS.get(protowire.decode(health.body).int(1), "UNKNOWN")
         except protowire.DecodeError as exc:
@@ -36,6 +37,7 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         reply = await session.stream_first(method, LIST_SERVICES)
         if reply.ok:
             out.services.append(method.split("/")[1])
+            out.evidence.append(session.cite(reply))
             try:
                 truncated: dict[str, int] = {}
                 out.details["reflection_services"] = decode_service_list(reply.body, truncated)

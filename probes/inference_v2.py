@@ -301,7 +301,7 @@ async def probe_grpc_session(session: RpcSession, model_names: tuple[str, ...] =
                             + (f" ready={ready}" if ready_reply.ok else ""))
     return InferenceV2Facts("inference-v2-grpc", product_of(name), version, extensions,
                             tuple(sorted(models, key=lambda m: m.name)), len(names),
-                            evidence=tuple(evidence + session.transcript))
+                            evidence=tuple(evidence))
 
 
 async def probe_grpc(host: str, port: int, timeout: float, model_names: tuple[str, ...] = ()) -> InferenceV2Facts | None:

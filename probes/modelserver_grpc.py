@@ -237,19 +237,23 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     out.kind = "modelserver-grpc"
     out.authenticated = False
     out.services.append("tensorflow.serving.ModelService")
+    out.evidence += [session.cite(r) for r in (empty, unknown) if r.speaks_grpc]
     reload_reply, predict_reply, monitor = await asyncio.gather(
         session.unary(RELOAD), session.unary(PREDICT), session.unary(PROFILER_MONITOR))
     if predict_reply.matches(MISSING_SPEC.code, MISSING_SPEC.details):
         out.services.append("tensorflow.serving.PredictionService")
         out.details["predict"] = "reachable"
         out.evidence.append(f"Predict reachable with {session.credentials}: an empty request reached the handler")
+        out.evidence.append(session.cite(predict_reply))
     if reload_reply.matches(RELOAD_REJECTED.code, RELOAD_REJECTED.details):
         out.details["admin_reload"] = "reachable"
         out.evidence.append(f"HandleReloadConfigRequest reachable with {session.credentials}: an empty request "
                             "reached the handler")
+        out.evidence.append(session.cite(reload_reply))
     elif reload_reply.code in REFUSED:
         out.details["admin_reload"] = "refused"
         out.evidence.append(f"HandleReloadConfigRequest refused: {reload_reply.code}")
+        out.evidence.append(session.cite(reload_reply))
     if monitor.matches(PROFILER_PRESENT.code, PROFILER_PRESENT.details):
         out.services.append("tensorflow.ProfilerService")
     version = infer_serving_version(await release_markers(session, monitor))

@@ -65,7 +65,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 def _classify_reply(data: bytes, sent: str) -> Sniff | None:
     if is_h2_settings(data):
-        return Sniff("h2", [f"{sent}: server sent an HTTP/2 SETTINGS frame ({printable(data, 24)})"])
+        settings = int.from_bytes(data[:3], "big") // 6
+        return Sniff("h2", [f"{sent}: server sent an HTTP/2 SETTINGS frame ({settings} settings)"])
     if data.startswith(b"HTTP/"):
         status = clip(data.split(b"\r\n", 1)[0].decode("latin-1"))
         return Sniff("http", [f"{sent}: server answered HTTP/1.x {status!r}"], http_status=status)

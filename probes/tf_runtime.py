@@ -232,6 +232,9 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.authenticated = False
     elif status.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         out.authenticated = True
+    out.evidence += [session.cite(reply) for reply in found.values()]
+    if status.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        out.evidence.append(session.cite(status))
     tasks = sorted({(d["job"], d["task"]) for d in devices if d["job"] is not None})
     out.details["devices"] = devices
     if truncated:
@@ -251,5 +254,8 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     for method in SERVICE_METHODS:
         registered[method] = next(r for r in replies if r.method == method).registered
     out.details["tf_version"] = infer_version(registered, heartbeat.details if leader else None)
+    known = sum(registered[m] for m in version_markers())
+    out.evidence.append(f"{len(markers)} version markers (malformed requests): {known} registered, "
+                        f"{len(markers) - known} unknown to this server: TF {out.details['tf_version']['range']}")
     out.details["advisories"] = advisories.match(out.details["tf_version"]["min"], out.details["tf_version"]["max"])
     return out

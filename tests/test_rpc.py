@@ -43,13 +43,15 @@ def slow_health():
     server.stop(0)
 
 
-def call_health(address: str, retries: int) -> tuple[str, list[str], int]:
+def call_health(address: str, retries: int) -> tuple[str, dict, str, int]:
+    """The reply's code, its transcript record, that record as the sentence evidence cites, and the sends."""
     async def go():
         session = RpcSession(address, timeout=1.0, retries=retries)
         try:
             assert await session.ready()
             reply = await session.unary(HEALTH_CHECK)
-            return reply.code, session.transcript, len(session.calls)
+            assert session.record()["calls"] == [reply.record]
+            return reply.code, reply.record, session.cite(reply), len(session.calls)
         finally:
             await session.close()
     return asyncio.run(go())
@@ -57,16 +59,18 @@ def call_health(address: str, retries: int) -> tuple[str, list[str], int]:
 
 def test_a_late_reply_is_asked_for_again(slow_health):
     address, servicer = slow_health
-    code, transcript, sent = call_health(address, retries=1)
+    code, record, sentence, sent = call_health(address, retries=1)
     assert (code, sent, servicer.calls) == ("OK", 2, 2)
-    assert transcript[-1].endswith("(sent 2 times: deadline passed)")
+    assert record == {"method": HEALTH_CHECK, "request": "empty", "code": "OK", "size": 2, "tries": 2}
+    assert sentence == (f"-> {HEALTH_CHECK} (empty request, no credentials, plaintext) <- OK [2-byte response] "
+                        "(sent 2 times: deadline passed)")
 
 
 def test_without_retries_the_deadline_stands(slow_health):
     address, servicer = slow_health
-    code, transcript, sent = call_health(address, retries=0)
+    code, record, sentence, sent = call_health(address, retries=0)
     assert (code, sent, servicer.calls) == ("DEADLINE_EXCEEDED", 1, 1)
-    assert "sent 2 times" not in transcript[-1]
+    assert record["code"] == "DEADLINE_EXCEEDED" and "tries" not in record and "sent 2 times" not in sentence
 
 
 def test_a_refused_port_is_not_waited_on():
@@ -81,8 +85,10 @@ def test_a_refused_port_is_not_waited_on():
     async def go():
         session = RpcSession(f"127.0.0.1:{port}", timeout=1.0, retries=3)
         try:
-            return await session.ready(), session.transcript
+            return await session.ready(), session.record(), session.opening
         finally:
             await session.close()
-    ready, transcript = asyncio.run(go())
-    assert ready is False and "not ready within 1s (the connection failed)" in transcript[-1], transcript
+    ready, record, opening = asyncio.run(go())
+    assert ready is False and (record["ready"], record["waited"], record["failed"], record["calls"]) == \
+        (False, 1, True, []), record
+    assert opening.endswith("gRPC channel not ready within 1s (the connection failed)"), opening

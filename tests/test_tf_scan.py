@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from netaudit.transcript import call_sentence
+
 PLAIN_SERVICES = ["tensorflow.WorkerService", "tensorflow.eager.EagerService", "tensorflow.CoordinationService",
                   "tensorflow.ProfilerService", "tensorflow.MasterService"]
 
@@ -40,6 +42,14 @@ def test_tf_servers_are_identified_exactly(lab, lab_scan):
         assert ep.details["devices"][0]["memory_limit"] > 0
         version = ep.details["tf_version"]
         assert version["min"] == installed and version["range"] == f">= {installed}"
+        # Every call is one record in the transcript; evidence cites the call that proves "no authentication".
+        [channel] = ep.details["transcript"]
+        assert (channel["transport"], channel["credentials"]) == ("plaintext h2c", "no credentials")
+        assert sum(call.get("tries", 1) for call in channel["calls"]) == ep.details["rpc_calls"]
+        status = next(c for c in channel["calls"] if c["method"] == "/tensorflow.WorkerService/GetStatus")
+        assert (status["request"], status["code"]) == ("empty", "OK") and status["size"] > 0
+        assert call_sentence(status, channel) in ep.evidence
+        assert len(ep.evidence) < len(channel["calls"])
         leader = ep.details.get("coordination")
         if expected.coordination_leader:
             assert leader == "leader" and "this task is the coordination leader" in "\n".join(ep.evidence)
