@@ -111,7 +111,10 @@ def test_grpc_inventory_is_exact(lab, lab_scan):
     rules = {f.rule: f for f in lab_scan.findings if f.port == target.port}
     assert {r: f.severity for r, f in rules.items()} == {
         "modelserver-reload-exposed": "critical", "modelserver-predict-exposed": "high",
-        "modelserver-plaintext": "medium", "tf-profiler-exposed": "medium"}
+        "modelserver-plaintext": "medium", "tf-profiler-exposed": "medium",
+        "modelserver-known-advisories-no-new-access": "info"}
+    # The lab stand-in emulates 2.14.1 by default: profiler with Terminate, no reflection (derived range).
+    assert ep.details["serving_version"]["range"] == "2.3-2.15.0"
     reload_finding = rules["modelserver-reload-exposed"]
     assert any("HandleReloadConfigRequest (empty request" in line and "ServerModelConfig type not supported" in line
                for line in reload_finding.evidence)

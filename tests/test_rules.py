@@ -32,6 +32,15 @@ CASES = {
                             ep("modelserver-grpc", services=["tensorflow.serving.ModelService"])),
     "tf-known-advisories-no-new-access": (ep("tf-server", tf_version=VERSION, advisories=ADVISORIES),
                                           ep("tf-server", tf_version=VERSION, advisories={"list": []})),
+    "modelserver-known-advisories-no-new-access": (
+        ep("modelserver-grpc", admin_reload="reachable", serving_version=VERSION, advisories=ADVISORIES),
+        ep("modelserver-grpc", admin_reload="refused", serving_version=VERSION, advisories=ADVISORIES)),
+    "modelserver-known-advisories": (
+        ep("modelserver-grpc", admin_reload="refused", serving_version=VERSION, advisories=ADVISORIES),
+        ep("modelserver-grpc", admin_reload="refused", serving_version=VERSION, advisories={"list": []})),
+    "modelserver-known-advisories-behind-mtls": (
+        ep("modelserver-grpc", "mtls", True, serving_version=VERSION, advisories=ADVISORIES),
+        ep("modelserver-grpc", "tls", True, serving_version=VERSION, advisories=ADVISORIES)),
     "tf-known-advisories-behind-mtls": (ep("tf-server", "mtls", True, tf_version=VERSION, advisories=ADVISORIES),
                                         ep("tf-server", "tls", True, tf_version=VERSION, advisories=ADVISORIES)),
     "modelserver-reload-exposed": (ep("modelserver-grpc", admin_reload="reachable"),

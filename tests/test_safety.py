@@ -46,6 +46,8 @@ def declared_calls() -> list[tuple[str, bytes]]:
     calls += [(modelserver_grpc.MODEL_STATUS, b""), (modelserver_grpc.MODEL_STATUS, modelserver_grpc.model_spec("m")),
               (modelserver_grpc.METADATA, modelserver_grpc.metadata_request("m")), (modelserver_grpc.RELOAD, b""),
               (modelserver_grpc.PREDICT, b""), (modelserver_grpc.PROFILER_MONITOR, b"")]
+    calls += [(m, MALFORMED) for m in modelserver_grpc.serving_markers()
+              if m.startswith(modelserver_grpc.PROFILER_PREFIX)]
     calls += inference_v2.declared_calls()
     return calls
 
