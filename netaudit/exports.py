@@ -46,7 +46,9 @@ def to_sarif(result) -> str:
     rules: dict[str, dict[str, Any]] = {}
     results = []
     for f in data["findings"]:
-        score = f.get("cvss_score", DEFAULT_SCORE[f["severity"]])
+        score = f.get("cvss_score")
+        if score is None:  # a rule without a CVSS vector (the advisory summaries)
+            score = DEFAULT_SCORE[f["severity"]]
         rule = rules.setdefault(f["rule"], {
             "id": f["rule"], "name": f["rule"].replace("-", " ").replace("@", " from "),
             "shortDescription": {"text": f["title"]}, "help": {"text": f["remediation"]},

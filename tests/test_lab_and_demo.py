@@ -111,9 +111,16 @@ def test_demo_loopback_variant(tmp_path):
     env = {"NETAUDIT_LAB_DIR": str(tmp_path / "lab-state")}
     proc = run_cli("demo", "--loopback", "-o", str(tmp_path / "report"), env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "findings: 15 critical, 12 high, 22 medium" in proc.stdout
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["vantage"] == "loopback" and [e["kind"] for e in data["endpoints"]].count("tf-server") == 13
+    counts = {s: sum(f["severity"] == s for f in data["findings"]) for s in ("critical", "high", "medium")}
+    assert counts["critical"] >= 15 and f"findings: {counts['critical']} critical, {counts['high']} high, " \
+        f"{counts['medium']} medium" in proc.stdout
+    # The neighbour servers run beside the TF servers (Triton may be left out, said so, on a loaded machine).
+    kinds = {e["kind"] for e in data["endpoints"]}
+    assert {"tensorboard", "inference-v1-rest", "inference-v2-rest", "inference-v2-grpc"} <= kinds
+    assert ("triton" in {e["details"].get("product") for e in data["endpoints"]}) or \
+        "going on without triton" in proc.stderr
     assert not (tmp_path / "lab-state").exists()
 
 
