@@ -21,10 +21,10 @@ from netaudit.textsafe import UNSAFE
 
 TARPITS = 40
 TIMEOUT, RETRIES = 5, 1  # as the session's lab_scan, so the real servers' verdicts compare like for like
-# The issue asks for 150 MB; measured here: 182 MB with --engine connect, ~200 MB with the SYN engine (scapy
-# alone is ~24 MB), most of it the fixed cost of grpcio, sslyze and the receive buffers of 32 probes in flight.
-# Not met yet: this bound keeps it from growing while the work goes on (docs/benchmarks.md).
-RSS_MAX_MB = 220
+# The issue asks for 150 MB. Measured on this machine (2026-11-28, SYN engine as root): 182 MB, of which about
+# 66 MB is imports (grpcio, sslyze, scapy ~24 MB) and the rest the buffers of 32 probes in flight. Not met
+# yet: this bound keeps it from growing while the work goes on.
+RSS_MAX_MB = 200
 
 
 @pytest.fixture(scope="module")
