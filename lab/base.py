@@ -102,6 +102,7 @@ class Lab:
         for proc in gone:
             self.info.setdefault("skipped", {})[proc.name] = f"{failed[proc.name]}: {log_tail(proc, 3).strip()}"
             self.processes.remove(proc)
+            Path(proc.log).unlink(missing_ok=True)
         self.endpoints = [e for e in self.endpoints if e.process not in failed]
         self._save()
 

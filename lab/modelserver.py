@@ -267,8 +267,7 @@ class RawHandler(grpc.GenericRpcHandler):
         def handle(raw: bytes, context: grpc.ServicerContext) -> bytes:
             if entry is None:
                 # gRPC core answers an unregistered method UNIMPLEMENTED with empty details (§1.2, §5).
-                self.audit.write(transport="grpc", method=method, request_bytes=len(raw), status="UNIMPLEMENTED",
-                                 parsed=False)
+                self.audit.write(transport="grpc", method=method, request_bytes=len(raw), status="UNIMPLEMENTED")
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, "")
             cls, fn = entry
             try:
