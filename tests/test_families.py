@@ -254,7 +254,8 @@ def test_a_scan_names_every_family_and_its_findings(fam):
     board = check("tensorboard", "tensorboard", "tensorboard", {"tensorboard-unauthenticated"})
     assert board.details["logdir"] == endpoint(fam, "tensorboard").facts["logdir"]
     assert check("modelserver/grpc", "modelserver-grpc", None, {
-        "modelserver-reload-exposed", "modelserver-predict-exposed", "modelserver-plaintext", "tf-profiler-exposed"})
+        "modelserver-reload-exposed", "modelserver-predict-exposed", "modelserver-plaintext", "tf-profiler-exposed",
+        "modelserver-known-advisories-no-new-access"})
     check("decoy/fastapi", "http", None, set())
     check("decoy/grpc", "grpc", None, set())
     if any(e.name == "triton/rest" for e in fam.endpoints):
