@@ -139,7 +139,7 @@ def test_modelserver_with_client_verify(outsider, insider):
     assert ep.details["admin_reload"] == "reachable"
     assert any(line.startswith("HandleReloadConfigRequest reachable with the --client-cert identity")
                for line in ep.evidence)
-    # Behind mTLS the release's known advisories are what remains (the stand-in emulates 2.14.1, derived).
+    # Behind mTLS the TF Serving advisories of its (derived) release are the remaining risk.
     assert findings == {"modelserver-known-advisories-behind-mtls": "medium"}
 
 
