@@ -15,7 +15,7 @@ import secrets
 from urllib.parse import quote
 
 from netaudit import httpwire
-from netaudit.bounds import CAPS, cap_list
+from netaudit.bounds import cap_list
 
 from .base import Outcome, ProbeContext
 from .serving import INTERNAL_SIGNATURES, tensor
