@@ -509,15 +509,22 @@ class Measured:
     stderr: str
 
 
-RUSAGE_WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
-                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)")
+RUSAGE_WRAPPER = """\
+import resource, subprocess, sys
+try:
+    code = subprocess.run(sys.argv[2:], timeout=float(sys.argv[1])).returncode
+except subprocess.TimeoutExpired:  # run() killed and reaped the child: its peak RSS still counts
+    code = -9
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)
+"""
 
 
 def measured_run(argv: list[str], stdin: str = "", timeout: float = 900) -> Measured:
-    """`argv` under a wrapper process whose only child it is, so RUSAGE_CHILDREN's peak RSS is its own."""
+    """`argv` under a wrapper process whose only child it is, so RUSAGE_CHILDREN's peak RSS is its own.
+    After `timeout` seconds the child is killed (exit -9) and what it used so far is reported."""
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-c", RUSAGE_WRAPPER, *argv], input=stdin, capture_output=True, text=True,
-                         timeout=timeout)
+    run = subprocess.run([sys.executable, "-c", RUSAGE_WRAPPER, f"{timeout:g}", *argv], input=stdin,
+                         capture_output=True, text=True, timeout=timeout + 60)
     seconds = time.monotonic() - started
     match = re.search(r"(\d+) (-?\d+)\s*$", run.stdout)
     if not match:

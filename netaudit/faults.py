@@ -8,7 +8,9 @@ netaudit, never something a server can cause.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from .bounds import clip
@@ -34,6 +36,7 @@ class Step:
 
     probe: str = "sniff"
     request: str | None = None
+    budget: asyncio.Timeout | None = None
 
     def describe(self) -> str:
         return self.probe + (f" ({self.request})" if self.request else "")
@@ -47,6 +50,26 @@ def enter(probe: str) -> None:
     step = CURRENT.get()
     if step is not None:
         step.probe, step.request = probe, None
+
+
+@asynccontextmanager
+async def slot(semaphore: asyncio.Semaphore):
+    """Hold one of a few shared slots; the time spent queueing for it is not charged to the budget."""
+    step = CURRENT.get()
+    budget = step.budget if step else None
+    due = budget.when() if budget else None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    if budget and due is not None:
+        budget.reschedule(None)
+    try:
+        async with semaphore:
+            if budget and due is not None:
+                budget.reschedule(due + loop.time() - started)
+            yield
+    finally:
+        if budget and due is not None and budget.when() is None:
+            budget.reschedule(due + loop.time() - started)
 
 
 def sent(request: str) -> None:

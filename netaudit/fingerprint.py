@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from . import registry
-from .faults import enter
+from .faults import enter, slot
 from .model import Endpoint
 from .probes import tls
 from .probes.base import Outcome, ProbeContext
@@ -24,6 +25,11 @@ from .probes.tls import TlsOptions
 from .rpc import RpcSession
 from .tlsrelay import TlsRelay, client_context
 from .transcript import summary
+
+# sslyze inspections at once: each holds trust stores and a worker pool (about 15 MB), and the default
+# executor would run six; the wait for a slot is not charged to the endpoint's budget.
+TLS_INSPECT_PARALLEL = 2
+_TLS_SLOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 KIND_BY_PROTOCOL = {"http": ("http", "plaintext"), "tls": ("tls", "tls"),
                     "banner": ("unknown", "unknown"), "silent": ("unknown", "unknown")}
@@ -152,7 +158,9 @@ async def _tls(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeConte
     """Judge the TLS layer, then look inside it: first as an outsider without a client certificate,
     then, when that is refused and the user gave one, with the client identity."""
     enter("TLS inspection (sslyze)")
-    facts = await asyncio.to_thread(tls.inspect, endpoint.host, endpoint.port, timeout, options)
+    slots = _TLS_SLOTS.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(TLS_INSPECT_PARALLEL))
+    async with slot(slots):
+        facts = await asyncio.to_thread(tls.inspect, endpoint.host, endpoint.port, timeout, options)
     details = {**(found.tls or {}), **facts}
     endpoint.details["tls"] = details
     endpoint.kind = "tls"

@@ -70,7 +70,7 @@ async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) ->
 
     step = Step(first_step)
     token = CURRENT.set(step)
-    deadline = asyncio.timeout(seconds)
+    deadline = step.budget = asyncio.timeout(seconds)
     try:
         async with deadline:
             await work
