@@ -32,7 +32,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import tempfile
 import tomllib
 from datetime import date
 from io import BytesIO
