@@ -3,7 +3,8 @@
 One real tf.distribute.Server answers on every address of 198.18.0.0/18 inside a network namespace
 (`ip route add local 198.18.0.0/18 dev lo`), so a /22, /20 and /18 hold 1024, 4096 and 16,384 real TF
 endpoints. For each size it prints, all measured in this one run: wall time, peak RSS of the netaudit
-process (wait4's ru_maxrss), output bytes, and the ratio to `nmap -sT -p 2222` of the same CIDR. Each
+process (wait4's ru_maxrss), output bytes, the ratio to `nmap -sT -p 2222` of the same CIDR, and the CPU
+seconds of netaudit, of the TF server answering it and of nmap (they share the cores). Each
 size runs `--format json` (everything held, then written) and `--format jsonl` (streamed), with the
 engine named on the command line (as root netaudit defaults to syn).
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,9 +32,26 @@ from netaudit.lab.netns import Netns  # noqa: E402
 PREFIX = {1024: 22, 4096: 20, 16384: 18}
 
 
-def measure(ns: Netns, argv: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS in bytes, exit code) of one process run inside the namespace (ip netns exec
-    execs it, so the pid waited for is the process itself)."""
+@dataclass
+class Run:
+    seconds: float
+    rss: int  # peak, bytes
+    code: int
+    cpu: float  # the process's own user + system seconds
+    server_cpu: float  # the TF server's user + system seconds during the run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system seconds of a running process (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(ns: Netns, argv: list[str], server_pid: int) -> Run:
+    """One process run inside the namespace (ip netns exec execs it, so the pid waited for is the process
+    itself), with what the TF server spent answering it: both share the machine's cores, so the split
+    says which side a faster scan must come from."""
+    server_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     proc = subprocess.Popen(ns.argv(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -41,7 +60,8 @@ def measure(ns: Netns, argv: list[str]) -> tuple[float, int, int]:
     if proc.returncode not in (0, 1):
         sys.stderr.write(proc.stderr.read().decode(errors="replace"))
     proc.stderr.close()
-    return seconds, usage.ru_maxrss * 1024, proc.returncode
+    return Run(seconds, usage.ru_maxrss * 1024, proc.returncode, usage.ru_utime + usage.ru_stime,
+               cpu_seconds(server_pid) - server_before)
 
 
 def main() -> None:
@@ -56,7 +76,7 @@ def main() -> None:
     print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR; "
           f"{os.cpu_count()} cores")
     print(f"{'endpoints':>9}  {'format':<6} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
-          f"{'nmap -sT':>8} {'ratio':>6}")
+          f"{'nmap -sT':>8} {'ratio':>6}  {'netaudit CPU':>12} {'server CPU':>10} {'nmap CPU':>8}")
     with Netns(prefix="bench") as ns, tempfile.TemporaryDirectory() as tmp:
         ns.add_local_route("198.18.0.0/18")
         server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
@@ -67,17 +87,18 @@ def main() -> None:
                 sys.exit("the TF server did not start")
             for size in sizes:
                 cidr = f"198.18.0.0/{PREFIX[size]}"
-                nmap_seconds, _, _ = measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX",
-                                                  os.devnull, cidr])
+                nmap = measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX", os.devnull, cidr],
+                               server.pid)
                 for fmt in args.formats.split(","):
                     out = Path(tmp) / f"scan.{fmt}"
-                    seconds, rss, code = measure(ns, [sys.executable, "-m", "netaudit", "scan", cidr, "-p", "2222",
-                                                      "--scope", "198.18.0.0/15", "--engine", args.engine,
-                                                      "--no-history", "--format", fmt, "-o", str(out)])
+                    run = measure(ns, [sys.executable, "-m", "netaudit", "scan", cidr, "-p", "2222",
+                                       "--scope", "198.18.0.0/15", "--engine", args.engine,
+                                       "--no-history", "--format", fmt, "-o", str(out)], server.pid)
                     size_bytes = out.stat().st_size if out.exists() else 0
-                    print(f"{size:>9}  {fmt:<6} {seconds:>8.1f}s {rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
-                          f"{size_bytes / size / 1e3:>10.1f}KB  {nmap_seconds:>7.2f}s {seconds / nmap_seconds:>5.0f}x"
-                          + ("" if code in (0, 1) else f"  (exit {code})"), flush=True)
+                    print(f"{size:>9}  {fmt:<6} {run.seconds:>8.1f}s {run.rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
+                          f"{size_bytes / size / 1e3:>10.1f}KB  {nmap.seconds:>7.2f}s {run.seconds / nmap.seconds:>5.0f}x"
+                          f"  {run.cpu:>11.1f}s {run.server_cpu:>9.1f}s {nmap.cpu:>7.2f}s"
+                          + ("" if run.code in (0, 1) else f"  (exit {run.code})"), flush=True)
                     out.unlink(missing_ok=True)
         finally:
             server.kill()

@@ -134,8 +134,19 @@ def classify(advisory: Advisory, low: str | None, high: str | None) -> str | Non
 
 def match(low: str | None, high: str | None, product: str = "tensorflow",
           data: AdvisoryData | None = None) -> dict[str, Any]:
-    """The advisories of `product` that affect the release range, "all" before "some", worst first."""
-    data = data or load()
+    """The advisories of `product` that affect the release range, "all" before "some", worst first. Every
+    endpoint of one release asks the same question, so the bundled data's answers are kept (a fresh dict
+    and list per call: the endpoint's copy is its own to bound)."""
+    found = _matched(low, high, product) if data is None else _match(low, high, product, data)
+    return {**found, "list": list(found["list"])}
+
+
+@cache
+def _matched(low: str | None, high: str | None, product: str) -> dict[str, Any]:
+    return _match(low, high, product, load())
+
+
+def _match(low: str | None, high: str | None, product: str, data: AdvisoryData) -> dict[str, Any]:
     found = []
     for advisory in data.advisories:
         if advisory.product == product and (affected := classify(advisory, low, high)):

@@ -71,9 +71,28 @@ EVIDENCE_FLOOR = 8
 LAST_RESORT_STRING_MAX = 40
 
 
-def _json_size(value: Any) -> int:
-    """Bytes of `value` as JSON, counted chunk by chunk: a hostile endpoint's full text is never built."""
-    return sum(map(len, json.JSONEncoder().iterencode(value)))
+def _json_size(value: Any, budget: int = ENDPOINT_JSON_MAX) -> int:
+    """Bytes of `value` as json.dumps writes it, counted node by node, stopping once past `budget`: a
+    hostile endpoint's full text is never built, and a normal one costs no encoder pass of its own."""
+    if isinstance(value, dict):
+        size = 2 + 2 * max(len(value) - 1, 0)
+        for key, item in value.items():
+            if size > budget:
+                break
+            size += _json_size(key if isinstance(key, str) else str(key), budget) + 2 + \
+                _json_size(item, budget - size)
+        return size
+    if isinstance(value, (list, tuple)):
+        size = 2 + 2 * max(len(value) - 1, 0)
+        for item in value:
+            if size > budget:
+                break
+            size += _json_size(item, budget - size)
+        return size
+    return len(_SCALAR(value))
+
+
+_SCALAR = json.JSONEncoder().encode
 
 
 def _clip_strings(value: Any, limit: int = STRING_MAX) -> Any:
@@ -123,13 +142,15 @@ def bound_endpoint(endpoint) -> None:
     def fits() -> bool:
         return _json_size(endpoint.to_dict()) + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
 
+    fitting = fits()
     for limit in SHRINK_STEPS:
-        if fits():
+        if fitting:
             break
         shrunk = {}
         endpoint.details = _cap_all(details, limit, "", shrunk)
         endpoint.evidence = _bounded_evidence(evidence, max(limit, EVIDENCE_FLOOR), EVIDENCE_LINE_MAX)
-    if not fits():  # one item of everything is still too much: shorter strings, fewer lines
+        fitting = fits()
+    if not fitting:  # one item of everything is still too much: shorter strings, fewer lines
         endpoint.details = _clip_strings(endpoint.details, LAST_RESORT_STRING_MAX)
         endpoint.evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_FLOOR, LAST_RESORT_STRING_MAX * 2)
         endpoint.services = [clip(s, LAST_RESORT_STRING_MAX) for s in endpoint.services[:EVIDENCE_FLOOR]]

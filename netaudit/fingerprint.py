@@ -103,6 +103,9 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
                 outcomes.append(await probe.run(session, ctx))
                 if on_outcome:
                     on_outcome(outcomes[-1])
+                named = registry.kind(outcomes[-1].kind)
+                if named and named.sole_grpc_service:
+                    break
     finally:
         _keep_transcript(endpoint, session)
         _count(endpoint, session)

@@ -47,6 +47,9 @@ class Kind:
     sensitive: bool
     policy_severity: dict[str, str] = field(default_factory=dict)  # trust -> severity when reachable, not allowed
     policy_cvss: str | None = None
+    # Its servers register a known, fixed set of gRPC services, so once a probe names this kind the other
+    # families' gRPC probes are not sent: they could only be refused, at a cost on every endpoint.
+    sole_grpc_service: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _kind(entry: dict[str, Any], family: str, where: str) -> Kind:
-    _check_keys(entry, {"name", "label", "ports", "uri_scheme", "sensitive", "policy_severity", "policy_cvss"}, where)
+    _check_keys(entry, {"name", "label", "ports", "uri_scheme", "sensitive", "policy_severity", "policy_cvss",
+                        "sole_grpc_service"}, where)
     name = _require(entry, "name", str, where)
     sensitive = bool(entry.get("sensitive", False))
     severity = entry.get("policy_severity", {})
@@ -132,8 +136,11 @@ def _kind(entry: dict[str, Any], family: str, where: str) -> Kind:
     ports = entry.get("ports", [])
     if not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
         raise RegistryError(f"{where} ({name}): ports must be numbers 1-65535")
+    sole = entry.get("sole_grpc_service", False)
+    if not isinstance(sole, bool):
+        raise RegistryError(f"{where} ({name}): sole_grpc_service must be true or false")
     return Kind(name, family, _require(entry, "label", str, where), tuple(ports),
-                entry.get("uri_scheme", "tcp"), sensitive, dict(severity), cvss)
+                entry.get("uri_scheme", "tcp"), sensitive, dict(severity), cvss, sole)
 
 
 def _probe(entry: dict[str, Any], family: str, where: str) -> Probe:

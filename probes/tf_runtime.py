@@ -145,6 +145,21 @@ def version_markers() -> tuple[str, ...]:
     return choose_markers(release_rows())
 
 
+def next_marker(candidates: list[ReleaseRow], observed: dict[str, bool]) -> str | None:
+    """The marker not yet asked that splits the remaining rows most evenly, or None once no marker splits them.
+    Asked one at a time, a scan sends about log2(rows) markers instead of all of them (on every TF endpoint),
+    and ends with the same rows: the markers together separate every pair any method separates."""
+    best, best_split = None, 0
+    for method in version_markers():
+        if method in observed:
+            continue
+        values = [r.methods[method] for r in candidates if method in r.methods]
+        split = min(values.count(True), values.count(False))
+        if split > best_split:
+            best, best_split = method, split
+    return best
+
+
 DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
 
 # For nmap (probes/base.py): GetStatus's reply lists the task's devices, and their names travel as plain
@@ -249,13 +264,15 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     elif "tensorflow.CoordinationService" in found:
         out.details["coordination"] = "registered"
         out.evidence.append("coordination service registered, not enabled on this task")
-    markers = await asyncio.gather(*(session.unary(m, MALFORMED) for m in version_markers()))
-    registered = {m: reply.registered for m, reply in zip(version_markers(), markers, strict=True)}
-    for method in SERVICE_METHODS:
-        registered[method] = next(r for r in replies if r.method == method).registered
-    out.details["tf_version"] = infer_version(registered, heartbeat.details if leader else None)
-    known = sum(registered[m] for m in version_markers())
-    out.evidence.append(f"{len(markers)} version markers (malformed requests): {known} registered, "
-                        f"{len(markers) - known} unknown to this server: TF {out.details['tf_version']['range']}")
+    wording = heartbeat.details if leader else None
+    registered = {m: next(r for r in replies if r.method == m).registered for m in SERVICE_METHODS}
+    asked: list[str] = []
+    while marker := next_marker([r for r in release_rows() if r.agrees(registered, wording)], registered):
+        registered[marker] = (await session.unary(marker, MALFORMED)).registered
+        asked.append(marker)
+    out.details["tf_version"] = infer_version(registered, wording)
+    known = sum(registered[m] for m in asked)
+    out.evidence.append(f"{len(asked)} version markers (malformed requests): {known} registered, "
+                        f"{len(asked) - known} unknown to this server: TF {out.details['tf_version']['range']}")
     out.details["advisories"] = advisories.match(out.details["tf_version"]["min"], out.details["tf_version"]["max"])
     return out

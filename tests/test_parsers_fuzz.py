@@ -185,6 +185,14 @@ def test_one_endpoint_json_stays_under_64_kib(details, evidence):
     assert len(json.dumps(endpoint.to_dict())) < bounds.ENDPOINT_JSON_MAX
 
 
+@given(DETAILS, st.integers(min_value=0, max_value=4096))
+def test_json_size_is_exact_below_its_budget_and_stops_past_it(value, budget):
+    """The size check counts instead of encoding; below the budget it must agree with json.dumps byte for
+    byte, and past it it may stop early but never report a fit."""
+    size, real = bounds._json_size(value, budget), len(json.dumps(value))
+    assert size == real if real <= budget else size > budget
+
+
 @given(st.text(max_size=200), st.text(max_size=200))
 def test_junit_and_prom_stay_valid_for_any_server_text(title, evidence):
     from prometheus_client.parser import text_string_to_metric_families
