@@ -22,7 +22,8 @@ from .probes import tls
 from .probes.base import Outcome, ProbeContext
 from .probes.sniff import Sniff, printable, sniff, tls_handshake
 from .probes.tls import TlsOptions
-from .rpc import RpcSession
+from .h2c import H2cConnection
+from .rpc import AioLink, H2cLink, RpcSession
 from .tlsrelay import TlsRelay, client_context
 from .transcript import summary
 
@@ -63,8 +64,11 @@ def _apply(endpoint: Endpoint, outcome: Outcome) -> None:
     endpoint.evidence.extend(outcome.evidence)
 
 
-def _session(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> RpcSession:
-    return RpcSession(endpoint.address, timeout, transport="plaintext h2c", retries=ctx.retries)
+def _session(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
+             connection: H2cConnection | None = None) -> RpcSession:
+    """Plaintext gRPC over the scanner's own HTTP/2 connection (the sniff's, when it kept one)."""
+    return RpcSession(endpoint.address, timeout, transport="plaintext h2c", retries=ctx.retries,
+                      link=H2cLink(endpoint.host, endpoint.port, endpoint.address, connection))
 
 
 def _retried(endpoint: Endpoint, times: int) -> None:
@@ -113,17 +117,13 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
     return outcomes
 
 
-async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext) -> None:
-    """Through a plaintext relay that caps what the server may send (tlsrelay.py says why)."""
+async def _grpc(endpoint: Endpoint, timeout: float, ctx: ProbeContext, connection: H2cConnection | None) -> None:
     endpoint.transport = "plaintext"
-    relay = TlsRelay(endpoint.host, endpoint.port, None, timeout)
-    session = RpcSession(await relay.start(), timeout, transport="plaintext h2c", authority=endpoint.address,
-                         retries=ctx.retries)
-    try:
-        await _run_grpc_probes(endpoint, session, ctx, lambda outcome: _apply(endpoint, outcome))
-    finally:
-        await relay.close()
-        endpoint.evidence.extend(e for e in relay.errors[:3] if e.startswith("connection cut"))
+    session = _session(endpoint, timeout, ctx, connection)
+    await _run_grpc_probes(endpoint, session, ctx, lambda outcome: _apply(endpoint, outcome))
+    lost = session.link.connection and session.link.connection.lost
+    if lost and lost.startswith("connection cut"):
+        endpoint.evidence.append(lost)
 
 
 @dataclass
@@ -145,7 +145,7 @@ async def _grpc_over_tls(endpoint: Endpoint, timeout: float, ctx: ProbeContext, 
     relay = TlsRelay(endpoint.host, endpoint.port, tls_ctx, timeout)
     address = await relay.start()
     session = RpcSession(address, timeout, transport="TLS", authority=endpoint.address, credentials=credentials,
-                         retries=ctx.retries)
+                         retries=ctx.retries, link=AioLink(address, endpoint.address))
     try:
         outcomes = await _run_grpc_probes(endpoint, session, ctx)
     finally:
@@ -241,6 +241,15 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
     """Fill in kind, transport, services and evidence of an open endpoint."""
     enter("sniff")
     found = await sniff(endpoint.host, endpoint.port, timeout, retries=ctx.retries)
+    try:
+        await _fingerprint(endpoint, found, timeout, ctx, tls_options)
+    finally:
+        if found.connection:
+            await found.connection.close()
+
+
+async def _fingerprint(endpoint: Endpoint, found: Sniff, timeout: float, ctx: ProbeContext,
+                       tls_options: TlsOptions | None) -> None:
     endpoint.evidence.extend(found.evidence)
     _retried(endpoint, found.tries - 1)
     if found.protocol in ("h2", "http"):
@@ -259,7 +268,7 @@ async def fingerprint(endpoint: Endpoint, timeout: float, ctx: ProbeContext,
     if found.protocol == "tls":
         await _tls(endpoint, found, timeout, ctx, tls_options or TlsOptions())
     elif found.protocol == "h2":
-        await _grpc(endpoint, timeout, ctx)
+        await _grpc(endpoint, timeout, ctx, found.connection)
         if endpoint.kind is None:
             endpoint.kind, endpoint.transport = "unknown", "plaintext"
     else:

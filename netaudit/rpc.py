@@ -1,7 +1,9 @@
-"""One gRPC channel per endpoint, shared by all of its probes, with a deadline and a transcript record per call.
+"""One gRPC session per endpoint, shared by all of its probes, with a deadline and a transcript record per call.
 
 Requests and replies stay raw bytes (no generated stubs), so the scanner needs neither tensorflow nor
-tensorflow-serving-api. Every request passes the safety check first.
+tensorflow-serving-api. Every request passes the safety check first. Plaintext endpoints are asked over
+the scanner's own HTTP/2 connection (netaudit/h2c.py, usually the sniff's connection taken over); TLS
+endpoints through grpcio behind the relay (netaudit/tlsrelay.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import grpc.aio
 from .bounds import CAPS, GRPC_RECEIVE_MAX, clip
 from . import faults
 from .deadlines import deadlines
+from .h2c import Answer, H2cConnection
 from .safety import check_call
 from .transcript import call_record, call_sentence, channel_sentence, request_kind, sentences
 
@@ -72,24 +75,12 @@ def hold_aio_engine() -> None:
     grpc.aio.init_grpc_aio()
 
 
-class RpcSession:
-    def __init__(self, address: str, timeout: float, transport: str = "plaintext", authority: str | None = None,
-                 credentials: str = "no credentials", retries: int = 0):
-        """`address` may be a local TLS relay; `authority` is then the real target, sent as :authority.
-        `credentials` says what identity the calls carry, for transcripts and findings. `retries` is the
-        scan's --retries, spent on a slow connection set-up and on calls whose deadline passed."""
-        self.address = authority or address  # the target itself, also when `address` is a local relay
-        self.timeout = timeout
-        self.retries = retries
-        self.retried = 0
-        self.transport = transport
-        self.credentials = credentials
+class AioLink:
+    """grpcio's channel to `address` (the TLS relay), with the real target as :authority."""
+
+    def __init__(self, address: str, authority: str | None):
         options = CHANNEL_OPTIONS + ([("grpc.default_authority", authority)] if authority else [])
         self.grpc = grpc.aio.insecure_channel(address, options=options)
-        self.channel: dict = {"transport": transport, "credentials": credentials}
-        self.records: list[dict] = []
-        self.calls: list[tuple[str, bytes]] = []
-        self.replies: list[Reply] = []
 
     async def _watch(self, seen: set[grpc.ChannelConnectivity]) -> None:
         state = self.grpc.get_state(try_to_connect=True)
@@ -98,29 +89,129 @@ class RpcSession:
             await self.grpc.wait_for_state_change(state)
             state = self.grpc.get_state()
 
-    async def ready(self) -> bool:
-        """Connected within the deadline, or, on a slow or lossy link where the connection is still being
-        set up (TCP retransmitting), within up to `retries` more deadlines. A connection that failed
-        (refused, reset, not HTTP/2) is not waited on again."""
+    async def connect(self, waits: list[float]) -> tuple[bool, int, bool]:
+        """(ready, the index of the wait it became ready or gave up in, whether the connection failed)."""
         seen: set[grpc.ChannelConnectivity] = set()
         watcher = asyncio.ensure_future(self._watch(seen))
-        waits = deadlines(self.timeout, self.retries)
         try:
             for wait, deadline in enumerate(waits):
                 try:
                     await asyncio.wait_for(asyncio.shield(watcher), deadline)
                 except asyncio.TimeoutError:
                     if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen:
-                        break
+                        return False, wait, True
                     continue
-                if wait:
-                    self.retried += 1
-                    self.channel.update(address=self.address, waits=wait + 1, waited=sum(waits[:wait + 1]))
-                return True
+                return True, wait, False
         finally:
             watcher.cancel()
+        return False, len(waits) - 1, grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen
+
+    async def unary(self, method: str, request: bytes, deadline: float) -> Answer:
+        try:
+            return Answer("OK", "", await self.grpc.unary_unary(method)(request, timeout=deadline))
+        except grpc.aio.AioRpcError as exc:
+            return Answer(exc.code().name, exc.details() or "")
+
+    async def first(self, method: str, request: bytes, deadline: float) -> Answer:
+        call = self.grpc.stream_stream(method)(iter([request]), timeout=deadline)
+        try:
+            body = await call.read()
+            call.cancel()
+            return Answer("OK", "", body if isinstance(body, bytes) else b"")
+        except grpc.aio.AioRpcError as exc:
+            return Answer(exc.code().name, exc.details() or "")
+
+    async def close(self) -> None:
+        await self.grpc.close()
+
+
+class H2cLink:
+    """The scanner's own HTTP/2 connection to a plaintext endpoint: the one handed over (the sniff's), or a
+    new one when there is none or it was lost, as a gRPC channel reconnects for its next call."""
+
+    def __init__(self, host: str, port: int, authority: str, connection: H2cConnection | None = None):
+        self.host, self.port, self.authority = host, port, authority
+        self.connection = connection
+
+    async def _open(self, timeout: float) -> tuple[bool, str] | None:
+        """None when a usable connection is there, else (worth waiting longer, why none could be opened)."""
+        if self.connection and self.connection.usable:
+            return None
+        if self.connection:
+            await self.connection.close()
+            self.connection = None
+        try:
+            self.connection = await H2cConnection.open(self.host, self.port, self.authority, timeout)
+        except asyncio.TimeoutError:
+            return True, f"connection to {self.authority} not set up within {timeout:g}s"
+        except OSError as exc:
+            return False, f"failed to connect to {self.authority}: {exc!r}"
+        return None
+
+    async def connect(self, waits: list[float]) -> tuple[bool, int, bool]:
+        for wait, deadline in enumerate(waits):
+            failed = await self._open(deadline)
+            if failed is None:
+                return True, wait, False
+            if not failed[0]:  # refused or reset: waiting longer will not help
+                return False, wait, True
+        return False, len(waits) - 1, False
+
+    async def unary(self, method: str, request: bytes, deadline: float) -> Answer:
+        return await self._call(method, request, deadline, False)
+
+    async def first(self, method: str, request: bytes, deadline: float) -> Answer:
+        return await self._call(method, request, deadline, True)
+
+    async def _call(self, method: str, request: bytes, deadline: float, first_message: bool) -> Answer:
+        failed = await self._open(deadline)
+        if failed or self.connection is None:
+            return Answer("UNAVAILABLE", failed[1] if failed else "no connection")
+        return await self.connection.call(method, request, deadline, first_message)
+
+    async def close(self) -> None:
+        if self.connection:
+            await self.connection.close()
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """"host:port" or "[v6]:port"."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class RpcSession:
+    def __init__(self, address: str, timeout: float, transport: str = "plaintext", authority: str | None = None,
+                 credentials: str = "no credentials", retries: int = 0, link: AioLink | H2cLink | None = None):
+        """`address` may be a local TLS relay; `authority` is then the real target, sent as :authority.
+        Without a `link` the session opens its own plaintext HTTP/2 connection to `address`. `credentials`
+        says what identity the calls carry, for transcripts and findings. `retries` is the scan's
+        --retries, spent on a slow connection set-up and on calls whose deadline passed."""
+        self.address = authority or address  # the target itself, also when `address` is a local relay
+        self.timeout = timeout
+        self.retries = retries
+        self.retried = 0
+        self.transport = transport
+        self.credentials = credentials
+        self.link = link or H2cLink(*split_address(address), self.address)
+        self.channel: dict = {"transport": transport, "credentials": credentials}
+        self.records: list[dict] = []
+        self.calls: list[tuple[str, bytes]] = []
+        self.replies: list[Reply] = []
+
+    async def ready(self) -> bool:
+        """Connected within the deadline, or, on a slow or lossy link where the connection is still being
+        set up (TCP retransmitting), within up to `retries` more deadlines. A connection that failed
+        (refused, reset, not HTTP/2) is not waited on again."""
+        waits = deadlines(self.timeout, self.retries)
+        ready, wait, failed = await self.link.connect(waits)
+        if ready:
+            if wait:
+                self.retried += 1
+                self.channel.update(address=self.address, waits=wait + 1, waited=sum(waits[:wait + 1]))
+            return True
         self.channel.update(address=self.address, ready=False, waited=sum(waits[:wait + 1]))
-        if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen:
+        if failed:
             self.channel["failed"] = True
         return False
 
@@ -162,16 +253,12 @@ class RpcSession:
         simply be late, and every call this session may send is read-only (the safety check)."""
         check_call(method, request)
         faults.sent(method)
-        call = self.grpc.unary_unary(method)
         sent = 0
         for deadline in deadlines(self.timeout, self.retries):
             self.calls.append((method, request))
             sent += 1
-            try:
-                body = await call(request, timeout=deadline)
-                reply = Reply(method, "OK", "", body)
-            except grpc.aio.AioRpcError as exc:
-                reply = Reply(method, exc.code().name, exc.details() or "")
+            answer = await self.link.unary(method, request, deadline)
+            reply = Reply(method, answer.code, answer.details, answer.body)
             if reply.code != "DEADLINE_EXCEEDED":
                 break
         self.retried += sent > 1
@@ -182,15 +269,10 @@ class RpcSession:
         check_call(method, request)
         faults.sent(method)
         self.calls.append((method, request))
-        call = self.grpc.stream_stream(method)(iter([request]), timeout=self.timeout)
-        try:
-            body = await call.read()
-            call.cancel()
-            reply = Reply(method, "OK", "", body if isinstance(body, bytes) else b"")
-        except grpc.aio.AioRpcError as exc:
-            reply = Reply(method, exc.code().name, exc.details() or "")
+        answer = await self.link.first(method, request, self.timeout)
+        reply = Reply(method, answer.code, answer.details, answer.body)
         return self._record(reply, request_kind(request), stream=True)
 
     async def close(self) -> None:
         """Shielded: a budget or an interrupt cancelling the probe must not leave the channel half closed."""
-        await asyncio.shield(self.grpc.close())
+        await asyncio.shield(self.link.close())

@@ -6,10 +6,11 @@ The relay listens on 127.0.0.1 (a port of our own), and for each connection grpc
 connection to the target with verification off, ALPN h2 and, when given, the client identity. The
 certificate itself is judged separately (probes/tls.py).
 
-Plaintext gRPC goes through the same relay without TLS, for the cap: a server that floods HTTP/2 frames
-(SETTINGS, PING, WINDOW_UPDATE) can wedge grpcio's poller so that even call deadlines stop firing
-(grpcio 1.85, measured with lab/hostile.py's settings-ping-flood). The relay cuts any connection whose
-server sent more than INBOUND_MAX bytes, and grpcio then sees an ordinary connection loss.
+The relay also caps what the server sends: a server that floods HTTP/2 frames (SETTINGS, PING,
+WINDOW_UPDATE) can wedge grpcio's poller so that even call deadlines stop firing (grpcio 1.85, measured
+with lab/hostile.py's settings-ping-flood). It cuts any connection whose server sent more than
+INBOUND_MAX bytes, and grpcio then sees an ordinary connection loss. Plaintext gRPC does not come here:
+the scanner's own HTTP/2 client reads it under the same cap (netaudit/h2c.py).
 """
 
 from __future__ import annotations
@@ -60,9 +61,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, erro
 
 
 class TlsRelay:
-    """`ctx` None relays plaintext (only the inbound cap applies)."""
-
-    def __init__(self, host: str, port: int, ctx: ssl.SSLContext | None, timeout: float):
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float):
         self.host, self.port, self.ctx, self.timeout = host, port, ctx, timeout
         self.server: asyncio.Server | None = None
         self.errors: list[str] = []
@@ -85,7 +84,7 @@ class TlsRelay:
                 asyncio.open_connection(self.host, self.port, ssl=self.ctx,
                                         server_hostname=None), self.timeout)
         except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError) as exc:
-            self.errors.append(f"{'TLS' if self.ctx else 'TCP'} connection to {self.host}:{self.port} failed: {exc!r}")
+            self.errors.append(f"TLS connection to {self.host}:{self.port} failed: {exc!r}")
             local_writer.close()
             return
         remote = asyncio.ensure_future(_pipe(remote_reader, local_writer, self.errors, INBOUND_MAX))

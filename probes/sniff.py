@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from netaudit.bounds import clip
-
 from netaudit.deadlines import deadlines
+from netaudit.h2c import CLIENT_SETTINGS, SETTINGS, H2cConnection, frame
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -31,6 +31,8 @@ class Sniff:
     http_status: str | None = None
     tls: dict | None = None
     tries: int = 1  # connections it took (more than one on a lossy link)
+    # An h2 port's connection, kept open for the gRPC probes (whoever takes the Sniff closes it).
+    connection: H2cConnection | None = None
 
 
 def is_h2_settings(data: bytes) -> bool:
@@ -150,6 +152,16 @@ async def sniff(host: str, port: int, timeout: float, banner_wait: float = 0.5, 
     return found
 
 
+def _keep(found: Sniff, host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+          received: bytes, preface_sent: bool) -> Sniff:
+    """An h2 answer keeps its connection for the gRPC probes: the calls ride on it instead of a new
+    connection (the server's bytes read so far are its first frames)."""
+    if found.protocol == "h2":
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        found.connection = H2cConnection(reader, writer, authority, received, preface_sent)
+    return found
+
+
 async def _classify(host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     timeout: float, banner_wait: float, retries: int) -> Sniff:
     # A gRPC server's SETTINGS frame lost twice on a lossy link arrives after two retransmission timeouts:
@@ -157,28 +169,32 @@ async def _classify(host: str, port: int, reader: asyncio.StreamReader, writer: 
     reply_wait = timeout * (retries + 1)
     reply: bytes | None = None
     closed_early = ""
+    found: Sniff | None = None
     try:
         first = await _read(reader, banner_wait)
         if first:
             found = _classify_reply(first, "on connect")
             if found:
+                found = _keep(found, host, port, reader, writer, first, preface_sent=False)
                 return found
             return Sniff("banner", [f"on connect: server sent {len(first)} bytes: {printable(first)}"],
                          banner=first)
         if first == b"":
             closed_early = "server closed the connection without sending anything"
         else:
-            writer.write(H2_PREFACE + H2_EMPTY_SETTINGS)
+            writer.write(H2_PREFACE + frame(SETTINGS, 0, 0, CLIENT_SETTINGS))
             await writer.drain()
             reply = await _read(reader, reply_wait)
             if reply:
                 found = _classify_reply(reply, "after HTTP/2 preface")
                 if found:
+                    found = _keep(found, host, port, reader, writer, reply, preface_sent=True)
                     return found
     except (ConnectionError, OSError):
         closed_early = "connection reset during fingerprinting"
     finally:
-        await _close(writer)
+        if found is None or found.connection is None:
+            await _close(writer)
     tls, http = await asyncio.gather(tls_handshake(host, port, timeout), _http_get(host, port, timeout))
     if tls:
         return tls

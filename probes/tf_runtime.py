@@ -267,9 +267,11 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     wording = heartbeat.details if leader else None
     registered = {m: next(r for r in replies if r.method == m).registered for m in SERVICE_METHODS}
     asked: list[str] = []
-    while marker := next_marker([r for r in release_rows() if r.agrees(registered, wording)], registered):
+    rows = [r for r in release_rows() if r.agrees(registered, wording)]
+    while marker := next_marker(rows, registered):
         registered[marker] = (await session.unary(marker, MALFORMED)).registered
         asked.append(marker)
+        rows = [r for r in rows if r.agrees({marker: registered[marker]}, None)]
     out.details["tf_version"] = infer_version(registered, wording)
     known = sum(registered[m] for m in asked)
     out.evidence.append(f"{len(asked)} version markers (malformed requests): {known} registered, "

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import example, given, strategies as st
 
-from netaudit import bounds, httpwire, protowire
+from netaudit import bounds, h2c, httpwire, protowire
 from netaudit.discovery import NmapXmlError, parse_nmap_xml
 from netaudit.model import Endpoint, ScanResult
 from netaudit.probes import grpc_generic, modelserver_grpc, modelserver_rest, sniff, tf_runtime, tls
@@ -207,3 +207,79 @@ def test_junit_and_prom_stay_valid_for_any_server_text(title, evidence):
     families = {f.name: f for f in text_string_to_metric_families(to_prom(result))}
     assert {s.labels["vantage"] for s in families["netaudit_scan_complete"].samples} == {title or "scan"}
     assert re.fullmatch(r"[\s\S]*", to_junit(result))
+
+
+# ---- the scanner's own HTTP/2 client (netaudit/h2c.py) --------------------------------------------------
+
+class _Sent:
+    """Our side of the connection: what the client wrote is kept, nothing is sent anywhere."""
+
+    def __init__(self):
+        self.data, self.closed = bytearray(), False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def _block(fields: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(h2c._literal(name, value) for name, value in fields)
+
+
+H2_FRAMES = st.lists(st.tuples(
+    st.sampled_from([h2c.DATA, h2c.HEADERS, h2c.RST_STREAM, h2c.SETTINGS, h2c.PUSH_PROMISE, h2c.PING, h2c.GOAWAY,
+                     h2c.WINDOW_UPDATE, h2c.CONTINUATION, 0x2, 0xFA]),
+    st.integers(0, 255), st.sampled_from([0, 1, 3, 2**31 - 1]),
+    st.one_of(st.binary(max_size=64), st.just(_block([(b":status", b"200"), (b"grpc-status", b"0")])),
+              st.just(_block([(b":status", b"404")])), st.just(b"\x00\x00\x00\x00\x02\x08\x01")),
+), max_size=12).map(lambda frames: b"".join(h2c.frame(*f) for f in frames))
+
+
+async def _answer_to(server_bytes: bytes, chunks: int = 1) -> h2c.Answer:
+    reader = asyncio.StreamReader()
+    connection = h2c.H2cConnection(reader, _Sent(), "192.0.2.1:2222")
+    call = asyncio.ensure_future(connection.call("/a.B/C", b"", 0.5))
+    await asyncio.sleep(0)
+    step = max(1, len(server_bytes) // chunks)
+    for start in range(0, len(server_bytes), step):
+        reader.feed_data(server_bytes[start:start + step])
+        await asyncio.sleep(0)
+    reader.feed_eof()
+    try:
+        return await call
+    finally:
+        await connection.close()
+
+
+@given(st.one_of(st.binary(max_size=2048), H2_FRAMES), st.integers(1, 4))
+@example(h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 1, _block([(b":status", b"\xb2")])), 1)
+def test_any_server_bytes_give_the_call_a_grpc_answer(server_bytes, chunks):
+    """Whatever the server sends, in whatever pieces, the call ends with a gRPC code: no exception, no hang."""
+    answer = asyncio.run(_answer_to(server_bytes, chunks))
+    assert answer.code in h2c.GRPC_CODES
+
+
+def test_a_reply_in_pieces_with_padding_and_continuation_is_read():
+    headers = _block([(b":status", b"200"), (b"content-type", b"application/grpc")])
+    trailers = _block([(b"grpc-status", b"5"), (b"grpc-message", b"not%20here")])
+    reply = (h2c.frame(h2c.SETTINGS, 0, 0, b"") + h2c.frame(h2c.PING, 0, 0, b"8 bytes!")
+             + h2c.frame(h2c.HEADERS, h2c.PADDED, 1, b"\x03" + headers[:5] + b"pad")
+             + h2c.frame(h2c.CONTINUATION, h2c.END_HEADERS, 1, headers[5:])
+             + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, 1, trailers))
+    assert asyncio.run(_answer_to(reply, chunks=7)) == h2c.Answer("NOT_FOUND", "not here")
+    body = b"\x00\x00\x00\x00\x03abc"
+    ok = (h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 1, headers) + h2c.frame(h2c.DATA, 0, 1, body)
+          + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, 1, _block([(b"grpc-status", b"0")])))
+    assert asyncio.run(_answer_to(ok, chunks=3)) == h2c.Answer("OK", "", b"abc")
+
+
+def test_a_flood_is_cut_at_the_inbound_limit():
+    ping = h2c.frame(h2c.PING, 0, 0, b"8 bytes!")
+    flood = ping * (h2c.INBOUND_MAX // len(ping) + 2)
+    answer = asyncio.run(_answer_to(flood, chunks=64))
+    assert answer.code == "UNAVAILABLE" and answer.details.startswith("connection cut: the server sent more than")
