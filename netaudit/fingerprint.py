@@ -20,7 +20,7 @@ from .faults import enter, slot
 from .model import Endpoint
 from .probes import tls
 from .probes.base import Outcome, ProbeContext
-from .probes.sniff import Sniff, printable, sniff, tls_handshake
+from .probes.sniff import Sniff, answers_tls, printable, sniff, tls_handshake
 from .probes.tls import TlsOptions
 from .h2c import H2cConnection
 from .rpc import AioLink, H2cLink, RpcSession
@@ -254,7 +254,8 @@ async def _fingerprint(endpoint: Endpoint, found: Sniff, timeout: float, ctx: Pr
     _retried(endpoint, found.tries - 1)
     if found.protocol in ("h2", "http"):
         enter("TLS downgrade check")
-        also = await tls_handshake(endpoint.host, endpoint.port, timeout)
+        also = await tls_handshake(endpoint.host, endpoint.port, timeout) \
+            if await answers_tls(endpoint.host, endpoint.port, timeout) else None
         if also and _plaintext_error(found):
             endpoint.evidence.append(f"the plaintext answer {found.http_status!r} is a TLS port refusing plaintext")
             endpoint.evidence.extend(also.evidence)

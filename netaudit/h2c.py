@@ -113,7 +113,6 @@ class H2cConnection:
         self.slot_free = asyncio.Event()  # set whenever a stream ends
         self.slot_free.set()
         self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
-        self.decoder.max_allowed_table_size = 65536
         self.buffer = bytearray(already)
         self.inbound = len(already)
         self.block: tuple[int, int, bytearray] | None = None  # (stream, flags, header block so far)
