@@ -34,6 +34,9 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 FRAME_MAX = 16384  # SETTINGS_MAX_FRAME_SIZE we never raise (RFC 9113 §6.5.2 default)
 HEADER_BLOCK_MAX = 64 * 1024  # one response's headers or trailers, across CONTINUATION frames
 CANCEL = 0x8
+# Flow-control credit goes back once half the default 64 KiB window is used: most replies are far smaller
+# and never need a WINDOW_UPDATE, a large one (an inventory) still never stalls.
+WINDOW_RETURN = 32768
 # Our SETTINGS: no push (ENABLE_PUSH 0x2 = 0), and a header list we are ready to read (0x6).
 CLIENT_SETTINGS = struct.pack(">HIHI", 0x2, 0, 0x6, HEADER_BLOCK_MAX)
 # HTTP status -> gRPC code for a reply that is not gRPC (gRPC's http-grpc-status-mapping.md), worded as
@@ -93,6 +96,7 @@ class _Stream:
     headers: dict[str, str] = field(default_factory=dict)
     header_blocks: int = 0
     data: bytearray = field(default_factory=bytearray)
+    unacked: int = 0  # DATA bytes read on this stream and not yet given back
 
 
 class ConnectionLost(Exception):
@@ -106,6 +110,8 @@ class H2cConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, authority: str,
                  already: bytes = b"", preface_sent: bool = False):
         self.writer = writer
+        self.out = bytearray()  # frames to send, written once per event-loop turn (_send)
+        self.unacked = 0  # connection-level DATA bytes read and not yet given back in a WINDOW_UPDATE
         self.authority = authority
         self.streams: dict[int, _Stream] = {}
         self.next_stream = 1
@@ -119,7 +125,7 @@ class H2cConnection:
         self.goaway_last: int | None = None
         self.lost: str | None = None
         if not preface_sent:
-            writer.write(PREFACE + frame(SETTINGS, 0, 0, CLIENT_SETTINGS))
+            self._send(PREFACE + frame(SETTINGS, 0, 0, CLIENT_SETTINGS))
         try:
             self._parse()
         except ConnectionLost as exc:
@@ -150,8 +156,8 @@ class H2cConnection:
                 state = _Stream(asyncio.get_running_loop().create_future(), first_message)
                 self.streams[stream_id] = state
                 body = b"\x00" + struct.pack(">I", len(message)) + message
-                self.writer.write(frame(HEADERS, END_HEADERS, stream_id, request_headers(path, self.authority, timeout))
-                                  + frame(DATA, END_STREAM, stream_id, body))
+                self._send(frame(HEADERS, END_HEADERS, stream_id, request_headers(path, self.authority, timeout))
+                           + frame(DATA, END_STREAM, stream_id, body))
                 return await asyncio.shield(state.done)
         except TimeoutError:
             if not stream_id:
@@ -162,6 +168,18 @@ class H2cConnection:
             if stream_id:
                 self._end(stream_id, Answer("CANCELLED", "cancelled by the scanner"), reset=True)
             raise
+
+    def _send(self, data: bytes) -> None:
+        """Queue frames; everything queued in one event-loop turn (a probe's concurrent calls, the ACKs a
+        read needs) leaves in one write."""
+        if not self.out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.out += data
+
+    def _flush(self) -> None:
+        if self.out and not self.writer.is_closing():
+            self.writer.write(bytes(self.out))
+        self.out.clear()
 
     async def close(self) -> None:
         self._lose("connection closed by the scanner")
@@ -204,8 +222,10 @@ class H2cConnection:
             if self.block is not None and kind != CONTINUATION:
                 raise ConnectionLost("the server interrupted a header block with another frame")
             credit += self._frame(kind, flags, stream, payload)
-        if credit:
-            self.writer.write(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", credit)))
+        self.unacked += credit
+        if self.unacked >= WINDOW_RETURN:
+            self._send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self.unacked)))
+            self.unacked = 0
 
     def _frame(self, kind: int, flags: int, stream: int, payload: bytes) -> int:
         """Handle one frame; returns the connection flow-control credit it used."""
@@ -217,12 +237,12 @@ class H2cConnection:
                     key, value = struct.unpack_from(">HI", payload, offset)
                     if key == 0x3:  # MAX_CONCURRENT_STREAMS
                         self.max_streams = max(1, min(value, 100))
-                self.writer.write(frame(SETTINGS, ACK, 0))
+                self._send(frame(SETTINGS, ACK, 0))
         elif kind == PING:
             if stream or len(payload) != 8:
                 raise ConnectionLost("malformed PING frame")
             if not flags & ACK:
-                self.writer.write(frame(PING, ACK, 0, payload))
+                self._send(frame(PING, ACK, 0, payload))
         elif kind == GOAWAY:
             last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF if len(payload) >= 8 else 0
             self.goaway_last = last
@@ -280,8 +300,10 @@ class H2cConnection:
         if state is None:
             return
         state.data += _unpad(payload, flags)
-        if payload:
-            self.writer.write(frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", len(payload))))
+        state.unacked += len(payload)
+        if state.unacked >= WINDOW_RETURN and not flags & END_STREAM:
+            self._send(frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", state.unacked)))
+            state.unacked = 0
         if len(state.data) > GRPC_RECEIVE_MAX + 5:
             self._end(stream, Answer("RESOURCE_EXHAUSTED", f"Received message larger than max "
                                      f"({len(state.data) - 5} vs. {GRPC_RECEIVE_MAX})"), reset=True)
@@ -315,7 +337,7 @@ class H2cConnection:
         if state is None:
             return
         if reset and self.lost is None:
-            self.writer.write(frame(RST_STREAM, 0, stream, struct.pack(">I", CANCEL)))
+            self._send(frame(RST_STREAM, 0, stream, struct.pack(">I", CANCEL)))
         if not state.done.done():
             state.done.set_result(answer)
         self.slot_free.set()
