@@ -88,7 +88,7 @@ def _leader_prefix(row: dict) -> str | None:
     reply = row.get("replies", {}).get("leader", {}).get(HEARTBEAT)
     if not reply or reply.get("code") != "INVALID_ARGUMENT":
         return None
-    return re.split(r"[:=]", reply["details"], maxsplit=1)[0]
+    return _wording_prefix(reply["details"])
 
 
 def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
@@ -158,6 +158,19 @@ def next_marker(candidates: list[ReleaseRow], observed: dict[str, bool]) -> str 
         if split > best_split:
             best, best_split = method, split
     return best
+
+
+@cache
+def _next_marker(observed: frozenset[tuple[str, bool]], leader_prefix: str | None) -> str | None:
+    """next_marker for what a scan saw so far; every endpoint of one release sees the same, so it is worked
+    out once per scan."""
+    seen = dict(observed)
+    return next_marker([r for r in release_rows() if r.agrees(seen, leader_prefix)], seen)
+
+
+def _wording_prefix(wording: str | None) -> str | None:
+    """The part of a leader's heartbeat rejection before the task name (what ReleaseRow.agrees compares)."""
+    return re.split(r"[:=]", wording, maxsplit=1)[0] if wording else None
 
 
 DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
@@ -267,11 +280,9 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     wording = heartbeat.details if leader else None
     registered = {m: next(r for r in replies if r.method == m).registered for m in SERVICE_METHODS}
     asked: list[str] = []
-    rows = [r for r in release_rows() if r.agrees(registered, wording)]
-    while marker := next_marker(rows, registered):
+    while marker := _next_marker(frozenset(registered.items()), _wording_prefix(wording)):
         registered[marker] = (await session.unary(marker, MALFORMED)).registered
         asked.append(marker)
-        rows = [r for r in rows if r.agrees({marker: registered[marker]}, None)]
     out.details["tf_version"] = infer_version(registered, wording)
     known = sum(registered[m] for m in asked)
     out.evidence.append(f"{len(asked)} version markers (malformed requests): {known} registered, "
