@@ -76,7 +76,8 @@ def main() -> None:
     print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR; "
           f"{os.cpu_count()} cores")
     print(f"{'endpoints':>9}  {'format':<6} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
-          f"{'nmap -sT':>8} {'ratio':>6}  {'netaudit CPU':>12} {'server CPU':>10} {'nmap CPU':>8}")
+          f"{'nmap -sT':>8} {'ratio':>6}  {'netaudit CPU':>12} {'server CPU':>10} {'nmap CPU':>8} "
+          f"{'server CPU for nmap':>19}")
     with Netns(prefix="bench") as ns, tempfile.TemporaryDirectory() as tmp:
         ns.add_local_route("198.18.0.0/18")
         server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
@@ -97,7 +98,7 @@ def main() -> None:
                     size_bytes = out.stat().st_size if out.exists() else 0
                     print(f"{size:>9}  {fmt:<6} {run.seconds:>8.1f}s {run.rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
                           f"{size_bytes / size / 1e3:>10.1f}KB  {nmap.seconds:>7.2f}s {run.seconds / nmap.seconds:>5.0f}x"
-                          f"  {run.cpu:>11.1f}s {run.server_cpu:>9.1f}s {nmap.cpu:>7.2f}s"
+                          f"  {run.cpu:>11.1f}s {run.server_cpu:>9.1f}s {nmap.cpu:>7.2f}s {nmap.server_cpu:>18.2f}s"
                           + ("" if run.code in (0, 1) else f"  (exit {run.code})"), flush=True)
                     out.unlink(missing_ok=True)
         finally:

@@ -95,14 +95,23 @@ def _json_size(value: Any, budget: int = ENDPOINT_JSON_MAX) -> int:
 _SCALAR = json.JSONEncoder().encode
 
 
-def _clip_strings(value: Any, limit: int = STRING_MAX) -> Any:
+def _clip_strings(value: Any, limit: int = STRING_MAX) -> tuple[Any, int]:
+    """`value` with every string clipped, and a bound its JSON never exceeds (an ASCII character escapes to at
+    most six bytes, \\u0001; any other to twelve, a surrogate pair), so a normal endpoint is known to fit
+    without counting it exactly."""
     if isinstance(value, str):
-        return clip(value, limit)
+        text = clip(value, limit)
+        return text, (6 if text.isascii() else 12) * len(text) + 2
     if isinstance(value, list):
-        return [_clip_strings(v, limit) for v in value]
+        items = [_clip_strings(v, limit) for v in value]
+        return [v for v, _ in items], 2 * len(items) + 2 + sum(b for _, b in items)
     if isinstance(value, dict):
-        return {clip(str(k), limit): _clip_strings(v, limit) for k, v in value.items()}
-    return value
+        entries = [(clip(str(k), limit), _clip_strings(v, limit)) for k, v in value.items()]
+        return ({k: v for k, (v, _) in entries},
+                4 * len(entries) + 2 + sum((6 if k.isascii() else 12) * len(k) + 2 + b for k, (_, b) in entries))
+    if isinstance(value, int) and not -10**20 < value < 10**20:
+        return value, len(str(value))
+    return value, 24  # any float's repr, a small int, true, false, null
 
 
 def _cap_all(value: Any, limit: int, label: str, cut: dict[str, int], is_map: bool = False) -> Any:
@@ -134,7 +143,7 @@ def bound_endpoint(endpoint) -> None:
     and name map in details to fewer items (SHRINK_STEPS). Each cut is counted in details["truncated"]."""
     truncated: dict[str, int] = dict(endpoint.details.pop("truncated", {}))
     endpoint.services = [clip(s) for s in cap_list(endpoint.services, "services", truncated)]
-    details = _clip_strings(endpoint.details)
+    details, bound = _clip_strings(endpoint.details)
     evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_MAX, EVIDENCE_LINE_MAX)
     endpoint.details, endpoint.evidence = details, evidence
     shrunk: dict[str, int] = {}
@@ -142,7 +151,9 @@ def bound_endpoint(endpoint) -> None:
     def fits() -> bool:
         return _json_size(endpoint.to_dict()) + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
 
-    fitting = fits()
+    bound += _clip_strings([endpoint.host, endpoint.port, endpoint.state, endpoint.kind, endpoint.transport,
+                            endpoint.authenticated, endpoint.services, evidence])[1] + 200  # keys and commas
+    fitting = bound + _json_size(truncated) < ENDPOINT_JSON_MAX or fits()
     for limit in SHRINK_STEPS:
         if fitting:
             break
@@ -151,7 +162,7 @@ def bound_endpoint(endpoint) -> None:
         endpoint.evidence = _bounded_evidence(evidence, max(limit, EVIDENCE_FLOOR), EVIDENCE_LINE_MAX)
         fitting = fits()
     if not fitting:  # one item of everything is still too much: shorter strings, fewer lines
-        endpoint.details = _clip_strings(endpoint.details, LAST_RESORT_STRING_MAX)
+        endpoint.details = _clip_strings(endpoint.details, LAST_RESORT_STRING_MAX)[0]
         endpoint.evidence = _bounded_evidence(endpoint.evidence, EVIDENCE_FLOOR, LAST_RESORT_STRING_MAX * 2)
         endpoint.services = [clip(s, LAST_RESORT_STRING_MAX) for s in endpoint.services[:EVIDENCE_FLOOR]]
     for label, count in shrunk.items():

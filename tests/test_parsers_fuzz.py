@@ -283,3 +283,10 @@ def test_a_flood_is_cut_at_the_inbound_limit():
     flood = ping * (h2c.INBOUND_MAX // len(ping) + 2)
     answer = asyncio.run(_answer_to(flood, chunks=64))
     assert answer.code == "UNAVAILABLE" and answer.details.startswith("connection cut: the server sent more than")
+
+
+@given(DETAILS | st.text(alphabet=st.characters(), max_size=300) | st.integers() | st.floats())
+def test_the_clipped_size_bound_is_never_below_the_json(value):
+    """bound_endpoint skips the exact count when this bound fits; it must never be smaller than the JSON."""
+    clipped, bound = bounds._clip_strings(value)
+    assert len(json.dumps(clipped)) <= bound
