@@ -119,6 +119,7 @@ class H2cConnection:
         self.max_streams = 100  # until the server's SETTINGS say otherwise
         self.slot_free = asyncio.Event()  # set whenever a stream ends
         self.slot_free.set()
+        self.settings_seen = asyncio.Event()  # the server's first SETTINGS (or the connection's end)
         self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
         self.buffer = bytearray(already)
         self.inbound = len(already)
@@ -147,14 +148,16 @@ class H2cConnection:
         slot included). The deadline is one timer that ends the stream: thousands of endpoints make
         tens of thousands of calls, and a timeout context per call was a visible share of the scan."""
         started = self.loop.time()
-        if self.usable and len(self.streams) >= self.max_streams:
+        if self.usable and (not self.settings_seen.is_set() or len(self.streams) >= self.max_streams):
             try:
                 async with asyncio.timeout(timeout):
+                    await self.settings_seen.wait()  # its stream limit comes with it
                     while self.usable and len(self.streams) >= self.max_streams:
                         self.slot_free.clear()
                         await self.slot_free.wait()
             except TimeoutError:
-                return Answer("DEADLINE_EXCEEDED", "Deadline Exceeded (no free stream on the connection)")
+                return Answer("DEADLINE_EXCEEDED", "Deadline Exceeded (the server's SETTINGS or a free stream "
+                                                   "did not come)")
         if not self.usable:
             return Answer("UNAVAILABLE", self.lost or "the server sent GOAWAY: no new calls on this connection")
         stream_id, self.next_stream = self.next_stream, self.next_stream + 2
@@ -242,6 +245,7 @@ class H2cConnection:
                     if key == 0x3:  # MAX_CONCURRENT_STREAMS
                         self.max_streams = max(1, min(value, 100))
                 self._send(frame(SETTINGS, ACK, 0))
+                self.settings_seen.set()
         elif kind == PING:
             if stream or len(payload) != 8:
                 raise ConnectionLost("malformed PING frame")
@@ -349,6 +353,8 @@ class H2cConnection:
     def _lose(self, why: str) -> None:
         if self.lost is None:
             self.lost = why
+        self.settings_seen.set()
+        self.slot_free.set()
         for stream in list(self.streams):
             self._end(stream, Answer("UNAVAILABLE", self.lost))
 

@@ -92,3 +92,59 @@ def test_a_refused_port_is_not_waited_on():
     assert ready is False and (record["ready"], record["waited"], record["failed"], record["calls"]) == \
         (False, 1, True, []), record
     assert opening.endswith("gRPC channel not ready within 1s (the connection failed)"), opening
+
+
+# ---- netaudit's own HTTP/2 client against a real grpcio server (netaudit/h2c.py) -----------------------
+
+SIZES = {"/netaudit.Test/Small": 3, "/netaudit.Test/Big": 200 * 1024, "/netaudit.Test/TooBig": 300 * 1024}
+
+
+@pytest.fixture
+def sized_replies():
+    """Replies of fixed sizes from a real grpcio server that allows one stream at a time; every call takes
+    50 ms, so calls sent together have to wait for the stream slot."""
+    def reply(size: int):
+        def handler(request: bytes, context) -> bytes:
+            time.sleep(0.05)
+            return b"x" * size
+        return grpc.unary_unary_rpc_method_handler(handler)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
+        ("grpc.max_concurrent_streams", 1), ("grpc.max_send_message_length", 1 << 20)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "netaudit.Test", {path.rsplit("/", 1)[1]: reply(size) for path, size in SIZES.items()}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_replies_past_the_flow_control_window_and_the_size_limit(sized_replies):
+    """200 KiB is three times HTTP/2's default window: the client must give credit back as it reads. 300
+    KiB is over the scanner's 256 KiB message limit: refused as grpcio refuses it, the connection kept."""
+    async def go():
+        session = RpcSession(sized_replies, timeout=5.0)
+        try:
+            return [await session.unary(path) for path in SIZES]
+        finally:
+            await session.close()
+    small, big, too_big = asyncio.run(go())
+    assert (small.code, small.body) == ("OK", b"xxx")
+    assert (big.code, len(big.body)) == ("OK", 200 * 1024)
+    assert too_big.code == "RESOURCE_EXHAUSTED" and too_big.details.startswith("Received message larger than max")
+
+
+def test_concurrent_calls_wait_for_the_servers_stream_limit(sized_replies):
+    """The server's SETTINGS allow one stream: five calls sent together are all answered, one after the other."""
+    async def go():
+        session = RpcSession(sized_replies, timeout=5.0)
+        try:
+            assert await session.ready()
+            started = time.perf_counter()
+            replies = await asyncio.gather(*(session.unary("/netaudit.Test/Small") for _ in range(5)))
+            return replies, time.perf_counter() - started
+        finally:
+            await session.close()
+    replies, seconds = asyncio.run(go())
+    assert [r.code for r in replies] == ["OK"] * 5
+    assert seconds >= 0.25  # one at a time, 50 ms each
