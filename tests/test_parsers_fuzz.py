@@ -273,7 +273,8 @@ def test_a_reply_in_pieces_with_padding_and_continuation_is_read():
              + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, 1, trailers))
     assert asyncio.run(_answer_to(reply, chunks=7)) == h2c.Answer("NOT_FOUND", "not here")
     body = b"\x00\x00\x00\x00\x03abc"
-    ok = (h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 1, headers) + h2c.frame(h2c.DATA, 0, 1, body)
+    ok = (h2c.frame(h2c.SETTINGS, 0, 0, b"") + h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 1, headers)
+          + h2c.frame(h2c.DATA, 0, 1, body)
           + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, 1, _block([(b"grpc-status", b"0")])))
     assert asyncio.run(_answer_to(ok, chunks=3)) == h2c.Answer("OK", "", b"abc")
 
