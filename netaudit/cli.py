@@ -273,6 +273,7 @@ def write_output(text: str, path: str | None, encoding: str = "utf-8") -> None:
     if path is None:
         if encoding == "utf-8":
             sys.stdout.write(text)
+            sys.stdout.flush()  # out and checked now, not in the interpreter's teardown
         else:
             sys.stdout.flush()
             sys.stdout.buffer.write(text.encode(encoding))

@@ -94,7 +94,6 @@ class _Stream:
     done: asyncio.Future
     first_message: bool  # resolve on the first complete message (a streaming call read once)
     headers: dict[str, str] = field(default_factory=dict)
-    header_blocks: int = 0
     data: bytearray = field(default_factory=bytearray)
     unacked: int = 0  # DATA bytes read on this stream and not yet given back
 
@@ -295,7 +294,6 @@ class H2cConnection:
         state = self.streams.get(stream)
         if state is None:
             return  # a stream we reset or never opened; the block still had to be decoded (HPACK state)
-        state.header_blocks += 1
         for name, value in fields:
             state.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
         if flags & END_STREAM:

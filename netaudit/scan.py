@@ -18,7 +18,7 @@ import ipaddress
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .assess import assess
 from .bounds import bound_endpoint
@@ -247,18 +247,6 @@ def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: froz
                                               reference.get(ep.host), sees_packets, local)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it installs: a scan of thousands of endpoints is mostly event-loop work (connections,
-    reads, callbacks), which uvloop does in C; bench/scale.py measured the difference. Elsewhere asyncio's
-    own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None,
          sink: Sink | None = None) -> ScanResult:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(scan_async(targets, opts or ScanOptions(), progress, sink))
+    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress, sink))
