@@ -20,6 +20,7 @@ import asyncio
 import re
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import unquote
 
 import hpack
@@ -73,11 +74,21 @@ def _literal(name: bytes, value: bytes) -> bytes:
     return b"\x10" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
 
 
+@lru_cache(maxsize=256)
+def _method_headers(path: str) -> bytes:
+    """:method POST and :scheme http (static-table entries 3 and 6, §A) and :path: the same for every call
+    of one method."""
+    return b"\x83\x86" + _literal(b":path", path.encode())
+
+
+# Regular headers come after every pseudo-header (RFC 9113 §8.3), so after :authority.
+GRPC_HEADERS = b"".join(_literal(n, v) for n, v in (
+    (b"content-type", b"application/grpc"), (b"te", b"trailers"), (b"user-agent", b"netaudit")))
+
+
 def request_headers(path: str, authority: str, timeout: float) -> bytes:
-    """:method POST and :scheme http are static-table entries 3 and 6 (§A)."""
-    return b"\x83\x86" + b"".join(_literal(n, v) for n, v in (
-        (b":path", path.encode()), (b":authority", authority.encode()), (b"content-type", b"application/grpc"),
-        (b"te", b"trailers"), (b"user-agent", b"netaudit"), (b"grpc-timeout", f"{max(1, int(timeout * 1000))}m".encode())))
+    return _method_headers(path) + _literal(b":authority", authority.encode()) + GRPC_HEADERS + \
+        _literal(b"grpc-timeout", f"{max(1, int(timeout * 1000))}m".encode())
 
 
 @dataclass

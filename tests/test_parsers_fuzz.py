@@ -291,3 +291,15 @@ def test_the_clipped_size_bound_is_never_below_the_json(value):
     """bound_endpoint skips the exact count when this bound fits; it must never be smaller than the JSON."""
     clipped, bound = bounds._clip_strings(value)
     assert len(json.dumps(clipped)) <= bound
+
+
+@given(st.text(alphabet="abcdefgh./", min_size=1, max_size=300), st.floats(0.001, 3600))
+def test_request_headers_decode_with_pseudo_headers_first(path, timeout):
+    """Strict HTTP/2 servers reset a request whose pseudo-headers follow a regular header (RFC 9113 §8.3)."""
+    import hpack
+
+    fields = hpack.Decoder().decode(h2c.request_headers(path, "[2001:db8::1]:8500", timeout))
+    names = [name for name, _ in fields]
+    assert names[:4] == [":method", ":scheme", ":path", ":authority"]
+    assert not any(name.startswith(":") for name in names[4:])
+    assert dict(fields)[":path"] == path and dict(fields)["grpc-timeout"].endswith("m")
