@@ -106,6 +106,8 @@ def test_every_family_is_complete():
     ('[family]\nname = "x"\ntitle = "X"\n[facts]\na = "float"\n', "type 'float'"),
     ('[family]\nname = "x"\ntitle = "X"\n[safety]\ndo_not_cal = []\n', "unknown key 'do_not_cal'"),
     ('[familly]\nname = "x"\n', "unknown key 'familly'"),
+    ('[family]\nname = "x"\ntitle = "X"\n[[kind]]\nname = "x"\nlabel = "X"\nsole_grpc_service = "yes"\n',
+     "sole_grpc_service must be true or false"),
 ])
 def test_a_broken_family_declaration_is_a_clear_error(text, message):
     with pytest.raises(RegistryError) as err:
