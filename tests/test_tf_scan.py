@@ -47,6 +47,8 @@ def test_tf_servers_are_identified_exactly(lab, lab_scan):
         [channel] = ep.details["transcript"]
         assert (channel["transport"], channel["credentials"]) == ("plaintext h2c", "no credentials")
         assert sum(call.get("tries", 1) for call in channel["calls"]) == ep.details["rpc_calls"]
+        # Named tf-server (sole_grpc_service): no other family's probe is sent after it.
+        assert {c["method"].split("/")[1] for c in channel["calls"]} <= set(PLAIN_SERVICES)
         status = next(c for c in channel["calls"] if c["method"] == "/tensorflow.WorkerService/GetStatus")
         assert (status["request"], status["code"]) == ("empty", "OK") and status["size"] > 0
         assert call_sentence(status, channel) in ep.evidence
