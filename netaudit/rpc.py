@@ -129,15 +129,24 @@ class H2cLink:
     """The scanner's own HTTP/2 connection to a plaintext endpoint: the one handed over (the sniff's), or a
     new one when there is none or it was lost, as a gRPC channel reconnects for its next call."""
 
+    # After the first connection is lost, one more is opened, as a channel reconnects once within a probe's
+    # deadlines; never after a server was cut off for flooding (it would only flood the next one too).
+    RECONNECTS = 1
+
     def __init__(self, host: str, port: int, authority: str, connection: H2cConnection | None = None):
         self.host, self.port, self.authority = host, port, authority
         self.connection = connection
+        self.reconnects = self.RECONNECTS
 
     async def _open(self, timeout: float) -> tuple[bool, str] | None:
         """None when a usable connection is there, else (worth waiting longer, why none could be opened)."""
         if self.connection and self.connection.usable:
             return None
         if self.connection:
+            lost = self.connection.lost or "the server sent GOAWAY"
+            if lost.startswith("connection cut") or not self.reconnects:
+                return False, lost
+            self.reconnects -= 1
             await self.connection.close()
             self.connection = None
         try:
