@@ -148,3 +148,69 @@ def test_concurrent_calls_wait_for_the_servers_stream_limit(sized_replies):
     replies, seconds = asyncio.run(go())
     assert [r.code for r in replies] == ["OK"] * 5
     assert seconds >= 0.25  # one at a time, 50 ms each
+
+
+@pytest.fixture
+def strict_h2_server():
+    """A server on the `h2` library (another HTTP/2 implementation, strict about request headers) that,
+    unlike gRPC C-core, waits for the client's preface before it sends anything: the sniff's preface path.
+    Every call gets a trailers-only UNIMPLEMENTED naming the path it asked for."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        first = await reader.read(65536)
+        conn.initiate_connection()
+        data = first
+        while data:
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    path = dict(event.headers)[":path"]
+                    conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "application/grpc"),
+                                                        ("grpc-status", "12"), ("grpc-message", f"no%20{path}")],
+                                      end_stream=True)
+            writer.write(conn.data_to_send())
+            data = await reader.read(65536)
+        writer.close()
+
+    ready = threading.Event()
+    box: dict = {}
+
+    def run() -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            box["port"], box["stop"] = server.sockets[0].getsockname()[1], asyncio.Event()
+            ready.set()
+            await box["stop"].wait()
+            server.close()
+        box["loop"] = asyncio.new_event_loop()
+        box["loop"].run_until_complete(main())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    yield box["port"]
+    box["loop"].call_soon_threadsafe(box["stop"].set)
+    thread.join(5)
+
+
+def test_calls_ride_on_the_sniffs_connection_to_a_server_that_waits_for_the_preface(strict_h2_server):
+    from netaudit.probes.sniff import sniff
+    from netaudit.rpc import H2cLink
+
+    async def go():
+        found = await sniff("127.0.0.1", strict_h2_server, 2.0)
+        assert found.protocol == "h2" and found.connection is not None, found.evidence
+        session = RpcSession(f"127.0.0.1:{strict_h2_server}", 2.0,
+                             link=H2cLink("127.0.0.1", strict_h2_server, f"127.0.0.1:{strict_h2_server}",
+                                          found.connection))
+        try:
+            assert await session.ready()
+            return await session.unary(HEALTH_CHECK), found.evidence
+        finally:
+            await session.close()
+    reply, evidence = asyncio.run(go())
+    assert "after HTTP/2 preface: server sent an HTTP/2 SETTINGS frame" in evidence[0]
+    assert (reply.code, reply.details) == ("UNIMPLEMENTED", f"no {HEALTH_CHECK}")
