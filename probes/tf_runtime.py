@@ -51,13 +51,16 @@ SIGNATURES = (
               (Expect("INTERNAL", "Unable to parse request"),)),
 )
 
-# The coordination leader rejects a heartbeat from an unknown task; the wording changed in 2.14.
+# The coordination leader rejects a heartbeat from an unknown task; the wording changed in 2.14 and its
+# second sentence in 2.17 (measured; ReleaseRow.leader_heartbeat).
 COORDINATION_LEADER = (Expect("INVALID_ARGUMENT", "Unexpected heartbeat request from task"),
                        Expect("INVALID_ARGUMENT", "Unexpected task request"))
 HEARTBEAT = "/tensorflow.CoordinationService/Heartbeat"
 # Read from the signature replies above, so never probed again with MALFORMED.
 SERVICE_METHODS = (HEARTBEAT, "/tensorflow.ProfilerService/Monitor")
 RELEASE_ROW = re.compile(r"^2\.\d{1,2}$")
+# The task named in a heartbeat rejection ("/job:/replica:0/task:0" for the empty request the probe sends).
+TASK_NAME = re.compile(r"/job:[^/\s]*/replica:\d+/task:\d+")
 
 
 class MarkerDataError(ValueError):
@@ -67,7 +70,7 @@ class MarkerDataError(ValueError):
 @dataclass(frozen=True)
 class ReleaseRow:
     """What one minor release registers (`methods`: path -> registered; a path not listed is unknown) and how
-    its coordination leader words a heartbeat rejection (None: not recorded)."""
+    its coordination leader words a heartbeat rejection, the task name masked (None: not recorded)."""
 
     release: str
     source: str  # "measured" (bench/tf_release_matrix.py) or "derived" (from source, never run)
@@ -79,16 +82,18 @@ class ReleaseRow:
     def agrees(self, observed: dict[str, bool], leader_heartbeat: str | None) -> bool:
         if any(m in self.methods and self.methods[m] != v for m, v in observed.items()):
             return False
-        return not (leader_heartbeat and self.leader_heartbeat
-                    and not leader_heartbeat.startswith(self.leader_heartbeat))
+        return not (leader_heartbeat and self.leader_heartbeat and leader_heartbeat != self.leader_heartbeat)
 
 
-def _leader_prefix(row: dict) -> str | None:
-    """The wording before the task name: the part that tells releases apart."""
+def _leader_wording(row: dict) -> str | None:
+    """The measured rejection of a measured row; a derived row may state the wording its wheel holds."""
     reply = row.get("replies", {}).get("leader", {}).get(HEARTBEAT)
-    if not reply or reply.get("code") != "INVALID_ARGUMENT":
-        return None
-    return _wording_prefix(reply["details"])
+    if reply and reply.get("code") == "INVALID_ARGUMENT":
+        return mask_task(reply["details"])
+    stated = row.get("leader_heartbeat")
+    if stated is not None and not (isinstance(stated, str) and "{task}" in stated):
+        raise ValueError("leader_heartbeat must be a wording with {task} in place of the task name")
+    return stated
 
 
 def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
@@ -107,7 +112,7 @@ def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
                                       for k, v in methods.items()):
                 raise ValueError("methods must map gRPC paths to true/false")
             rows.append(ReleaseRow(raw["release"], raw["source"], str(raw["note"]), dict(methods),
-                                   _leader_prefix(raw), bool(raw.get("covers_older", False))))
+                                   _leader_wording(raw), bool(raw.get("covers_older", False))))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MarkerDataError(f"tf_release_markers.json: release {name}: {exc!r}") from None
     rows.sort(key=lambda r: int(r.release.split(".")[1]))
@@ -161,16 +166,25 @@ def next_marker(candidates: list[ReleaseRow], observed: dict[str, bool]) -> str 
 
 
 @cache
-def _next_marker(observed: frozenset[tuple[str, bool]], leader_prefix: str | None) -> str | None:
+def _next_marker(observed: frozenset[tuple[str, bool]], leader_wording: str | None) -> str | None:
     """next_marker for what a scan saw so far; every endpoint of one release sees the same, so it is worked
     out once per scan."""
     seen = dict(observed)
-    return next_marker([r for r in release_rows() if r.agrees(seen, leader_prefix)], seen)
+    return next_marker([r for r in release_rows() if r.agrees(seen, leader_wording)], seen)
 
 
-def _wording_prefix(wording: str | None) -> str | None:
-    """The part of a leader's heartbeat rejection before the task name (what ReleaseRow.agrees compares)."""
-    return re.split(r"[:=]", wording, maxsplit=1)[0] if wording else None
+def mask_task(details: str) -> str:
+    return TASK_NAME.sub("{task}", details)
+
+
+def known_wording(details: str | None, rows: tuple[ReleaseRow, ...] | None = None) -> str | None:
+    """A leader's heartbeat rejection with the task name masked, when some row words it so (what
+    ReleaseRow.agrees compares). A wording no row has (a later release, a patched build) tells nothing, so it
+    excludes no row instead of every row."""
+    if not details:
+        return None
+    wording = mask_task(details)
+    return wording if any(r.leader_heartbeat == wording for r in rows or release_rows()) else None
 
 
 DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
@@ -212,9 +226,11 @@ def decode_devices(body: bytes, truncated: dict[str, int] | None = None) -> list
 def infer_version(registered: dict[str, bool], leader_heartbeat: str | None = None,
                   rows: tuple[ReleaseRow, ...] | None = None) -> dict:
     """The releases whose row agrees with every observation. Past the newest row lies an unknown future
-    release that may look the same, so the newest row alone reads ">= 2.N"."""
+    release that may look the same, so the newest row alone reads ">= 2.N". `leader_heartbeat` is a coordination
+    leader's heartbeat rejection as the server worded it."""
     rows = rows or release_rows()
-    candidates = [r for r in rows if r.agrees(registered, leader_heartbeat)]
+    wording = known_wording(leader_heartbeat, rows)
+    candidates = [r for r in rows if r.agrees(registered, wording)]
     basis = sorted(m for m, present in registered.items() if present)
     if not candidates:
         return {"range": "unknown", "min": None, "max": None, "registered_markers": basis, "source": None}
@@ -280,7 +296,7 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
     wording = heartbeat.details if leader else None
     registered = {m: next(r for r in replies if r.method == m).registered for m in SERVICE_METHODS}
     asked: list[str] = []
-    while marker := _next_marker(frozenset(registered.items()), _wording_prefix(wording)):
+    while marker := _next_marker(frozenset(registered.items()), known_wording(wording)):
         registered[marker] = (await session.unary(marker, MALFORMED)).registered
         asked.append(marker)
     out.details["tf_version"] = infer_version(registered, wording)

@@ -15,17 +15,24 @@ from netaudit.probes import modelserver_grpc, tf_runtime
 from netaudit.scoring import band, scores
 
 # What the recorded wire behaviour can tell apart (docs/versions-and-advisories.md). 2.12-2.17 register the
-# same methods and answer every safe RPC alike; only a coordination leader's heartbeat wording splits them
-# at 2.14. The newest row is open-ended: a later release may look the same.
+# same methods and answer every safe RPC alike, also to malformed protobuf (bench/tf_parser_edges.py); only a
+# coordination leader's heartbeat wording splits them, at 2.14 and at 2.17 (2.11 is derived: its wheel holds
+# the 2.12 wording). The newest row is open-ended: a later release may look the same.
 EXPECTED = {
     # release: (range on a plain server, range on a coordination leader)
     "2.12": ("2.11-2.17", "2.11-2.13"),
     "2.13": ("2.11-2.17", "2.11-2.13"),
-    "2.14": ("2.11-2.17", "2.11, 2.14-2.17"),
+    "2.14": ("2.11-2.17", "2.14-2.16"),
+    "2.15": ("2.11-2.17", "2.14-2.16"),
+    "2.16": ("2.11-2.17", "2.14-2.16"),
+    "2.17": ("2.11-2.17", "2.17"),
     "2.18": ("2.18", "2.18"),
     "2.19": ("2.19", "2.19"),
     "2.20": ("2.20", "2.20"),
 }
+
+
+TASK = "/job:/replica:0/task:0"  # the task an empty heartbeat request names
 
 
 def raw_rows() -> list[dict]:
@@ -66,7 +73,7 @@ def test_replayed_release_is_recognised_as_exactly_as_its_wire_behaviour_allows(
     newest = tf_runtime.release_rows()[-1]
     for leader in (None, row.leader_heartbeat):
         seen = observe(row, leader)
-        version = tf_runtime.infer_version(seen, leader and leader + ": /job:/replica:0/task:0")
+        version = tf_runtime.infer_version(seen, leader and leader.format(task=TASK))
         assert candidates(seen, leader) == candidates(row.methods, leader)
         assert len(set(seen) - set(tf_runtime.SERVICE_METHODS)) <= 4 < len(tf_runtime.version_markers())
         releases = candidates(row.methods, leader)
@@ -78,6 +85,16 @@ def test_replayed_release_is_recognised_as_exactly_as_its_wire_behaviour_allows(
         plain, leader = EXPECTED[row.release]
         assert tf_runtime.infer_version(observe(row))["range"] == plain
         assert ", ".join(_spans(candidates(observe(row, row.leader_heartbeat), row.leader_heartbeat))) == leader
+        wording = row.leader_heartbeat.format(task=TASK)
+        assert tf_runtime.infer_version(observe(row, row.leader_heartbeat), wording)["range"] == leader
+
+
+def test_a_leader_wording_no_row_has_excludes_nothing():
+    """A later release or a patched build may word the rejection anew: that tells nothing, so the range is the
+    one the methods give, never "unknown"."""
+    row = next(r for r in measured() if r.release == "2.17")
+    assert tf_runtime.infer_version(observe(row), "Unexpected heartbeat request from task: "
+                                    f"{TASK}. Something new.")["range"] == "2.11-2.17"
 
 
 def _spans(releases: list[str]) -> list[str]:
@@ -110,6 +127,8 @@ def test_markers_separate_the_releases_that_differ_in_methods():
     ({"release": "2.x", "source": "measured", "note": "", "methods": {"/a/b": True}}, "release 2.x"),
     ({"release": "2.30", "source": "guessed", "note": "", "methods": {"/a/b": True}}, "release 2.30"),
     ({"release": "2.31", "source": "measured", "note": "", "methods": {"/a/b": "yes"}}, "release 2.31"),
+    ({"release": "2.32", "source": "derived", "note": "", "methods": {"/a/b": True},
+      "leader_heartbeat": "Unexpected task request"}, "release 2.32"),
 ])
 def test_a_malformed_marker_row_is_named(broken, named):
     text = json.dumps({"releases": raw_rows() + [broken]})
