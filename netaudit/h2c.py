@@ -17,6 +17,7 @@ the relay (netaudit/tlsrelay.py), which also judges certificates this module nev
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import struct
 from dataclasses import dataclass, field
@@ -91,6 +92,51 @@ def request_headers(path: str, authority: str, timeout: float) -> bytes:
         _literal(b"grpc-timeout", f"{max(1, int(timeout * 1000))}m".encode())
 
 
+# Header blocks up to this size are remembered with what they decoded to (HeaderDecoder); real gRPC replies
+# are tens of bytes, so the memo holds thousands of them in a few MB whatever a server sends.
+MEMO_BLOCK_MAX = 1024
+MEMO_ENTRIES_MAX = 4096
+Fields = tuple[tuple[str, str], ...]
+_memo: dict[tuple[int, bytes], tuple[Fields, int]] = {}
+_states = itertools.count(1)  # HPACK decoder states, named by the path of blocks that led to them
+
+
+class HeaderDecoder:
+    """HPACK decoding that remembers what a header block decoded to from a given decoder state.
+
+    Every connection starts with an empty dynamic table, and one server sends the same blocks in the same
+    order on each of its connections (a TF task's status, then its trailers), so on thousands of
+    endpoints most blocks were decoded before, from the same state. A state is named by the blocks that
+    led to it; a block seen from a named state is answered from the memo. At the first block the memo
+    does not know, the blocks so far are replayed into a real decoder, which decodes the rest of the
+    connection (and teaches the memo for the next one). Decoding errors are never remembered."""
+
+    def __init__(self) -> None:
+        self.state = 0  # the empty table
+        self.seen: list[bytes] = []  # blocks answered from the memo, replayed if the real decoder is needed
+        self.decoder: hpack.Decoder | None = None
+
+    def decode(self, block: bytes) -> Fields:
+        if self.decoder is None:
+            hit = _memo.get((self.state, block))
+            if hit is not None:
+                fields, self.state = hit
+                self.seen.append(block)
+                return fields
+            self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
+            for earlier in self.seen:
+                self.decoder.decode(earlier, raw=True)
+            self.seen.clear()
+        fields = tuple((name.decode("latin-1").lower(), value.decode("latin-1"))
+                       for name, value in self.decoder.decode(block, raw=True))
+        before, self.state = self.state, next(_states)
+        if len(block) <= MEMO_BLOCK_MAX:
+            if len(_memo) >= MEMO_ENTRIES_MAX:
+                _memo.clear()  # states named before stay valid: a miss replays, never misreads
+            _memo[(before, block)] = (fields, self.state)
+        return fields
+
+
 @dataclass
 class Answer:
     """A call's outcome in gRPC terms."""
@@ -130,7 +176,7 @@ class H2cConnection:
         self.slot_free = asyncio.Event()  # set whenever a stream ends
         self.slot_free.set()
         self.settings_seen = asyncio.Event()  # the server's first SETTINGS (or the connection's end)
-        self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
+        self.headers = HeaderDecoder()
         self.buffer = bytearray(already)
         self.inbound = len(already)
         self.block: tuple[int, int, bytearray] | None = None  # (stream, flags, header block so far)
@@ -299,14 +345,13 @@ class H2cConnection:
             return
         self.block = None
         try:
-            fields = self.decoder.decode(bytes(block), raw=True)
+            fields = self.headers.decode(bytes(block))
         except (hpack.exceptions.HPACKError, ValueError, IndexError) as exc:
             raise ConnectionLost(f"undecodable HPACK header block ({type(exc).__name__})") from None
         state = self.streams.get(stream)
         if state is None:
             return  # a stream we reset or never opened; the block still had to be decoded (HPACK state)
-        for name, value in fields:
-            state.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        state.headers.update(fields)
         if flags & END_STREAM:
             self._end(stream, self._answer(state))
 

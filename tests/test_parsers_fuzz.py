@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from netaudit import bounds, h2c, httpwire, protowire
 from netaudit.discovery import NmapXmlError, parse_nmap_xml
@@ -303,3 +303,31 @@ def test_request_headers_decode_with_pseudo_headers_first(path, timeout):
     assert names[:4] == [":method", ":scheme", ":path", ":authority"]
     assert not any(name.startswith(":") for name in names[4:])
     assert dict(fields)[":path"] == path and dict(fields)["grpc-timeout"].endswith("m")
+
+
+HEADER = st.tuples(st.sampled_from(["grpc-status", "grpc-message", "content-type", ":status", "x-a", "X-B"]),
+                   st.text(alphabet="abc 09%/", max_size=40))
+BLOCK = st.one_of(st.lists(HEADER, max_size=4).map(lambda fields: ("headers", fields)),
+                  st.binary(max_size=12).map(lambda junk: ("junk", junk)))
+
+
+@given(st.lists(st.lists(BLOCK, min_size=1, max_size=4), min_size=1, max_size=6), st.integers(0, 3))
+@settings(max_examples=300, deadline=None)
+def test_remembered_header_blocks_decode_as_a_fresh_decoder_would(connections, shared):
+    """HeaderDecoder answers blocks seen before from the memo: each connection must still read what its own
+    hpack decoder reads, and fail where it fails, whatever earlier connections taught the memo."""
+    import hpack
+
+    h2c._memo.clear()
+    prefix = connections[0][:shared]
+    for blocks in connections:
+        encoder, mine, fresh = hpack.Encoder(), h2c.HeaderDecoder(), hpack.Decoder(max_header_list_size=h2c.HEADER_BLOCK_MAX)
+        for what, content in prefix + blocks:  # connections often start the same way, as one server's do
+            block = encoder.encode(content) if what == "headers" else content
+            try:
+                expected = tuple((n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in fresh.decode(block, raw=True))
+            except (hpack.exceptions.HPACKError, ValueError, IndexError):
+                with pytest.raises((hpack.exceptions.HPACKError, ValueError, IndexError)):
+                    mine.decode(block)
+                break
+            assert mine.decode(block) == expected
