@@ -26,6 +26,20 @@ class Outcome:
     evidence: list[str] = field(default_factory=list)
 
 
+def registered_methods(raw: Any) -> dict[str, bool]:
+    """A release-marker row's `methods` (gRPC path -> registered in that release), checked as it loads."""
+    if not raw or not isinstance(raw, dict) or not all(
+            isinstance(k, str) and k.startswith("/") and isinstance(v, bool) for k, v in raw.items()):
+        raise ValueError("methods must map gRPC paths to true/false")
+    return dict(raw)
+
+
+def methods_agree(known: dict[str, bool], observed: dict[str, bool]) -> bool:
+    """No observed method contradicts what a release row says of it (a method the row does not list is
+    unknown there and contradicts nothing)."""
+    return not any(m in known and known[m] != v for m, v in observed.items())
+
+
 @dataclass(frozen=True)
 class ProbeContext:
     """What a scan knows before it probes: the model names to try (built-in list plus --model-names), and

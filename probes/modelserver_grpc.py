@@ -21,7 +21,8 @@ from netaudit.bounds import cap_list
 from netaudit.rpc import Reply, RpcSession
 from netaudit.safety import MALFORMED
 
-from .base import NAME_SLOT, Expect, GrpcSignature, Naming, Outcome, ProbeContext, literal
+from .base import (NAME_SLOT, Expect, GrpcSignature, Naming, Outcome, ProbeContext, literal, methods_agree,
+                   registered_methods)
 from .grpc_generic import HEALTH_CHECK, LIST_SERVICES, REFLECTION
 from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, random_model_name, tensor
 
@@ -55,7 +56,7 @@ class ServingRow:
     methods: dict[str, bool]
 
     def agrees(self, observed: dict[str, bool]) -> bool:
-        return not any(m in self.methods and self.methods[m] != v for m, v in observed.items())
+        return methods_agree(self.methods, observed)
 
 
 def parse_serving_rows(text: str) -> tuple[ServingRow, ...]:
@@ -69,11 +70,7 @@ def parse_serving_rows(text: str) -> tuple[ServingRow, ...]:
             bounds = [advisories.parse_version(v) for v in (raw["min"], raw["max"]) if v is not None]
             if bounds != sorted(bounds) or not raw["note"]:
                 raise ValueError("needs min <= max (release versions or null) and a note with its source")
-            methods = raw["methods"]
-            if not methods or not all(isinstance(k, str) and k.startswith("/") and isinstance(v, bool)
-                                      for k, v in methods.items()):
-                raise ValueError("methods must map gRPC paths to true/false")
-            rows.append(ServingRow(raw["min"], raw["max"], str(raw["note"]), dict(methods)))
+            rows.append(ServingRow(raw["min"], raw["max"], str(raw["note"]), registered_methods(raw["methods"])))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ServingMarkerError(f"tf_serving_release_markers.json: row {index}: {exc!r}") from None
     for older, newer in zip(rows, rows[1:]):

@@ -19,7 +19,7 @@ from netaudit import advisories, protowire
 from netaudit.bounds import cap_list
 from netaudit.rpc import Reply, RpcSession
 
-from .base import Expect, GrpcSignature, Naming, Outcome, ProbeContext
+from .base import Expect, GrpcSignature, Naming, Outcome, ProbeContext, methods_agree, registered_methods
 from netaudit.safety import MALFORMED
 
 
@@ -80,9 +80,8 @@ class ReleaseRow:
     covers_older: bool = False  # the row also stands for every older release (1.x-2.1)
 
     def agrees(self, observed: dict[str, bool], leader_heartbeat: str | None) -> bool:
-        if any(m in self.methods and self.methods[m] != v for m, v in observed.items()):
-            return False
-        return not (leader_heartbeat and self.leader_heartbeat and leader_heartbeat != self.leader_heartbeat)
+        return methods_agree(self.methods, observed) and \
+            not (leader_heartbeat and self.leader_heartbeat and leader_heartbeat != self.leader_heartbeat)
 
 
 def _leader_wording(row: dict) -> str | None:
@@ -107,11 +106,7 @@ def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
         try:
             if not RELEASE_ROW.match(raw["release"]) or raw["source"] not in ("measured", "derived"):
                 raise ValueError("needs release \"2.N\" and source measured/derived")
-            methods = raw["methods"]
-            if not methods or not all(isinstance(k, str) and k.startswith("/") and isinstance(v, bool)
-                                      for k, v in methods.items()):
-                raise ValueError("methods must map gRPC paths to true/false")
-            rows.append(ReleaseRow(raw["release"], raw["source"], str(raw["note"]), dict(methods),
+            rows.append(ReleaseRow(raw["release"], raw["source"], str(raw["note"]), registered_methods(raw["methods"]),
                                    _leader_wording(raw), bool(raw.get("covers_older", False))))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MarkerDataError(f"tf_release_markers.json: release {name}: {exc!r}") from None

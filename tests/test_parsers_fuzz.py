@@ -321,11 +321,13 @@ def test_remembered_header_blocks_decode_as_a_fresh_decoder_would(connections, s
     h2c._memo.clear()
     prefix = connections[0][:shared]
     for blocks in connections:
-        encoder, mine, fresh = hpack.Encoder(), h2c.HeaderDecoder(), hpack.Decoder(max_header_list_size=h2c.HEADER_BLOCK_MAX)
+        encoder, mine = hpack.Encoder(), h2c.HeaderDecoder()
+        fresh = hpack.Decoder(max_header_list_size=h2c.HEADER_BLOCK_MAX)
         for what, content in prefix + blocks:  # connections often start the same way, as one server's do
             block = encoder.encode(content) if what == "headers" else content
             try:
-                expected = tuple((n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in fresh.decode(block, raw=True))
+                expected = tuple((n.decode("latin-1").lower(), v.decode("latin-1"))
+                                 for n, v in fresh.decode(block, raw=True))
             except (hpack.exceptions.HPACKError, ValueError, IndexError):
                 with pytest.raises((hpack.exceptions.HPACKError, ValueError, IndexError)):
                     mine.decode(block)
