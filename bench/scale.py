@@ -3,10 +3,10 @@
 One real tf.distribute.Server answers on every address of 198.18.0.0/18 inside a network namespace
 (`ip route add local 198.18.0.0/18 dev lo`), so a /22, /20 and /18 hold 1024, 4096 and 16,384 real TF
 endpoints. For each size it prints, all measured in this one run: wall time, peak RSS of the netaudit
-process (wait4's ru_maxrss), output bytes, the ratio to `nmap -sT -p 2222` of the same CIDR, and the CPU
-seconds of netaudit, of the TF server answering it and of nmap (they share the cores). Each
-size runs `--format json` (everything held, then written) and `--format jsonl` (streamed), with the
-engine named on the command line (as root netaudit defaults to syn).
+process (wait4's ru_maxrss), output bytes, the ratio to `nmap -sT -p 2222` of the same CIDR (its fastest of
+three runs), and the CPU seconds of netaudit, of the TF server answering it and of nmap (they share the
+cores). Each size runs `--format json` (everything held, then written) and `--format jsonl` (streamed),
+with the engine named on the command line (as root netaudit defaults to syn).
 
     sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect]
 
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netaudit.lab.netns import Netns  # noqa: E402
 
 PREFIX = {1024: 22, 4096: 20, 16384: 18}
+NMAP_RUNS = 3
 
 
 @dataclass
@@ -73,7 +74,8 @@ def main() -> None:
     if os.geteuid() != 0 or not shutil.which("nmap"):
         sys.exit("bench/scale.py needs root (a network namespace) and nmap")
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR; "
+    print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR "
+          f"(fastest of {NMAP_RUNS}); "
           f"{os.cpu_count()} cores")
     print(f"{'endpoints':>9}  {'format':<6} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
           f"{'nmap -sT':>8} {'ratio':>6}  {'netaudit CPU':>12} {'server CPU':>10} {'nmap CPU':>8} "
@@ -88,8 +90,9 @@ def main() -> None:
                 sys.exit("the TF server did not start")
             for size in sizes:
                 cidr = f"198.18.0.0/{PREFIX[size]}"
-                nmap = measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX", os.devnull, cidr],
-                               server.pid)
+                # nmap's time moves between runs (0.11-0.25 s for the /20): its best of NMAP_RUNS is the peer.
+                nmap = min((measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX", os.devnull, cidr],
+                                    server.pid) for _ in range(NMAP_RUNS)), key=lambda run: run.seconds)
                 for fmt in args.formats.split(","):
                     out = Path(tmp) / f"scan.{fmt}"
                     run = measure(ns, [sys.executable, "-m", "netaudit", "scan", cidr, "-p", "2222",
