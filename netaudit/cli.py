@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="deadline for each connection and each RPC (default 2)")
     scan.add_argument("--concurrency", type=positive_int, default=512, metavar="N",
                       help="parallel connections during discovery (default 512)")
+    scan.add_argument("--probe-concurrency", type=positive_int, metavar="N",
+                      help="open ports fingerprinted at once (default 128); each holds one or two connections to its "
+                      "server and at most a few hundred KiB of its replies")
     scan.add_argument("--rate", type=positive_float, default=0, metavar="N",
                       help="at most N new connections per second (default: unlimited)")
     scan.add_argument("--retries", type=non_negative_int, default=1, metavar="N",
@@ -437,7 +440,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     opts = ScanOptions(timeout=args.timeout, concurrency=args.concurrency, rate=args.rate, retries=args.retries,
                        max_time=args.max_time, vantage=vantage, all_states=args.all_states,
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
-                       engine=engine, engine_reason=engine_reason)
+                       engine=engine, engine_reason=engine_reason,
+                       **({"probe_concurrency": args.probe_concurrency} if args.probe_concurrency else {}))
     if output_format(args) == "jsonl":
         return scan_to_stream(targets, opts, policy, segment, args)
     result = scan(targets, opts)

@@ -116,11 +116,14 @@ def test_shard_is_validated():
 
 
 def test_stream_equals_the_json_result(tf_ns, tmp_path):
+    """Also: four fingerprints at a time (the stream) find what the default 128 at a time do (the JSON)."""
     out = tmp_path / "scan.jsonl"
-    proc = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", "syn", "--all-states", "-o", str(out), check=False)
+    proc = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", "syn", "--all-states", "--probe-concurrency", "4",
+                     "-o", str(out), check=False)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["type"] == "header" and lines[0]["schema"] == "netaudit/scan-stream-v1"
+    assert lines[0]["options"]["probe_concurrency"] == 4
     assert lines[-1]["type"] == "trailer" and lines[-1]["complete"] is True
     assert lines[-1]["endpoints"] == len(lines) - 2 == 128
     tf = [line for line in lines[1:-1] if line["endpoint"]["kind"] == "tf-server"]
@@ -132,7 +135,7 @@ def test_stream_equals_the_json_result(tf_ns, tmp_path):
                                           capture_output=True, text=True, timeout=60).stdout)
     whole = json.loads(tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", "syn", "--all-states",
                                  "--format", "json").stdout)
-    assert pairs(converted) == pairs(whole)
+    assert whole["options"]["probe_concurrency"] == 128 and pairs(converted) == pairs(whole)
     assert converted["complete"] and sorted(f["id"] for f in converted["findings"]) == sorted(
         f["id"] for f in whole["findings"])
 
