@@ -92,10 +92,16 @@ def request_headers(path: str, authority: str, timeout: float) -> bytes:
         _literal(b"grpc-timeout", f"{max(1, int(timeout * 1000))}m".encode())
 
 
-# Header blocks up to this size are remembered with what they decoded to (HeaderDecoder); real gRPC replies
-# are tens of bytes, so the memo holds thousands of them in a few MB whatever a server sends.
+# Header blocks up to this size that decode to at most this much (RFC 7541 §4.1 size: name, value and 32 per
+# field) are remembered with what they decoded to (HeaderDecoder). A block alone does not bound what it
+# decodes to (one byte names a 4 KB table entry; a 1 KB block of 1-byte fields held 176 KB of Python objects,
+# 716 MB in a full memo). Real gRPC replies are tens of bytes: a full memo is a few MB, at most about 22 MB
+# whatever a server sends (measured: 1 KB blocks of 24 fields).
 MEMO_BLOCK_MAX = 1024
 MEMO_ENTRIES_MAX = 4096
+# Bytes of blocks one connection answers from the memo: they are kept to replay at its first miss, so a long
+# path taught by one server does not make each later connection hold up to INBOUND_MAX of them.
+MEMO_PATH_MAX = 64 * 1024
 Fields = tuple[tuple[str, str], ...]
 _memo: dict[tuple[int, bytes], tuple[Fields, int]] = {}
 _states = itertools.count(1)  # HPACK decoder states, named by the path of blocks that led to them
@@ -114,14 +120,16 @@ class HeaderDecoder:
     def __init__(self) -> None:
         self.state = 0  # the empty table
         self.seen: list[bytes] = []  # blocks answered from the memo, replayed if the real decoder is needed
+        self.path = 0  # their bytes
         self.decoder: hpack.Decoder | None = None
 
     def decode(self, block: bytes) -> Fields:
         if self.decoder is None:
             hit = _memo.get((self.state, block))
-            if hit is not None:
+            if hit is not None and self.path + len(block) <= MEMO_PATH_MAX:
                 fields, self.state = hit
                 self.seen.append(block)
+                self.path += len(block)
                 return fields
             self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
             for earlier in self.seen:
@@ -130,7 +138,7 @@ class HeaderDecoder:
         fields = tuple((name.decode("latin-1").lower(), value.decode("latin-1"))
                        for name, value in self.decoder.decode(block, raw=True))
         before, self.state = self.state, next(_states)
-        if len(block) <= MEMO_BLOCK_MAX:
+        if len(block) <= MEMO_BLOCK_MAX and sum(len(n) + len(v) + 32 for n, v in fields) <= MEMO_BLOCK_MAX:
             if len(_memo) >= MEMO_ENTRIES_MAX:
                 _memo.clear()  # states named before stay valid: a miss replays, never misreads
             _memo[(before, block)] = (fields, self.state)

@@ -334,3 +334,44 @@ def test_remembered_header_blocks_decode_as_a_fresh_decoder_would(connections, s
                     mine.decode(block)
                 break
             assert mine.decode(block) == expected
+
+
+def test_the_header_memo_stays_small_whatever_blocks_decode_to():
+    """A short block can decode to far more than it is: one byte names a dynamic-table entry of 4 KB, a
+    1 KB block holds a thousand fields. The memo lives for the whole scan, so what it keeps per entry must
+    stay near what real replies need, however many entries one hostile server fills it with."""
+    import tracemalloc
+
+    expanding = b"\x40" + h2c._hpack_int(1, 7) + b"a" + h2c._hpack_int(4000, 7) + b"v" * 4000
+    resize = b"\x3f\xe1\x1f"  # a dynamic table size update (to 4096), allowed again and again at a block's start
+    for setup, block in ((expanding, b"\xbe" * 16), (b"", b"\x88" * h2c.MEMO_BLOCK_MAX),
+                         (b"", resize * 333 + b"\x88" * 24)):
+        h2c._memo.clear()
+        decoder = h2c.HeaderDecoder()
+        if setup:
+            decoder.decode(setup)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(200):
+                decoder.decode(bytes(bytearray(block)))  # a block of its own, as each frame's is
+            per_entry = (tracemalloc.get_traced_memory()[0] - before) / 200
+        finally:
+            tracemalloc.stop()
+        assert per_entry * h2c.MEMO_ENTRIES_MAX < 32 << 20, f"{per_entry:,.0f} bytes per remembered block"
+    h2c._memo.clear()
+
+
+def test_a_connection_replaying_remembered_blocks_keeps_a_bounded_path():
+    """Blocks answered from the memo are kept to replay into a real decoder at the first miss; a server
+    that taught the memo a long path must not make every later connection hold all of it."""
+    h2c._memo.clear()
+    blocks = [h2c._literal(b"x-n", b"%04d" % n + b"v" * 900) for n in range(1000)]
+    teacher = h2c.HeaderDecoder()
+    for block in blocks:
+        teacher.decode(block)
+    learner = h2c.HeaderDecoder()
+    for block in blocks:
+        learner.decode(block)
+    assert sum(map(len, learner.seen)) <= 64 * 1024
+    h2c._memo.clear()
