@@ -337,7 +337,8 @@ class H2cConnection:
             if self.block is None or self.block[0] != stream:
                 raise ConnectionLost("CONTINUATION without the header block it continues")
             block = self.block[2]
-            flags = (self.block[1] & END_STREAM) | flags
+            # CONTINUATION defines END_HEADERS alone; its other flag bits mean nothing (RFC 9113 §4.1, §6.10).
+            flags = (self.block[1] & END_STREAM) | (flags & END_HEADERS)
         else:
             if not stream:
                 raise ConnectionLost("HEADERS on stream 0")

@@ -214,3 +214,65 @@ def test_calls_ride_on_the_sniffs_connection_to_a_server_that_waits_for_the_pref
     reply, evidence = asyncio.run(go())
     assert "after HTTP/2 preface: server sent an HTTP/2 SETTINGS frame" in evidence[0]
     assert (reply.code, reply.details) == ("UNIMPLEMENTED", f"no {HEALTH_CHECK}")
+
+
+# ---- hostile and draining servers on raw sockets of the test's own --------------------------------------
+
+def _frames(data: bytearray) -> list[tuple[int, int, int, bytes]]:
+    """Complete HTTP/2 frames taken off the front of `data` (after the client's preface)."""
+    from netaudit import h2c
+
+    found = []
+    if data.startswith(h2c.PREFACE):
+        del data[:len(h2c.PREFACE)]
+    while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+        length = int.from_bytes(data[:3], "big")
+        found.append((data[3], data[4], int.from_bytes(data[5:9], "big"), bytes(data[9:9 + length])))
+        del data[:9 + length]
+    return found
+
+
+async def _raw_h2_server(reply) -> tuple[asyncio.AbstractServer, int]:
+    """A loopback server that sends SETTINGS on connect, as gRPC C-core does, and answers each request
+    (HEADERS and DATA with END_STREAM) with the bytes `reply(stream_id)` gives."""
+    from netaudit import h2c
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+        data = bytearray()
+        while chunk := await reader.read(65536):
+            data += chunk
+            for kind, flags, stream, _ in _frames(data):
+                if kind == h2c.DATA and flags & h2c.END_STREAM:
+                    writer.write(reply(stream))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_continuation_flags_other_than_end_headers_are_ignored():
+    """CONTINUATION defines END_HEADERS only; other flags MUST be ignored (RFC 9113 §4.1, §6.10). A stray
+    0x1 bit is not END_STREAM: the reply's message and trailers still count."""
+    from netaudit import h2c
+
+    headers = b"".join(h2c._literal(n, v) for n, v in ((b":status", b"200"), (b"content-type", b"application/grpc")))
+    trailers = h2c._literal(b"grpc-status", b"0")
+
+    def reply(stream: int) -> bytes:
+        return (h2c.frame(h2c.HEADERS, 0, stream, headers[:6])
+                + h2c.frame(h2c.CONTINUATION, h2c.END_HEADERS | 0x1 | h2c.PADDED, stream, headers[6:])
+                + h2c.frame(h2c.DATA, 0, stream, b"\x00\x00\x00\x00\x03abc")
+                + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream, trailers))
+
+    async def go():
+        server, port = await _raw_h2_server(reply)
+        session = RpcSession(f"127.0.0.1:{port}", timeout=2.0)
+        try:
+            assert await session.ready()
+            return await session.unary("/netaudit.Test/Small")
+        finally:
+            await session.close()
+            server.close()
+    answer = asyncio.run(go())
+    assert (answer.code, answer.body) == ("OK", b"abc"), answer
