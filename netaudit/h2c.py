@@ -256,7 +256,9 @@ class H2cConnection:
         self._lose("connection closed by the scanner")
         self.reader_task.cancel()
         await asyncio.gather(self.reader_task, return_exceptions=True)
-        self.writer.close()
+        # Aborted, not closed: a closed transport keeps its socket until the server has read what is queued,
+        # and a server that floods PINGs and reads nothing would hold our ACKs and the socket for good.
+        self.writer.transport.abort()
 
     # ---- what the server sends -----------------------------------------------------------------------
 

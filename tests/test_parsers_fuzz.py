@@ -217,12 +217,15 @@ class _Sent:
 
     def __init__(self):
         self.data, self.closed = bytearray(), False
+        self.transport = self
 
     def write(self, data: bytes) -> None:
         self.data += data
 
     def close(self) -> None:
         self.closed = True
+
+    abort = close
 
     def is_closing(self) -> bool:
         return self.closed

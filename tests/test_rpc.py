@@ -276,3 +276,47 @@ def test_continuation_flags_other_than_end_headers_are_ignored():
             server.close()
     answer = asyncio.run(go())
     assert (answer.code, answer.body) == ("OK", b"abc"), answer
+
+
+def test_a_server_that_floods_and_never_reads_loses_its_socket_at_close():
+    """A server with a tiny receive buffer floods PINGs and reads nothing: the ACKs pile up in our transport's
+    buffer. Closing the connection must still free the socket, not wait forever for the server to read."""
+    import socket
+
+    from netaudit import h2c
+
+    async def go():
+        release = asyncio.Event()
+
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            pings = h2c.frame(h2c.PING, 0, 0, b"8 bytes!") * 4096
+            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+            try:
+                for _ in range(h2c.INBOUND_MAX // len(pings) + 2):
+                    writer.write(pings)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            await release.wait()
+            writer.close()
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        server = await asyncio.start_server(flood, sock=listener)
+        connection = await h2c.H2cConnection.open("127.0.0.1", listener.getsockname()[1], "x", 2.0)
+        try:
+            for _ in range(200):
+                if connection.lost:
+                    break
+                await asyncio.sleep(0.05)
+            await connection.close()
+            await asyncio.sleep(0.2)
+            return connection.lost, connection.writer.transport.get_extra_info("socket").fileno()
+        finally:
+            release.set()
+            server.close()
+    lost, fileno = asyncio.run(go())
+    assert lost.startswith("connection cut"), lost
+    assert fileno == -1, "the socket is still open after close()"
