@@ -320,3 +320,90 @@ def test_a_server_that_floods_and_never_reads_loses_its_socket_at_close():
     lost, fileno = asyncio.run(go())
     assert lost.startswith("connection cut"), lost
     assert fileno == -1, "the socket is still open after close()"
+
+
+@pytest.fixture
+def aging_server():
+    """A grpcio server that ends every connection after 300 ms with a graceful GOAWAY (max_connection_age),
+    letting calls already in flight finish within 5 s. Slow answers after 1.5 s."""
+    def handler(delay: float):
+        def answer(request: bytes, context) -> bytes:
+            time.sleep(delay)
+            return b"ok"
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
+        ("grpc.max_connection_age_ms", 300), ("grpc.max_connection_age_grace_ms", 5000)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "netaudit.Test", {"Slow": handler(1.5), "Fast": handler(0)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_calls_in_flight_finish_after_a_graceful_goaway(aging_server):
+    """After GOAWAY, streams up to its last stream id may still be answered (RFC 9113 §6.8): a new call
+    opens a new connection, and must not cut the old one under the call still running there."""
+    async def go():
+        session = RpcSession(aging_server, timeout=5.0)
+
+        async def later():
+            await asyncio.sleep(0.9)  # the server sent its GOAWAY at 300 ms
+            return await session.unary("/netaudit.Test/Fast")
+        try:
+            assert await session.ready()
+            return await asyncio.gather(session.unary("/netaudit.Test/Slow"), later())
+        finally:
+            await session.close()
+    slow, fast = asyncio.run(go())
+    assert (slow.code, slow.body, fast.code, fast.body) == ("OK", b"ok", "OK", b"ok"), (slow, fast)
+
+
+def test_a_reconnect_opens_one_connection_whatever_calls_arrive_meanwhile():
+    """The first connection is closed by the server after its first reply. A call that comes while another
+    is reconnecting waits for that connection and uses it: no second connection, none left open at close."""
+    from netaudit import h2c
+    from netaudit.rpc import H2cLink
+
+    async def go():
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            first = not accepted
+            accepted.append(writer)
+            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+            data = bytearray()
+            while chunk := await reader.read(65536):
+                data += chunk
+                for kind, flags, stream, _ in _frames(data):
+                    if kind == h2c.DATA and flags & h2c.END_STREAM:
+                        writer.write(h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream, b"\x88"
+                                               + h2c._literal(b"grpc-status", b"12")))
+                        if first:
+                            writer.close()
+                            return
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        link = H2cLink("127.0.0.1", port, f"127.0.0.1:{port}")
+        session = RpcSession(f"127.0.0.1:{port}", timeout=2.0, link=link)
+        try:
+            assert await session.ready()
+            first = await session.unary("/a.B/C")
+            while link.connection.usable:
+                await asyncio.sleep(0.01)
+            reconnecting = asyncio.ensure_future(session.unary("/a.B/C"))
+            while link.connection is not None:  # the reconnect is under way
+                await asyncio.sleep(0)
+            meanwhile = await session.unary("/a.B/C")
+            replies = [first, await reconnecting, meanwhile]
+        finally:
+            await session.close()
+        await asyncio.sleep(0.1)
+        server.close()
+        return [r.code for r in replies], len(accepted), [w.transport.is_closing() for w in accepted]
+    codes, accepted, closed = asyncio.run(go())
+    assert codes == ["UNIMPLEMENTED"] * 3
+    assert accepted == 2 and all(closed), (accepted, closed)
