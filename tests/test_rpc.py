@@ -407,3 +407,41 @@ def test_a_reconnect_opens_one_connection_whatever_calls_arrive_meanwhile():
     codes, accepted, closed = asyncio.run(go())
     assert codes == ["UNIMPLEMENTED"] * 3
     assert accepted == 2 and all(closed), (accepted, closed)
+
+
+def test_header_blocks_are_cut_by_what_they_decode_to():
+    """HPACK decoding costs by the fields a block decodes to, not by its bytes: a 1 KB block of 1-byte
+    fields is a thousand header fields. A server sending such blocks (on a stream never opened) is cut long
+    before its 4 MiB of inbound bytes, which took seconds of CPU to decode."""
+    from netaudit import h2c
+
+    async def go():
+        release = asyncio.Event()
+
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            heavy = h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 3, b"\x88" * 1000) * 64
+            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+            try:
+                for _ in range(h2c.INBOUND_MAX // len(heavy)):
+                    writer.write(heavy)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            await release.wait()
+            writer.close()
+
+        server = await asyncio.start_server(flood, "127.0.0.1", 0)
+        connection = await h2c.H2cConnection.open("127.0.0.1", server.sockets[0].getsockname()[1], "x", 2.0)
+        try:
+            for _ in range(600):
+                if connection.lost:
+                    break
+                await asyncio.sleep(0.05)
+            return connection.lost, connection.inbound
+        finally:
+            await connection.close()
+            release.set()
+            server.close()
+    lost, inbound = asyncio.run(go())
+    assert lost and lost.startswith("connection cut: the server's header blocks decoded to more than"), lost
+    assert inbound < h2c.INBOUND_MAX // 8, inbound
