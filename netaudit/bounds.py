@@ -154,7 +154,10 @@ def bound_endpoint(endpoint) -> None:
     shrunk: dict[str, int] = {}
 
     def fits() -> bool:
-        return _json_size(endpoint.to_dict()) + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
+        """details["truncated"] goes in afterwards, when anything was cut: its key and comma count too (the two
+        maps merged are no longer than both)."""
+        key = len(', "truncated": ') if truncated or shrunk else 0
+        return _json_size(endpoint.to_dict()) + key + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
 
     # Evidence lines keep up to EVIDENCE_LINE_MAX characters, more than _clip_strings would: bounded as they are.
     bound += _clip_strings([endpoint.host, endpoint.port, endpoint.state, endpoint.kind, endpoint.transport,

@@ -180,6 +180,8 @@ DETAILS = st.recursive(st.one_of(st.text(max_size=300), st.integers(), st.none()
 
 @given(st.dictionaries(st.text(max_size=20), DETAILS, max_size=10), st.lists(st.text(max_size=2000), max_size=200))
 @example({}, ["\U0001F600" * 400] * 15)  # evidence lines keep 400 characters; an emoji is 12 bytes of JSON
+@example({"x": ["\U0001F600" * 100] * 40, **{f"y{n}": "\U0001F600" * 200 for n in range(11)}, "z": "a" * 200},
+         ["b" * 101])  # cut to fit within 13 bytes: details["truncated"]'s own key must count
 def test_one_endpoint_json_stays_under_64_kib(details, evidence):
     endpoint = Endpoint("127.0.0.1", 1, "open", "unknown", details=details, evidence=evidence)
     bounds.bound_endpoint(endpoint)
