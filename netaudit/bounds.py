@@ -101,17 +101,22 @@ def _clip_strings(value: Any, limit: int = STRING_MAX) -> tuple[Any, int]:
     without counting it exactly."""
     if isinstance(value, str):
         text = clip(value, limit)
-        return text, (6 if text.isascii() else 12) * len(text) + 2
+        return text, _text_bound(text)
     if isinstance(value, list):
         items = [_clip_strings(v, limit) for v in value]
         return [v for v, _ in items], 2 * len(items) + 2 + sum(b for _, b in items)
     if isinstance(value, dict):
         entries = [(clip(str(k), limit), _clip_strings(v, limit)) for k, v in value.items()]
         return ({k: v for k, (v, _) in entries},
-                4 * len(entries) + 2 + sum((6 if k.isascii() else 12) * len(k) + 2 + b for k, (_, b) in entries))
+                4 * len(entries) + 2 + sum(_text_bound(k) + b for k, (_, b) in entries))
     if isinstance(value, int) and not -10**20 < value < 10**20:
         return value, len(str(value))
     return value, 24  # any float's repr, a small int, true, false, null
+
+
+def _text_bound(text: str) -> int:
+    """Bytes `text` takes as a JSON string at most, quotes included."""
+    return (6 if text.isascii() else 12) * len(text) + 2
 
 
 def _cap_all(value: Any, limit: int, label: str, cut: dict[str, int], is_map: bool = False) -> Any:
@@ -149,10 +154,15 @@ def bound_endpoint(endpoint) -> None:
     shrunk: dict[str, int] = {}
 
     def fits() -> bool:
-        return _json_size(endpoint.to_dict()) + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
+        """details["truncated"] goes in afterwards, when anything was cut: its key and comma count too (the two
+        maps merged are no longer than both)."""
+        key = len(', "truncated": ') if truncated or shrunk else 0
+        return _json_size(endpoint.to_dict()) + key + _json_size(truncated) + _json_size(shrunk) < ENDPOINT_JSON_MAX
 
+    # Evidence lines keep up to EVIDENCE_LINE_MAX characters, more than _clip_strings would: bounded as they are.
     bound += _clip_strings([endpoint.host, endpoint.port, endpoint.state, endpoint.kind, endpoint.transport,
-                            endpoint.authenticated, endpoint.services, evidence])[1] + 200  # keys and commas
+                            endpoint.authenticated, endpoint.services])[1] + \
+        2 * len(evidence) + 2 + sum(map(_text_bound, evidence)) + 200  # keys and commas
     fitting = bound + _json_size(truncated) < ENDPOINT_JSON_MAX or fits()
     for limit in SHRINK_STEPS:
         if fitting:

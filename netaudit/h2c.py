@@ -35,6 +35,10 @@ DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, 
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 FRAME_MAX = 16384  # SETTINGS_MAX_FRAME_SIZE we never raise (RFC 9113 §6.5.2 default)
 HEADER_BLOCK_MAX = 64 * 1024  # one response's headers or trailers, across CONTINUATION frames
+# What all header blocks of one connection may decode to (RFC 7541 size). Decoding costs by the fields a block
+# decodes to, not by its bytes: 4 MiB of 1 KB blocks of 1-byte fields took 7 s of CPU. A real reply's headers
+# and trailers are a few hundred bytes, so this is thousands of calls.
+HEADERS_DECODED_MAX = 4 << 20
 CANCEL = 0x8
 # Flow-control credit goes back once half the default 64 KiB window is used: most replies are far smaller
 # and never need a WINDOW_UPDATE, a large one (an inventory) still never stalls.
@@ -92,12 +96,18 @@ def request_headers(path: str, authority: str, timeout: float) -> bytes:
         _literal(b"grpc-timeout", f"{max(1, int(timeout * 1000))}m".encode())
 
 
-# Header blocks up to this size are remembered with what they decoded to (HeaderDecoder); real gRPC replies
-# are tens of bytes, so the memo holds thousands of them in a few MB whatever a server sends.
+# Header blocks up to this size that decode to at most this much (RFC 7541 §4.1 size: name, value and 32 per
+# field) are remembered with what they decoded to (HeaderDecoder). A block alone does not bound what it
+# decodes to (one byte names a 4 KB table entry; a 1 KB block of 1-byte fields held 176 KB of Python objects,
+# 716 MB in a full memo). Real gRPC replies are tens of bytes: a full memo is a few MB, at most about 22 MB
+# whatever a server sends (measured: 1 KB blocks of 24 fields).
 MEMO_BLOCK_MAX = 1024
 MEMO_ENTRIES_MAX = 4096
+# Bytes of blocks one connection answers from the memo: they are kept to replay at its first miss, so a long
+# path taught by one server does not make each later connection hold up to INBOUND_MAX of them.
+MEMO_PATH_MAX = 64 * 1024
 Fields = tuple[tuple[str, str], ...]
-_memo: dict[tuple[int, bytes], tuple[Fields, int]] = {}
+_memo: dict[tuple[int, bytes], tuple[Fields, int, int]] = {}
 _states = itertools.count(1)  # HPACK decoder states, named by the path of blocks that led to them
 
 
@@ -114,14 +124,18 @@ class HeaderDecoder:
     def __init__(self) -> None:
         self.state = 0  # the empty table
         self.seen: list[bytes] = []  # blocks answered from the memo, replayed if the real decoder is needed
+        self.path = 0  # their bytes
         self.decoder: hpack.Decoder | None = None
+        self.size = 0  # RFC 7541 size of every field decoded on this connection
 
     def decode(self, block: bytes) -> Fields:
         if self.decoder is None:
             hit = _memo.get((self.state, block))
-            if hit is not None:
-                fields, self.state = hit
+            if hit is not None and self.path + len(block) <= MEMO_PATH_MAX:
+                fields, self.state, size = hit
                 self.seen.append(block)
+                self.path += len(block)
+                self.size += size
                 return fields
             self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
             for earlier in self.seen:
@@ -130,10 +144,12 @@ class HeaderDecoder:
         fields = tuple((name.decode("latin-1").lower(), value.decode("latin-1"))
                        for name, value in self.decoder.decode(block, raw=True))
         before, self.state = self.state, next(_states)
-        if len(block) <= MEMO_BLOCK_MAX:
+        size = sum(len(n) + len(v) + 32 for n, v in fields)
+        self.size += size
+        if len(block) <= MEMO_BLOCK_MAX and size <= MEMO_BLOCK_MAX:
             if len(_memo) >= MEMO_ENTRIES_MAX:
                 _memo.clear()  # states named before stay valid: a miss replays, never misreads
-            _memo[(before, block)] = (fields, self.state)
+            _memo[(before, block)] = (fields, self.state, size)
         return fields
 
 
@@ -248,7 +264,9 @@ class H2cConnection:
         self._lose("connection closed by the scanner")
         self.reader_task.cancel()
         await asyncio.gather(self.reader_task, return_exceptions=True)
-        self.writer.close()
+        # Aborted, not closed: a closed transport keeps its socket until the server has read what is queued,
+        # and a server that floods PINGs and reads nothing would hold our ACKs and the socket for good.
+        self.writer.transport.abort()
 
     # ---- what the server sends -----------------------------------------------------------------------
 
@@ -329,7 +347,8 @@ class H2cConnection:
             if self.block is None or self.block[0] != stream:
                 raise ConnectionLost("CONTINUATION without the header block it continues")
             block = self.block[2]
-            flags = (self.block[1] & END_STREAM) | flags
+            # CONTINUATION defines END_HEADERS alone; its other flag bits mean nothing (RFC 9113 §4.1, §6.10).
+            flags = (self.block[1] & END_STREAM) | (flags & END_HEADERS)
         else:
             if not stream:
                 raise ConnectionLost("HEADERS on stream 0")
@@ -348,6 +367,9 @@ class H2cConnection:
             fields = self.headers.decode(bytes(block))
         except (hpack.exceptions.HPACKError, ValueError, IndexError) as exc:
             raise ConnectionLost(f"undecodable HPACK header block ({type(exc).__name__})") from None
+        if self.headers.size > HEADERS_DECODED_MAX:
+            raise ConnectionLost(f"connection cut: the server's header blocks decoded to more than "
+                                 f"{HEADERS_DECODED_MAX:,} bytes")
         state = self.streams.get(stream)
         if state is None:
             return  # a stream we reset or never opened; the block still had to be decoded (HPACK state)

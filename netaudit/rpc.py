@@ -137,9 +137,21 @@ class H2cLink:
         self.host, self.port, self.authority = host, port, authority
         self.connection = connection
         self.reconnects = self.RECONNECTS
+        # One (re)connection at a time: a call that comes meanwhile waits for it and rides on it, instead of
+        # opening one of its own that the other call's assignment would orphan, still open.
+        self.opening = asyncio.Lock()
+        # Connections left after a GOAWAY with calls still running on them: streams up to its last stream id
+        # may still be answered (RFC 9113 §6.8). Closed with the link.
+        self.draining: list[H2cConnection] = []
 
     async def _open(self, timeout: float) -> tuple[bool, str] | None:
         """None when a usable connection is there, else (worth waiting longer, why none could be opened)."""
+        if self.connection and self.connection.usable:
+            return None
+        async with self.opening:
+            return await self._reopen(timeout)
+
+    async def _reopen(self, timeout: float) -> tuple[bool, str] | None:
         if self.connection and self.connection.usable:
             return None
         if self.connection:
@@ -147,7 +159,10 @@ class H2cLink:
             if lost.startswith("connection cut") or not self.reconnects:
                 return False, lost
             self.reconnects -= 1
-            await self.connection.close()
+            if self.connection.lost or not self.connection.streams:
+                await self.connection.close()
+            else:
+                self.draining.append(self.connection)
             self.connection = None
         try:
             self.connection = await H2cConnection.open(self.host, self.port, self.authority, timeout)
@@ -179,8 +194,9 @@ class H2cLink:
         return await self.connection.call(method, request, deadline, first_message)
 
     async def close(self) -> None:
-        if self.connection:
-            await self.connection.close()
+        for connection in [*self.draining, self.connection]:
+            if connection:
+                await connection.close()
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -179,6 +179,9 @@ DETAILS = st.recursive(st.one_of(st.text(max_size=300), st.integers(), st.none()
 
 
 @given(st.dictionaries(st.text(max_size=20), DETAILS, max_size=10), st.lists(st.text(max_size=2000), max_size=200))
+@example({}, ["\U0001F600" * 400] * 15)  # evidence lines keep 400 characters; an emoji is 12 bytes of JSON
+@example({"x": ["\U0001F600" * 100] * 40, **{f"y{n}": "\U0001F600" * 200 for n in range(11)}, "z": "a" * 200},
+         ["b" * 101])  # cut to fit within 13 bytes: details["truncated"]'s own key must count
 def test_one_endpoint_json_stays_under_64_kib(details, evidence):
     endpoint = Endpoint("127.0.0.1", 1, "open", "unknown", details=details, evidence=evidence)
     bounds.bound_endpoint(endpoint)
@@ -216,12 +219,15 @@ class _Sent:
 
     def __init__(self):
         self.data, self.closed = bytearray(), False
+        self.transport = self
 
     def write(self, data: bytes) -> None:
         self.data += data
 
     def close(self) -> None:
         self.closed = True
+
+    abort = close
 
     def is_closing(self) -> bool:
         return self.closed
@@ -333,3 +339,44 @@ def test_remembered_header_blocks_decode_as_a_fresh_decoder_would(connections, s
                     mine.decode(block)
                 break
             assert mine.decode(block) == expected
+
+
+def test_the_header_memo_stays_small_whatever_blocks_decode_to():
+    """A short block can decode to far more than it is: one byte names a dynamic-table entry of 4 KB, a
+    1 KB block holds a thousand fields. The memo lives for the whole scan, so what it keeps per entry must
+    stay near what real replies need, however many entries one hostile server fills it with."""
+    import tracemalloc
+
+    expanding = b"\x40" + h2c._hpack_int(1, 7) + b"a" + h2c._hpack_int(4000, 7) + b"v" * 4000
+    resize = b"\x3f\xe1\x1f"  # a dynamic table size update (to 4096), allowed again and again at a block's start
+    for setup, block in ((expanding, b"\xbe" * 16), (b"", b"\x88" * h2c.MEMO_BLOCK_MAX),
+                         (b"", resize * 333 + b"\x88" * 24)):
+        h2c._memo.clear()
+        decoder = h2c.HeaderDecoder()
+        if setup:
+            decoder.decode(setup)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(200):
+                decoder.decode(bytes(bytearray(block)))  # a block of its own, as each frame's is
+            per_entry = (tracemalloc.get_traced_memory()[0] - before) / 200
+        finally:
+            tracemalloc.stop()
+        assert per_entry * h2c.MEMO_ENTRIES_MAX < 32 << 20, f"{per_entry:,.0f} bytes per remembered block"
+    h2c._memo.clear()
+
+
+def test_a_connection_replaying_remembered_blocks_keeps_a_bounded_path():
+    """Blocks answered from the memo are kept to replay into a real decoder at the first miss; a server
+    that taught the memo a long path must not make every later connection hold all of it."""
+    h2c._memo.clear()
+    blocks = [h2c._literal(b"x-n", b"%04d" % n + b"v" * 900) for n in range(1000)]
+    teacher = h2c.HeaderDecoder()
+    for block in blocks:
+        teacher.decode(block)
+    learner = h2c.HeaderDecoder()
+    for block in blocks:
+        learner.decode(block)
+    assert sum(map(len, learner.seen)) <= 64 * 1024
+    h2c._memo.clear()

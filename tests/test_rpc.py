@@ -214,3 +214,234 @@ def test_calls_ride_on_the_sniffs_connection_to_a_server_that_waits_for_the_pref
     reply, evidence = asyncio.run(go())
     assert "after HTTP/2 preface: server sent an HTTP/2 SETTINGS frame" in evidence[0]
     assert (reply.code, reply.details) == ("UNIMPLEMENTED", f"no {HEALTH_CHECK}")
+
+
+# ---- hostile and draining servers on raw sockets of the test's own --------------------------------------
+
+def _frames(data: bytearray) -> list[tuple[int, int, int, bytes]]:
+    """Complete HTTP/2 frames taken off the front of `data` (after the client's preface)."""
+    from netaudit import h2c
+
+    found = []
+    if data.startswith(h2c.PREFACE):
+        del data[:len(h2c.PREFACE)]
+    while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+        length = int.from_bytes(data[:3], "big")
+        found.append((data[3], data[4], int.from_bytes(data[5:9], "big"), bytes(data[9:9 + length])))
+        del data[:9 + length]
+    return found
+
+
+async def _raw_h2_server(reply) -> tuple[asyncio.AbstractServer, int]:
+    """A loopback server that sends SETTINGS on connect, as gRPC C-core does, and answers each request
+    (HEADERS and DATA with END_STREAM) with the bytes `reply(stream_id)` gives."""
+    from netaudit import h2c
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+        data = bytearray()
+        while chunk := await reader.read(65536):
+            data += chunk
+            for kind, flags, stream, _ in _frames(data):
+                if kind == h2c.DATA and flags & h2c.END_STREAM:
+                    writer.write(reply(stream))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_continuation_flags_other_than_end_headers_are_ignored():
+    """CONTINUATION defines END_HEADERS only; other flags MUST be ignored (RFC 9113 §4.1, §6.10). A stray
+    0x1 bit is not END_STREAM: the reply's message and trailers still count."""
+    from netaudit import h2c
+
+    headers = b"".join(h2c._literal(n, v) for n, v in ((b":status", b"200"), (b"content-type", b"application/grpc")))
+    trailers = h2c._literal(b"grpc-status", b"0")
+
+    def reply(stream: int) -> bytes:
+        return (h2c.frame(h2c.HEADERS, 0, stream, headers[:6])
+                + h2c.frame(h2c.CONTINUATION, h2c.END_HEADERS | 0x1 | h2c.PADDED, stream, headers[6:])
+                + h2c.frame(h2c.DATA, 0, stream, b"\x00\x00\x00\x00\x03abc")
+                + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream, trailers))
+
+    async def go():
+        server, port = await _raw_h2_server(reply)
+        session = RpcSession(f"127.0.0.1:{port}", timeout=2.0)
+        try:
+            assert await session.ready()
+            return await session.unary("/netaudit.Test/Small")
+        finally:
+            await session.close()
+            server.close()
+    answer = asyncio.run(go())
+    assert (answer.code, answer.body) == ("OK", b"abc"), answer
+
+
+def test_a_server_that_floods_and_never_reads_loses_its_socket_at_close():
+    """A server with a tiny receive buffer floods PINGs and reads nothing: the ACKs pile up in our transport's
+    buffer. Closing the connection must still free the socket, not wait forever for the server to read."""
+    import socket
+
+    from netaudit import h2c
+
+    async def go():
+        release = asyncio.Event()
+
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            pings = h2c.frame(h2c.PING, 0, 0, b"8 bytes!") * 4096
+            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+            try:
+                for _ in range(h2c.INBOUND_MAX // len(pings) + 2):
+                    writer.write(pings)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            await release.wait()
+            writer.close()
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        server = await asyncio.start_server(flood, sock=listener)
+        connection = await h2c.H2cConnection.open("127.0.0.1", listener.getsockname()[1], "x", 2.0)
+        try:
+            for _ in range(200):
+                if connection.lost:
+                    break
+                await asyncio.sleep(0.05)
+            await connection.close()
+            await asyncio.sleep(0.2)
+            return connection.lost, connection.writer.transport.get_extra_info("socket").fileno()
+        finally:
+            release.set()
+            server.close()
+    lost, fileno = asyncio.run(go())
+    assert lost.startswith("connection cut"), lost
+    assert fileno == -1, "the socket is still open after close()"
+
+
+@pytest.fixture
+def aging_server():
+    """A grpcio server that ends every connection after 300 ms with a graceful GOAWAY (max_connection_age),
+    letting calls already in flight finish within 5 s. Slow answers after 1.5 s."""
+    def handler(delay: float):
+        def answer(request: bytes, context) -> bytes:
+            time.sleep(delay)
+            return b"ok"
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
+        ("grpc.max_connection_age_ms", 300), ("grpc.max_connection_age_grace_ms", 5000)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "netaudit.Test", {"Slow": handler(1.5), "Fast": handler(0)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_calls_in_flight_finish_after_a_graceful_goaway(aging_server):
+    """After GOAWAY, streams up to its last stream id may still be answered (RFC 9113 §6.8): a new call
+    opens a new connection, and must not cut the old one under the call still running there."""
+    async def go():
+        session = RpcSession(aging_server, timeout=5.0)
+
+        async def later():
+            await asyncio.sleep(0.9)  # the server sent its GOAWAY at 300 ms
+            return await session.unary("/netaudit.Test/Fast")
+        try:
+            assert await session.ready()
+            return await asyncio.gather(session.unary("/netaudit.Test/Slow"), later())
+        finally:
+            await session.close()
+    slow, fast = asyncio.run(go())
+    assert (slow.code, slow.body, fast.code, fast.body) == ("OK", b"ok", "OK", b"ok"), (slow, fast)
+
+
+def test_a_reconnect_opens_one_connection_whatever_calls_arrive_meanwhile():
+    """The first connection is closed by the server after its first reply. A call that comes while another
+    is reconnecting waits for that connection and uses it: no second connection, none left open at close."""
+    from netaudit import h2c
+    from netaudit.rpc import H2cLink
+
+    async def go():
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            first = not accepted
+            accepted.append(writer)
+            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+            data = bytearray()
+            while chunk := await reader.read(65536):
+                data += chunk
+                for kind, flags, stream, _ in _frames(data):
+                    if kind == h2c.DATA and flags & h2c.END_STREAM:
+                        writer.write(h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream, b"\x88"
+                                               + h2c._literal(b"grpc-status", b"12")))
+                        if first:
+                            writer.close()
+                            return
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        link = H2cLink("127.0.0.1", port, f"127.0.0.1:{port}")
+        session = RpcSession(f"127.0.0.1:{port}", timeout=2.0, link=link)
+        try:
+            assert await session.ready()
+            first = await session.unary("/a.B/C")
+            while link.connection.usable:
+                await asyncio.sleep(0.01)
+            reconnecting = asyncio.ensure_future(session.unary("/a.B/C"))
+            while link.connection is not None:  # the reconnect is under way
+                await asyncio.sleep(0)
+            meanwhile = await session.unary("/a.B/C")
+            replies = [first, await reconnecting, meanwhile]
+        finally:
+            await session.close()
+        await asyncio.sleep(0.1)
+        server.close()
+        return [r.code for r in replies], len(accepted), [w.transport.is_closing() for w in accepted]
+    codes, accepted, closed = asyncio.run(go())
+    assert codes == ["UNIMPLEMENTED"] * 3
+    assert accepted == 2 and all(closed), (accepted, closed)
+
+
+def test_header_blocks_are_cut_by_what_they_decode_to():
+    """HPACK decoding costs by the fields a block decodes to, not by its bytes: a 1 KB block of 1-byte
+    fields is a thousand header fields. A server sending such blocks (on a stream never opened) is cut long
+    before its 4 MiB of inbound bytes, which took seconds of CPU to decode."""
+    from netaudit import h2c
+
+    async def go():
+        release = asyncio.Event()
+
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            heavy = h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 3, b"\x88" * 1000) * 64
+            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+            try:
+                for _ in range(h2c.INBOUND_MAX // len(heavy)):
+                    writer.write(heavy)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            await release.wait()
+            writer.close()
+
+        server = await asyncio.start_server(flood, "127.0.0.1", 0)
+        connection = await h2c.H2cConnection.open("127.0.0.1", server.sockets[0].getsockname()[1], "x", 2.0)
+        try:
+            for _ in range(600):
+                if connection.lost:
+                    break
+                await asyncio.sleep(0.05)
+            return connection.lost, connection.inbound
+        finally:
+            await connection.close()
+            release.set()
+            server.close()
+    lost, inbound = asyncio.run(go())
+    assert lost and lost.startswith("connection cut: the server's header blocks decoded to more than"), lost
+    assert inbound < h2c.INBOUND_MAX // 8, inbound
