@@ -232,12 +232,36 @@ def _frames(data: bytearray) -> list[tuple[int, int, int, bytes]]:
     return found
 
 
-async def _raw_h2_server(reply) -> tuple[asyncio.AbstractServer, int]:
-    """A loopback server that sends SETTINGS on connect, as gRPC C-core does, and answers each request
-    (HEADERS and DATA with END_STREAM) with the bytes `reply(stream_id)` gives."""
+def _flooder(chunk: bytes, times: int, release: asyncio.Event):
+    """A server handler that sends SETTINGS, then `chunk` `times` times as fast as the client reads, and
+    holds the connection until `release` is set."""
     from netaudit import h2c
 
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+        try:
+            for _ in range(times):
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        await release.wait()
+        writer.close()
+    return flood
+
+
+async def _raw_h2_server(reply, accepted: list | None = None,
+                         first_closes: bool = False) -> tuple[asyncio.AbstractServer, int]:
+    """A loopback server that sends SETTINGS on connect, as gRPC C-core does, and answers each request
+    (HEADERS and DATA with END_STREAM) with the bytes `reply(stream_id)` gives. Its connections go into
+    `accepted`; with `first_closes`, the first one is closed after its first reply."""
+    from netaudit import h2c
+
+    accepted = [] if accepted is None else accepted
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        closes = first_closes and not accepted
+        accepted.append(writer)
         writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
         data = bytearray()
         while chunk := await reader.read(65536):
@@ -245,6 +269,9 @@ async def _raw_h2_server(reply) -> tuple[asyncio.AbstractServer, int]:
             for kind, flags, stream, _ in _frames(data):
                 if kind == h2c.DATA and flags & h2c.END_STREAM:
                     writer.write(reply(stream))
+                    if closes:
+                        writer.close()
+                        return
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
@@ -288,17 +315,8 @@ def test_a_server_that_floods_and_never_reads_loses_its_socket_at_close():
     async def go():
         release = asyncio.Event()
 
-        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            pings = h2c.frame(h2c.PING, 0, 0, b"8 bytes!") * 4096
-            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
-            try:
-                for _ in range(h2c.INBOUND_MAX // len(pings) + 2):
-                    writer.write(pings)
-                    await writer.drain()
-            except ConnectionError:
-                pass
-            await release.wait()
-            writer.close()
+        pings = h2c.frame(h2c.PING, 0, 0, b"8 bytes!") * 4096
+        flood = _flooder(pings, h2c.INBOUND_MAX // len(pings) + 2, release)
 
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -368,25 +386,9 @@ def test_a_reconnect_opens_one_connection_whatever_calls_arrive_meanwhile():
 
     async def go():
         accepted: list[asyncio.StreamWriter] = []
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            first = not accepted
-            accepted.append(writer)
-            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
-            data = bytearray()
-            while chunk := await reader.read(65536):
-                data += chunk
-                for kind, flags, stream, _ in _frames(data):
-                    if kind == h2c.DATA and flags & h2c.END_STREAM:
-                        writer.write(h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream, b"\x88"
-                                               + h2c._literal(b"grpc-status", b"12")))
-                        if first:
-                            writer.close()
-                            return
-            writer.close()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+        server, port = await _raw_h2_server(
+            lambda stream: h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream,
+                                     b"\x88" + h2c._literal(b"grpc-status", b"12")), accepted, first_closes=True)
         link = H2cLink("127.0.0.1", port, f"127.0.0.1:{port}")
         session = RpcSession(f"127.0.0.1:{port}", timeout=2.0, link=link)
         try:
@@ -418,17 +420,8 @@ def test_header_blocks_are_cut_by_what_they_decode_to():
     async def go():
         release = asyncio.Event()
 
-        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            heavy = h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 3, b"\x88" * 1000) * 64
-            writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
-            try:
-                for _ in range(h2c.INBOUND_MAX // len(heavy)):
-                    writer.write(heavy)
-                    await writer.drain()
-            except ConnectionError:
-                pass
-            await release.wait()
-            writer.close()
+        heavy = h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 3, b"\x88" * 1000) * 64
+        flood = _flooder(heavy, h2c.INBOUND_MAX // len(heavy), release)
 
         server = await asyncio.start_server(flood, "127.0.0.1", 0)
         connection = await h2c.H2cConnection.open("127.0.0.1", server.sockets[0].getsockname()[1], "x", 2.0)
