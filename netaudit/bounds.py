@@ -102,7 +102,7 @@ def _clip_strings(value: Any, limit: int = STRING_MAX) -> tuple[Any, int]:
     if isinstance(value, str):
         text = clip(value, limit)
         return text, _text_bound(text)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # a tuple is written as a JSON array too
         items = [_clip_strings(v, limit) for v in value]
         return [v for v, _ in items], 2 * len(items) + 2 + sum(b for _, b in items)
     if isinstance(value, dict):

@@ -292,7 +292,8 @@ def test_a_flood_is_cut_at_the_inbound_limit():
     assert answer.code == "UNAVAILABLE" and answer.details.startswith("connection cut: the server sent more than")
 
 
-@given(DETAILS | st.text(alphabet=st.characters(), max_size=300) | st.integers() | st.floats())
+@given(DETAILS | st.text(alphabet=st.characters(), max_size=300) | st.integers() | st.floats()
+       | st.tuples(st.text(max_size=300), st.lists(st.text(max_size=300), max_size=20)))
 def test_the_clipped_size_bound_is_never_below_the_json(value):
     """bound_endpoint skips the exact count when this bound fits; it must never be smaller than the JSON."""
     clipped, bound = bounds._clip_strings(value)
