@@ -289,14 +289,23 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.details["coordination"] = "registered"
         out.evidence.append("coordination service registered, not enabled on this task")
     wording = heartbeat.details if leader else None
-    registered = {m: next(r for r in replies if r.method == m).registered for m in SERVICE_METHODS}
+    # A reply that never came (deadline passed, connection lost, an HTTP error from a proxy) says neither
+    # registered nor unknown, so it is no observation: Reply.registered would read it as registered.
+    registered = {m: reply.registered for m in SERVICE_METHODS
+                  if (reply := next(r for r in replies if r.method == m)).speaks_grpc}
     asked: list[str] = []
+    unanswered = False
     while marker := _next_marker(frozenset(registered.items()), known_wording(wording)):
-        registered[marker] = (await session.unary(marker, MALFORMED)).registered
+        reply = await session.unary(marker, MALFORMED)
+        if not reply.speaks_grpc:
+            unanswered = True  # the next marker would most likely fare no better: the range stays wider
+            break
+        registered[marker] = reply.registered
         asked.append(marker)
     out.details["tf_version"] = infer_version(registered, wording)
     known = sum(registered[m] for m in asked)
-    out.evidence.append(f"{len(asked)} version markers (malformed requests): {known} registered, "
-                        f"{len(asked) - known} unknown to this server: TF {out.details['tf_version']['range']}")
+    out.evidence.append(f"{len(asked) + unanswered} version markers (malformed requests): {known} registered, "
+                        f"{len(asked) - known} unknown to this server"
+                        + (", 1 unanswered" if unanswered else "") + f": TF {out.details['tf_version']['range']}")
     out.details["advisories"] = advisories.match(out.details["tf_version"]["min"], out.details["tf_version"]["max"])
     return out
