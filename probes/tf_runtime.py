@@ -106,13 +106,21 @@ def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
         try:
             if not RELEASE_ROW.match(raw["release"]) or raw["source"] not in ("measured", "derived"):
                 raise ValueError("needs release \"2.N\" and source measured/derived")
+            if not isinstance(raw.get("covers_older", False), bool):
+                raise ValueError("covers_older must be true or false")
             rows.append(ReleaseRow(raw["release"], raw["source"], str(raw["note"]), registered_methods(raw["methods"]),
-                                   _leader_wording(raw), bool(raw.get("covers_older", False))))
+                                   _leader_wording(raw), raw.get("covers_older", False)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MarkerDataError(f"tf_release_markers.json: release {name}: {exc!r}") from None
     rows.sort(key=lambda r: int(r.release.split(".")[1]))
     if len({r.release for r in rows}) != len(rows):
         raise MarkerDataError("tf_release_markers.json: a release appears twice")
+    # infer_version reads covers_older as "and every release before it": true anywhere but the oldest row
+    # would make a range reach down past the rows older than it.
+    for row in rows[1:]:
+        if row.covers_older:
+            raise MarkerDataError(f"tf_release_markers.json: release {row.release}: covers_older on a row that is "
+                                  "not the oldest")
     return tuple(rows)
 
 

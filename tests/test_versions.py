@@ -132,6 +132,11 @@ def test_markers_separate_the_releases_that_differ_in_methods():
     ({"release": "2.31", "source": "measured", "note": "", "methods": {"/a/b": "yes"}}, "release 2.31"),
     ({"release": "2.32", "source": "derived", "note": "", "methods": {"/a/b": True},
       "leader_heartbeat": "Unexpected task request"}, "release 2.32"),
+    # "false" is a string, and only the oldest row can stand for the releases before it.
+    ({"release": "2.33", "source": "derived", "note": "", "methods": {"/a/b": True}, "covers_older": "false"},
+     "release 2.33"),
+    ({"release": "2.34", "source": "derived", "note": "", "methods": {"/a/b": True}, "covers_older": True},
+     "release 2.34"),
 ])
 def test_a_malformed_marker_row_is_named(broken, named):
     text = json.dumps({"releases": raw_rows() + [broken]})
