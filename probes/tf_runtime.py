@@ -190,7 +190,10 @@ def known_wording(details: str | None, rows: tuple[ReleaseRow, ...] | None = Non
     return wording if any(r.leader_heartbeat == wording for r in rows or release_rows()) else None
 
 
-DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
+# TF numbers replicas, tasks and devices with int32s (at most 10 digits); a longer run of digits is no TF name, and
+# past 4300 digits int() would raise on what a server sent.
+DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d{1,10})/task:(?P<task>\d{1,10})"
+                         r"/device:(?P<type>[^:]+):(?P<index>\d{1,10})$")
 
 # For nmap (probes/base.py): GetStatus's reply lists the task's devices, and their names travel as plain
 # text in the message (tf-wire-facts.md §4), so the job, replica and task read straight off it.
