@@ -117,19 +117,23 @@ def infer_serving_version(registered: dict[str, bool], rows: tuple[ServingRow, .
 async def release_markers(session: RpcSession, monitor: Reply) -> dict[str, bool]:
     """Whether each marker method is registered. Only read-only requests: MALFORMED for the profiler (the sync
     C++ service rejects it with INTERNAL before a handler; §2.4), ListServices for reflection, an empty
-    Check for health."""
-    async def one(method: str) -> bool:
+    Check for health. A marker left without an answer (deadline passed, connection lost, an HTTP error from a
+    proxy) is left out: Reply.registered would read it as registered."""
+    async def one(method: str) -> bool | None:
         if method == PROFILER_MONITOR:
-            return monitor.registered
-        if method in REFLECTION:
+            replies = [monitor]
+        elif method in REFLECTION:
             replies = [await session.stream_first(m, LIST_SERVICES) for m in REFLECTION]
-            return any(r.registered for r in replies)
-        if method == HEALTH_CHECK:
-            return (await session.unary(HEALTH_CHECK)).registered
-        return (await session.unary(method, MALFORMED)).registered
+        elif method == HEALTH_CHECK:
+            replies = [await session.unary(HEALTH_CHECK)]
+        else:
+            replies = [await session.unary(method, MALFORMED)]
+        if any(r.speaks_grpc and r.registered for r in replies):
+            return True
+        return False if all(r.speaks_grpc for r in replies) else None
 
     found = await asyncio.gather(*(one(m) for m in serving_markers()))
-    return dict(zip(serving_markers(), found, strict=True))
+    return {m: present for m, present in zip(serving_markers(), found, strict=True) if present is not None}
 
 
 def model_spec(name: str) -> bytes:

@@ -106,13 +106,21 @@ def parse_rows(text: str) -> tuple[ReleaseRow, ...]:
         try:
             if not RELEASE_ROW.match(raw["release"]) or raw["source"] not in ("measured", "derived"):
                 raise ValueError("needs release \"2.N\" and source measured/derived")
+            if not isinstance(raw.get("covers_older", False), bool):
+                raise ValueError("covers_older must be true or false")
             rows.append(ReleaseRow(raw["release"], raw["source"], str(raw["note"]), registered_methods(raw["methods"]),
-                                   _leader_wording(raw), bool(raw.get("covers_older", False))))
+                                   _leader_wording(raw), raw.get("covers_older", False)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MarkerDataError(f"tf_release_markers.json: release {name}: {exc!r}") from None
     rows.sort(key=lambda r: int(r.release.split(".")[1]))
     if len({r.release for r in rows}) != len(rows):
         raise MarkerDataError("tf_release_markers.json: a release appears twice")
+    # infer_version reads covers_older as "and every release before it": true anywhere but the oldest row
+    # would make a range reach down past the rows older than it.
+    for row in rows[1:]:
+        if row.covers_older:
+            raise MarkerDataError(f"tf_release_markers.json: release {row.release}: covers_older on a row that is "
+                                  "not the oldest")
     return tuple(rows)
 
 
@@ -182,7 +190,10 @@ def known_wording(details: str | None, rows: tuple[ReleaseRow, ...] | None = Non
     return wording if any(r.leader_heartbeat == wording for r in rows or release_rows()) else None
 
 
-DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d+)/task:(?P<task>\d+)/device:(?P<type>[^:]+):(?P<index>\d+)$")
+# TF numbers replicas, tasks and devices with int32s (at most 10 digits); a longer run of digits is no TF name, and
+# past 4300 digits int() would raise on what a server sent.
+DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d{1,10})/task:(?P<task>\d{1,10})"
+                         r"/device:(?P<type>[^:]+):(?P<index>\d{1,10})$")
 
 # For nmap (probes/base.py): GetStatus's reply lists the task's devices, and their names travel as plain
 # text in the message (tf-wire-facts.md §4), so the job, replica and task read straight off it.
@@ -289,14 +300,23 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.details["coordination"] = "registered"
         out.evidence.append("coordination service registered, not enabled on this task")
     wording = heartbeat.details if leader else None
-    registered = {m: next(r for r in replies if r.method == m).registered for m in SERVICE_METHODS}
+    # A reply that never came (deadline passed, connection lost, an HTTP error from a proxy) says neither
+    # registered nor unknown, so it is no observation: Reply.registered would read it as registered.
+    registered = {m: reply.registered for m in SERVICE_METHODS
+                  if (reply := next(r for r in replies if r.method == m)).speaks_grpc}
     asked: list[str] = []
+    unanswered = False
     while marker := _next_marker(frozenset(registered.items()), known_wording(wording)):
-        registered[marker] = (await session.unary(marker, MALFORMED)).registered
+        reply = await session.unary(marker, MALFORMED)
+        if not reply.speaks_grpc:
+            unanswered = True  # the next marker would most likely fare no better: the range stays wider
+            break
+        registered[marker] = reply.registered
         asked.append(marker)
     out.details["tf_version"] = infer_version(registered, wording)
     known = sum(registered[m] for m in asked)
-    out.evidence.append(f"{len(asked)} version markers (malformed requests): {known} registered, "
-                        f"{len(asked) - known} unknown to this server: TF {out.details['tf_version']['range']}")
+    out.evidence.append(f"{len(asked) + unanswered} version markers (malformed requests): {known} registered, "
+                        f"{len(asked) - known} unknown to this server"
+                        + (", 1 unanswered" if unanswered else "") + f": TF {out.details['tf_version']['range']}")
     out.details["advisories"] = advisories.match(out.details["tf_version"]["min"], out.details["tf_version"]["max"])
     return out

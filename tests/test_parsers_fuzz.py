@@ -32,6 +32,8 @@ SERVER_BYTES = st.one_of(st.binary(max_size=4096), PROTOBUF)
 @given(SERVER_BYTES)
 @example(b"\x0f\xff\xff")
 @example(b"\x0a\xff\xff\xff\xff\x0f")
+# A device name whose replica has more digits than int() converts (4300): a ValueError, not a DecodeError.
+@example(protowire.field(1, protowire.field(1, "/job:w/replica:" + "1" * 5000 + "/task:0/device:CPU:0")))
 def test_protobuf_decoders_give_a_result_or_decode_error(data):
     for decoder in (protowire.decode, tf_runtime.decode_devices, modelserver_grpc.decode_model_status,
                     modelserver_grpc.decode_signatures, grpc_generic.decode_service_list):

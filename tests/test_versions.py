@@ -3,8 +3,11 @@ matched for chosen releases, and open-ended or unknown ranges never over-claimin
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -129,6 +132,11 @@ def test_markers_separate_the_releases_that_differ_in_methods():
     ({"release": "2.31", "source": "measured", "note": "", "methods": {"/a/b": "yes"}}, "release 2.31"),
     ({"release": "2.32", "source": "derived", "note": "", "methods": {"/a/b": True},
       "leader_heartbeat": "Unexpected task request"}, "release 2.32"),
+    # "false" is a string, and only the oldest row can stand for the releases before it.
+    ({"release": "2.33", "source": "derived", "note": "", "methods": {"/a/b": True}, "covers_older": "false"},
+     "release 2.33"),
+    ({"release": "2.34", "source": "derived", "note": "", "methods": {"/a/b": True}, "covers_older": True},
+     "release 2.34"),
 ])
 def test_a_malformed_marker_row_is_named(broken, named):
     text = json.dumps({"releases": raw_rows() + [broken]})
@@ -358,3 +366,117 @@ def test_modelserver_release_range_and_advisories_from_the_stand_in(serving_stan
     assert {e["method"].rsplit("/", 1)[1] for e in profiler} == {"Terminate", "StopContinuousProfiling"}
     assert all((e["status"], e.get("parsed")) in {("INTERNAL", False), ("UNIMPLEMENTED", None)} for e in profiler)
     assert not [e for e in log if e["method"].startswith("/tensorflow.ProfilerService/") and e["status"] == "OK"]
+
+
+# --- a marker the server never answers ------------------------------------------------------------------
+
+POLL = "/tensorflow.CoordinationService/PollForError"
+UNKNOWN_METHOD = ("UNIMPLEMENTED", "", b"")  # as gRPC core answers an unknown method (grpcio adds words)
+
+
+@contextmanager
+def emulated(answer, stalled: str):
+    """A real grpcio server on a loopback port: `answer(method, request)` gives (code, details, body), except
+    that `stalled`'s reply comes only after the scanner's deadline, as on a lossy link."""
+    from concurrent import futures
+
+    import grpc
+
+    stop = threading.Event()
+
+    def reply(method: str, request: bytes, context) -> bytes:
+        if method == stalled:
+            stop.wait(3)
+        code, details, body = answer(method, request)
+        if code != "OK":
+            context.abort(getattr(grpc.StatusCode, code), details)
+        return body
+
+    class Handler(grpc.GenericRpcHandler):
+        def service(self, details):
+            method = details.method
+            if "ServerReflection" in method:
+                def stream(requests, context):
+                    yield reply(method, next(requests), context)
+                return grpc.stream_stream_rpc_method_handler(stream)
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: reply(method, request, context))
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((Handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop.set()
+        server.stop(0)
+
+
+def probe_once(address: str, probe) -> tuple:
+    """The family's probe over a session of its own with one 1 s deadline per call, and every call it sent."""
+    from netaudit.probes.base import ProbeContext
+    from netaudit.rpc import RpcSession
+
+    async def go():
+        session = RpcSession(address, timeout=1.0)
+        try:
+            assert await session.ready()
+            return await probe(session, ProbeContext(model_names=("m",))), [m for m, _ in session.calls]
+        finally:
+            await session.close()
+    return asyncio.run(go())
+
+
+def tf_2_17(method: str, request: bytes) -> tuple[str, str, bytes]:
+    """A plain TF 2.17 task as measured: the signatures, INTERNAL "Unable to parse request" for every other
+    registered method."""
+    from netaudit import protowire
+
+    signatures = {"/tensorflow.WorkerService/GetStatus": ("OK", ""),
+                  "/tensorflow.eager.EagerService/KeepAlive": ("ABORTED", "Unable to find a context_id 0"),
+                  "/tensorflow.CoordinationService/Heartbeat": ("INTERNAL", "Coordination service is not enabled."),
+                  "/tensorflow.ProfilerService/Monitor": ("UNIMPLEMENTED", "unimplemented.")}
+    row = next(r for r in tf_runtime.release_rows() if r.release == "2.17")
+    device = protowire.field(1, protowire.field(1, "/job:worker/replica:0/task:0/device:CPU:0")
+                             + protowire.field(2, "CPU"))
+    if method in signatures:
+        return (*signatures[method], device)
+    return ("INTERNAL", "Unable to parse request", b"") if row.methods.get(method) else UNKNOWN_METHOD
+
+
+def test_a_tf_marker_without_an_answer_tells_nothing():
+    """A marker whose reply never came (deadline passed) is neither registered nor unknown: it must not narrow
+    the range to releases the server is not (2.17 read as exactly 2.18, "measured"). No marker is asked again."""
+    with emulated(tf_2_17, POLL) as address:
+        out, calls = probe_once(address, tf_runtime.probe)
+    version = out.details["tf_version"]
+    assert out.kind == "tf-server" and POLL not in version["registered_markers"]
+    low, high = (advisories.parse_version(v) if v else None for v in (version["min"], version["max"]))
+    assert (low is None or low <= (2, 17, 0)) and (high is None or high >= (2, 17, 0)), version
+    assert calls.count(POLL) == 1 and "1 unanswered" in out.evidence[-1]
+
+
+def serving_2_2(method: str, request: bytes) -> tuple[str, str, bytes]:
+    """TF Serving 2.2 as derived (tf_serving_release_markers.json): the profiler's Monitor, no Terminate, no
+    reflection or health; no model loaded."""
+    from netaudit import protowire
+
+    if method in ("/tensorflow.serving.ModelService/GetModelStatus", "/tensorflow.serving.PredictionService/Predict"):
+        name = protowire.decode(request).message(1).str(1) if request else ""
+        return ("NOT_FOUND", f"Could not find any versions of model {name}", b"") if name else \
+            ("INVALID_ARGUMENT", "Missing ModelSpec", b"")
+    if method == "/tensorflow.serving.ModelService/HandleReloadConfigRequest":
+        return "INVALID_ARGUMENT", "ServerModelConfig type not supported by HandleReloadConfigRequest", b""
+    if method == MONITOR:
+        return "UNIMPLEMENTED", "unimplemented.", b""
+    return UNKNOWN_METHOD
+
+
+def test_a_serving_marker_without_an_answer_tells_nothing():
+    """TF Serving 2.2 whose Terminate reply never came: it reads as a range holding 2.2, not 2.3-2.15.0."""
+    with emulated(serving_2_2, TERMINATE) as address:
+        out, calls = probe_once(address, modelserver_grpc.probe)
+    version = out.details["serving_version"]
+    assert out.kind == "modelserver-grpc" and TERMINATE not in version["registered_markers"]
+    low, high = (advisories.parse_version(v) if v else None for v in (version["min"], version["max"]))
+    assert (low is None or low <= (2, 2, 0)) and (high is None or high >= (2, 2, 0)), version
