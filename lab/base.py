@@ -149,6 +149,11 @@ class Lab:
                 "processes": [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in self.processes],
                 "namespaces": self.namespaces, "info": self.info, "endpoints": [asdict(e) for e in self.endpoints]}
 
+    def exited(self) -> dict[str, str]:
+        """Lab processes that are no longer running, with the end of their log: a scan that missed one of
+        its endpoints says why, before `down` removes the logs."""
+        return {p.name: log_tail(p, 3).strip() for p in self.processes if not alive(p)}
+
     def targets(self) -> list[str]:
         return [e.target for e in self.endpoints]
 

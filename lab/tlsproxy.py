@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import socket
 import ssl
+import sys
 import threading
+import time
 import warnings
 
 TLS_HANDSHAKE = 0x16
@@ -71,8 +73,17 @@ def main() -> None:
     listener = socket.create_server(("127.0.0.1", args.listen))
     print(f"READY tlsproxy {args.listen} -> {args.backend}", flush=True)
     while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=handle, args=(conn, (host, int(port)), ctx, args.dual), daemon=True).start()
+        conn = None
+        try:
+            conn, _ = listener.accept()
+            threading.Thread(target=handle, args=(conn, (host, int(port)), ctx, args.dual), daemon=True).start()
+        except (OSError, RuntimeError) as exc:
+            # A client that reset before accept, no descriptor or thread left under load: that connection
+            # fails, the proxy (one lab endpoint) stays up for the rest of the scan.
+            print(f"connection not served: {exc!r}", file=sys.stderr, flush=True)
+            if conn is not None:
+                conn.close()
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@ def _skipped(lab) -> None:
         _say(f"going on without {name}, which did not start ({why.splitlines()[0]})")
 
 
+def _exited(lab) -> None:
+    for name, tail in lab.exited().items():
+        _say(f"lab process {name} exited during the scan, so its endpoints are missing from the report: {tail}")
+
+
 def _segmented(out_dir: Path):
     from .lab.segments import VANTAGES, SegmentedLab, scan_argv
     from .policy import load_policy
@@ -50,6 +55,7 @@ def _segmented(out_dir: Path):
             path.write_text(proc.stdout, encoding="utf-8")
             paths.append(str(path))
         (out_dir / "policy.toml").write_text(Path(lab.info["policy"]).read_text(), encoding="utf-8")
+        _exited(lab)
         _say("bringing the lab down…")
     return build_report([load_scan(p) for p in paths], load_policy(str(out_dir / "policy.toml")))
 
@@ -65,6 +71,7 @@ def _loopback():
         _say(f"scanning {len(lab.endpoints)} lab endpoints…")
         # 5 s deadlines: the lab's ~30 processes share the machine with the scan.
         result = scan(build_targets(lab.targets(), scope="127.0.0.1/32"), ScanOptions(vantage="loopback", timeout=5))
+        _exited(lab)
         _say("bringing the lab down…")
     return result
 

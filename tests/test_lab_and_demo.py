@@ -112,7 +112,8 @@ def test_demo_loopback_variant(tmp_path):
     proc = run_cli("demo", "--loopback", "-o", str(tmp_path / "report"), env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert data["vantage"] == "loopback" and [e["kind"] for e in data["endpoints"]].count("tf-server") == 13
+    assert data["vantage"] == "loopback" and [e["kind"] for e in data["endpoints"]].count("tf-server") == 13, \
+        proc.stderr
     counts = {s: sum(f["severity"] == s for f in data["findings"]) for s in ("critical", "high", "medium")}
     assert counts["critical"] >= 15 and f"findings: {counts['critical']} critical, {counts['high']} high, " \
         f"{counts['medium']} medium" in proc.stdout
@@ -152,3 +153,25 @@ def test_lab_processes_start_from_the_checkout_with_a_regular_install(tmp_path):
     finally:
         shutil.rmtree(venv, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
+
+
+def test_a_lab_process_that_dies_is_named_with_the_end_of_its_log(tmp_path):
+    """The demo says which lab process exited during its scan (its endpoints then miss from the report)."""
+    import sys
+    import time
+
+    from netaudit.lab.base import Lab
+    from netaudit.lab.processes import spawn
+
+    lab = Lab(tmp_path)
+    script = "import sys, time; print('READY', flush=True); time.sleep(0.2); sys.exit('proxy broke: out of threads')"
+    lab.processes = [spawn("short-lived", [sys.executable, "-c", script], tmp_path),
+                     spawn("long-lived", [sys.executable, "-c", "import time; print('READY'); time.sleep(60)"], tmp_path)]
+    try:
+        deadline = time.monotonic() + 20
+        while "short-lived" not in lab.exited() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        exited = lab.exited()
+        assert list(exited) == ["short-lived"] and "proxy broke: out of threads" in exited["short-lived"]
+    finally:
+        lab.down()
