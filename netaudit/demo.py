@@ -17,6 +17,7 @@ from pathlib import Path
 from .errors import UsageError
 from .model import SEVERITIES
 from .render import FORMATS
+from .textsafe import terminal_lines
 
 EXIT_OK = 0
 OUTPUTS = {"report.html": "html", "report.json": "json", "report.sarif": "sarif", "junit.xml": "junit",
@@ -24,7 +25,8 @@ OUTPUTS = {"report.html": "html", "report.json": "json", "report.sarif": "sarif"
 
 
 def _say(text: str) -> None:
-    print(f"netaudit demo: {text}", file=sys.stderr, flush=True)
+    """Lab processes' log lines come through here too: written as visible escapes, never as control codes."""
+    print(f"netaudit demo: {terminal_lines(text)}", file=sys.stderr, flush=True)
 
 
 def _skipped(lab) -> None:

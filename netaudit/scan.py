@@ -77,20 +77,23 @@ async def isolated(endpoint: Endpoint, work, seconds: float, first_step: str) ->
     step = Step(first_step)
     token = CURRENT.set(step)
     deadline = step.budget = asyncio.timeout(seconds)
+
+    def stopped(error: dict[str, str]) -> None:
+        endpoint.details["probe_error"] = error
+        endpoint.evidence.append(f"probe stopped during {error['during']}: {error['error']}: {error['message']}")
+
     try:
         async with deadline:
             await work
     except (UnsafeCall, RegistryError):
         raise
+    except asyncio.CancelledError as exc:
+        # The scan itself stopped (an interrupt, --max-time): the endpoint is still written, saying so.
+        stopped(probe_error(exc, step.describe(), "the scan stopped before this endpoint's fingerprint finished"))
+        raise
     except Exception as exc:  # anything a server can provoke, by design: the scan must go on
-        if deadline.expired():
-            endpoint.details["probe_error"] = probe_error(None, step.describe(),
-                                                          f"the {seconds:g}s fingerprint budget was spent")
-        else:
-            endpoint.details["probe_error"] = probe_error(exc, step.describe())
-        endpoint.evidence.append(f"probe stopped during {endpoint.details['probe_error']['during']}: "
-                                 f"{endpoint.details['probe_error']['error']}: "
-                                 f"{endpoint.details['probe_error']['message']}")
+        stopped(probe_error(None, step.describe(), f"the {seconds:g}s fingerprint budget was spent")
+                if deadline.expired() else probe_error(exc, step.describe()))
     finally:
         CURRENT.reset(token)
 

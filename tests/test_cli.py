@@ -80,6 +80,8 @@ def test_time_budget_gives_exit_3_and_incomplete_output(lab, tmp_path):
     data = json.loads(out.read_text())
     assert data["complete"] is False and data["stats"]["incomplete_reason"] == "time budget of 0.5s spent"
     assert [(e["port"], e["state"]) for e in data["endpoints"]] == [(int(silent.split(":")[1]), "open")]
+    stopped = data["endpoints"][0]["details"]["probe_error"]  # its sniff was still waiting: said, not hidden
+    assert stopped["error"] == "CancelledError" and stopped["during"] == "sniff", stopped
 
 
 def test_interrupt_keeps_what_was_found(lab, tmp_path):
