@@ -60,8 +60,12 @@ class Reply:
         return int(match[1]) if match else None
 
     @property
-    def registered(self) -> bool:
-        """gRPC core answers an unknown method UNIMPLEMENTED with empty details; anything else reached the service."""
+    def registered(self) -> bool | None:
+        """gRPC core answers an unknown method UNIMPLEMENTED with empty details; any other gRPC status reached
+        the service. None when no gRPC status came (deadline passed, connection lost, an HTTP error from a
+        proxy): that says neither, so a version marker must not count it either way."""
+        if not self.speaks_grpc:
+            return None
         return not (self.code == "UNIMPLEMENTED" and not self.details)
 
 

@@ -117,8 +117,7 @@ def infer_serving_version(registered: dict[str, bool], rows: tuple[ServingRow, .
 async def release_markers(session: RpcSession, monitor: Reply) -> dict[str, bool]:
     """Whether each marker method is registered. Only read-only requests: MALFORMED for the profiler (the sync
     C++ service rejects it with INTERNAL before a handler; §2.4), ListServices for reflection, an empty
-    Check for health. A marker left without an answer (deadline passed, connection lost, an HTTP error from a
-    proxy) is left out: Reply.registered would read it as registered."""
+    Check for health. A marker left without an answer (Reply.registered None) is left out."""
     async def one(method: str) -> bool | None:
         if method == PROFILER_MONITOR:
             replies = [monitor]
@@ -128,9 +127,10 @@ async def release_markers(session: RpcSession, monitor: Reply) -> dict[str, bool
             replies = [await session.unary(HEALTH_CHECK)]
         else:
             replies = [await session.unary(method, MALFORMED)]
-        if any(r.speaks_grpc and r.registered for r in replies):
+        answers = [r.registered for r in replies]
+        if True in answers:
             return True
-        return False if all(r.speaks_grpc for r in replies) else None
+        return None if None in answers else False
 
     found = await asyncio.gather(*(one(m) for m in serving_markers()))
     return {m: present for m, present in zip(serving_markers(), found, strict=True) if present is not None}

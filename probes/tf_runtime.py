@@ -300,18 +300,18 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.details["coordination"] = "registered"
         out.evidence.append("coordination service registered, not enabled on this task")
     wording = heartbeat.details if leader else None
-    # A reply that never came (deadline passed, connection lost, an HTTP error from a proxy) says neither
-    # registered nor unknown, so it is no observation: Reply.registered would read it as registered.
-    registered = {m: reply.registered for m in SERVICE_METHODS
-                  if (reply := next(r for r in replies if r.method == m)).speaks_grpc}
+    # A reply that never came is no observation (Reply.registered is None), so it narrows nothing.
+    registered = {m: present for m in SERVICE_METHODS
+                  if (present := next(r for r in replies if r.method == m).registered) is not None}
     asked: list[str] = []
     unanswered = False
-    while marker := _next_marker(frozenset(registered.items()), known_wording(wording)):
-        reply = await session.unary(marker, MALFORMED)
-        if not reply.speaks_grpc:
+    known_leader = known_wording(wording)
+    while marker := _next_marker(frozenset(registered.items()), known_leader):
+        present = (await session.unary(marker, MALFORMED)).registered
+        if present is None:
             unanswered = True  # the next marker would most likely fare no better: the range stays wider
             break
-        registered[marker] = reply.registered
+        registered[marker] = present
         asked.append(marker)
     out.details["tf_version"] = infer_version(registered, wording)
     known = sum(registered[m] for m in asked)
