@@ -11,6 +11,8 @@ from pathlib import Path
 from .errors import UsageError
 from .textsafe import terminal_lines, terminal_safe
 
+MAX_WORKERS = 64  # scan --workers: processes on one host
+
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
 FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit", "prom")
@@ -43,6 +45,7 @@ examples:
   netaudit lab status --targets | netaudit scan - --format json -o scan.json
   netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 -p 2222 --format jsonl -o scan.jsonl
   netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 --shard 3/8 -o shard3.jsonl   (then: netaudit report shard*.jsonl)
+  netaudit scan 198.18.0.0/16 --scope 198.18.0.0/15 -p 2222 --workers 8 -o scan.jsonl   (8 cores, one result)
 """ + EPILOG
 
 
@@ -142,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--probe-concurrency", type=positive_int, metavar="N",
                       help="open ports fingerprinted at once (default 128); each holds one or two connections to its "
                       "server and at most a few hundred KiB of its replies")
+    scan.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                      help="run the scan as N local processes, one result (default 1). Fingerprinting uses one core "
+                      "per process, so on a host with more cores a large sweep finishes sooner with N up to their "
+                      "number. --concurrency, --probe-concurrency and --rate stay totals, shared among the workers. "
+                      f"At most {MAX_WORKERS}; needs --engine connect or syn")
     scan.add_argument("--rate", type=positive_float, default=0, metavar="N",
                       help="at most N new connections per second (default: unlimited)")
     scan.add_argument("--retries", type=non_negative_int, default=1, metavar="N",
@@ -333,22 +341,52 @@ def record_history(data: dict, args: argparse.Namespace) -> None:
 
 def finish(result, args: argparse.Namespace) -> int:
     """History, then the output and the exit code, for scan and report."""
+    return finish_data(result.to_dict(), args)
+
+
+def finish_data(data: dict, args: argparse.Namespace) -> int:
     from .history import Recorded
     from .render import FORMATS
 
     fmt = output_format(args)
     if fmt == "jsonl":
         raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom or text")
-    data = result.to_dict()
     record_history(data, args)
     write_output(FORMATS[fmt](Recorded(data)), args.output)
     return exit_code(data, args.fail_on, args.fail_on_new)
 
 
+def result_options(targets, args: argparse.Namespace) -> dict:
+    """What a result records of the command line beyond the scan's own options."""
+    options = {"ports_spec": args.ports}
+    if sources := targets.sources():
+        options["target_sources"] = sources
+    return options
+
+
+def say_incomplete(stats: dict) -> None:
+    print(f"netaudit: scan incomplete: {terminal_safe(str(stats.get('incomplete_reason')))}", file=sys.stderr)
+
+
+def stream_scan(targets, opts, writer, workers: int):
+    """The scan into a stream writer, in this process or in `workers` processes; the writer's trailer is
+    left to the caller (history annotates it first)."""
+    if workers > 1:
+        from .workers import run_workers
+
+        result = run_workers(targets, opts, workers, writer)
+    else:
+        from .scan import scan
+
+        result = scan(targets, opts, sink=writer)
+    if not result.complete:
+        say_incomplete(result.stats)
+    return result
+
+
 def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
     """scan --format jsonl: endpoints are written as they are finished, the trailer after history. The file
     is written in place (not atomically), so what an interrupted or killed scan found is there."""
-    from .scan import scan
     from .stream import StreamWriter
 
     try:
@@ -356,17 +394,29 @@ def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Na
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     try:
-        writer = StreamWriter(out, policy, segment, {"ports_spec": args.ports})
-        result = scan(targets, opts, sink=writer)
-        if not result.complete:
-            print(f"netaudit: scan incomplete: {result.stats.get('incomplete_reason')}", file=sys.stderr)
-        data = writer.summary(result)
+        writer = StreamWriter(out, policy, segment, result_options(targets, args))
+        data = writer.summary(stream_scan(targets, opts, writer, args.workers))
         record_history(data, args)
         writer.end(data)
     finally:
         if out is not sys.stdout:
             out.close()
     return exit_code(data, args.fail_on, args.fail_on_new)
+
+
+def scan_in_workers(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
+    """scan --workers N with a format other than jsonl: the workers' stream goes to a file without a name,
+    and the output is built from it as `convert` builds it."""
+    import tempfile
+
+    from .stream import StreamWriter, parse_stream
+
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        writer = StreamWriter(out, policy, segment, result_options(targets, args))
+        writer.end(writer.summary(stream_scan(targets, opts, writer, args.workers)))
+        out.seek(0)
+        data = parse_stream(out, "the workers' stream")
+    return finish_data(data, args)
 
 
 def read_model_names(path: str | None) -> tuple[str, ...]:
@@ -424,6 +474,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     engine, engine_reason = (args.engine, "chosen with --engine") if args.engine else default_engine(targets)
     if engine == "nmap" and targets.shard:
         raise UsageError("--shard needs --engine connect or syn: nmap is handed whole networks, not a shard's pairs")
+    if engine == "nmap" and args.workers > 1:
+        raise UsageError("--workers needs --engine connect or syn: nmap is handed whole networks, not a worker's hosts")
+    if args.workers > MAX_WORKERS:
+        raise UsageError(f"--workers {args.workers} is more than {MAX_WORKERS}")
     if engine == "nmap" and not shutil.which("nmap"):
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
     if engine == "syn" and os.geteuid() != 0:
@@ -444,17 +498,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        **({"probe_concurrency": args.probe_concurrency} if args.probe_concurrency else {}))
     if output_format(args) == "jsonl":
         return scan_to_stream(targets, opts, policy, segment, args)
+    if args.workers > 1:
+        return scan_in_workers(targets, opts, policy, segment, args)
     result = scan(targets, opts)
-    result.options["ports_spec"] = args.ports
-    if sources := targets.sources():
-        result.options["target_sources"] = sources
+    result.options.update(result_options(targets, args))
     if policy is not None:
         from .exposure import apply_policy
 
         apply_policy(result, segment, policy)
     if not result.complete:
-        print(f"netaudit: scan incomplete: {terminal_safe(str(result.stats.get('incomplete_reason')))}",
-              file=sys.stderr)
+        say_incomplete(result.stats)
     return finish(result, args)
 
 

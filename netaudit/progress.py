@@ -30,6 +30,11 @@ class Progress:
             self._line(f"found {endpoint.kind} at {endpoint.address}")
         self._draw(force=True)
 
+    def update(self, done: int, identified: int) -> None:
+        """Totals counted by other processes (scan --workers)."""
+        self.done_count, self.identified = done, identified
+        self._draw()
+
     def _line(self, text: str) -> None:
         self.stream.write("\r\033[K" + terminal_safe(text) + "\n")
 

@@ -16,6 +16,7 @@ from . import registry
 from .exposure import ScanView, expected_unreachable, policy_findings, row, trust_context
 from .model import SCHEMA, Finding, severity_rank
 from .policy import Policy
+from .stream import merge_stats
 
 REPORT_SCHEMA = "netaudit/report-v1"
 
@@ -128,14 +129,11 @@ def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         unfinished = [p["options"]["shard"]["index"] for p in parts if not p["complete"]]
         endpoints: dict[tuple[str, int], dict[str, Any]] = {}
         findings: dict[str, dict[str, Any]] = {}
-        states: dict[str, int] = {}
         for part in parts:
             for ep in part["endpoints"]:
                 endpoints.setdefault((ep["host"], ep["port"]), ep)
             for finding in part["findings"]:
                 findings.setdefault(finding["id"], finding)
-            for state, n in part.get("stats", {}).get("states", {}).items():
-                states[state] = states.get(state, 0) + n
         first = parts[0]
         merged = {**first, "_path": ", ".join(p["_path"] for p in parts),
                   "started": min(p["started"] for p in parts),
@@ -144,10 +142,7 @@ def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
                   "endpoints": sorted(endpoints.values(), key=lambda e: (ipaddress.ip_address(e["host"]), e["port"])),
                   "findings": list(findings.values()),
                   "port_states": [g for p in parts for g in p.get("port_states") or []],
-                  "stats": {**first.get("stats", {}), "states": states,
-                            "probes": sum(p.get("stats", {}).get("probes", 0) for p in parts),
-                            "source_addresses": sorted({a for p in parts
-                                                        for a in p.get("stats", {}).get("source_addresses", [])})},
+                  "stats": merge_stats([p.get("stats", {}) for p in parts]),
                   "options": {**first["options"], "shard": None},
                   "shards": {"count": count, "present": sorted(indices), "missing": missing, "unfinished": unfinished}}
         out[next(i for i, scan in enumerate(out) if scan is placeholder)] = merged

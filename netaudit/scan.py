@@ -192,15 +192,21 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     result.stats["fingerprint_budget_seconds"] = seconds
 
 
+def scan_options(targets: TargetSet, opts: ScanOptions) -> dict:
+    """How a result was made, as it records it."""
+    options = {"engine": opts.engine, "engine_reason": opts.engine_reason, "ports": list(targets.ports),
+               "targets": [b.spec for b in targets.blocks], "timeout": opts.timeout,
+               "concurrency": opts.concurrency, "probe_concurrency": opts.probe_concurrency, "rate": opts.rate}
+    for key, part in (("shard", targets.shard), ("worker", targets.worker)):
+        if part is not None:
+            options[key] = {"index": part[0], "count": part[1]}
+    return options
+
+
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None,
                      sink: Sink | None = None) -> ScanResult:
     progress = progress or Progress(total=targets.probe_count())
-    result = ScanResult(vantage=opts.vantage, started=now())
-    result.options = {"engine": opts.engine, "engine_reason": opts.engine_reason, "ports": list(targets.ports),
-                      "targets": [b.spec for b in targets.blocks], "timeout": opts.timeout,
-                      "concurrency": opts.concurrency, "probe_concurrency": opts.probe_concurrency, "rate": opts.rate}
-    if targets.shard is not None:
-        result.options["shard"] = {"index": targets.shard[0], "count": targets.shard[1]}
+    result = ScanResult(vantage=opts.vantage, started=now(), options=scan_options(targets, opts))
     if sink is not None:
         sink.begin(result)
     loop = asyncio.get_running_loop()

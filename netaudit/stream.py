@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import Counter
-from typing import Any, TextIO
+from typing import Any, Iterable, TextIO
 
 from .assess import assess
 from .errors import UsageError
@@ -22,6 +22,7 @@ STREAM_SCHEMA = "netaudit/scan-stream-v1"
 # What history and --fail-on need of a finding once its line is written; evidence stays in the stream.
 COMPACT_FINDING = ("id", "rule", "severity", "host", "port", "title")
 NO_TRAILER = "the stream ends without a trailer: the scan was killed before it could finish"
+SUMMED_STATS = ("probes", "retried", "probe_retried", "probe_errors")
 
 
 class StreamWriter:
@@ -65,12 +66,21 @@ class StreamWriter:
                 trust_context(finding, rows, self.policy)
             findings += found
             self.expected_unreachable += unreachable
-        written = [f.to_dict() for f in findings]
-        self._write({"type": "endpoint", "endpoint": data, "findings": written})
+        record = {"type": "endpoint", "endpoint": data, "findings": [f.to_dict() for f in findings]}
+        self._write(record)
+        self._count(record)
+
+    def copy(self, line: str, record: dict[str, Any]) -> None:
+        """An endpoint line of another stream of this scan (a worker's, scan --workers), written as it came;
+        `record` is the line parsed. The caller flushes, once per batch."""
+        self.out.write(line if line.endswith("\n") else line + "\n")
+        self._count(record)
+
+    def _count(self, record: dict[str, Any]) -> None:
         self.endpoints += 1
-        self.states[endpoint.state] += 1
-        self.kinds[endpoint.kind or "-"] += 1
-        self.findings += [{k: f[k] for k in COMPACT_FINDING} for f in written]
+        self.states[record["endpoint"]["state"]] += 1
+        self.kinds[record["endpoint"]["kind"] or "-"] += 1
+        self.findings += [{k: f[k] for k in COMPACT_FINDING} for f in record["findings"]]
 
     def summary(self, result: ScanResult) -> dict[str, Any]:
         """The scan as history and the exit code see it: everything but the endpoints and the evidence."""
@@ -97,6 +107,26 @@ class StreamWriter:
         self._write(trailer)
 
 
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stats of one scan run in parts (shards, workers): counts add up, discovery took as long as its
+    slowest part, source addresses are unioned, and the first part that stopped early says why."""
+    merged = dict(parts[0]) if parts else {}
+    for key in SUMMED_STATS:
+        if any(key in part for part in parts):
+            merged[key] = sum(part.get(key, 0) for part in parts)
+    states: Counter = Counter()
+    for part in parts:
+        states.update(part.get("states", {}))
+    merged["states"] = dict(states)
+    merged["source_addresses"] = sorted({a for part in parts for a in part.get("source_addresses", [])})
+    if any("discovery_seconds" in part for part in parts):
+        merged["discovery_seconds"] = max(part.get("discovery_seconds", 0) for part in parts)
+    merged.pop("incomplete_reason", None)
+    if reason := next((part["incomplete_reason"] for part in parts if part.get("incomplete_reason")), None):
+        merged["incomplete_reason"] = reason
+    return merged
+
+
 def is_stream(path: str) -> bool:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -107,6 +137,14 @@ def is_stream(path: str) -> bool:
 
 
 def read_stream(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return parse_stream(fh, path)
+    except OSError as exc:
+        raise UsageError(f"cannot read scan stream {path}: {exc.strerror}") from None
+
+
+def parse_stream(lines: Iterable[str], path: str) -> dict[str, Any]:
     """The scan result (schema scan-v1) a stream holds. Without a trailer it is incomplete; a last line cut
     short by a kill is dropped and said so."""
     endpoints: list[dict[str, Any]] = []
@@ -114,30 +152,26 @@ def read_stream(path: str) -> dict[str, Any]:
     header: dict[str, Any] | None = None
     trailer: dict[str, Any] | None = None
     cut = False
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    if line.endswith("\n"):
-                        raise UsageError(f"{path} line {number} is not JSON: not a netaudit stream") from None
-                    cut = True
-                    break
-                kind = record.get("type") if isinstance(record, dict) else None
-                if number == 1 and (kind != "header" or record.get("schema") != STREAM_SCHEMA):
-                    raise UsageError(f"{path} is not a netaudit scan stream (schema {STREAM_SCHEMA!r} expected)")
-                if kind == "header":
-                    header = record
-                elif kind == "endpoint":
-                    endpoints.append(record["endpoint"])
-                    findings += record["findings"]
-                elif kind == "trailer":
-                    trailer = record
-    except OSError as exc:
-        raise UsageError(f"cannot read scan stream {path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if line.endswith("\n"):
+                raise UsageError(f"{path} line {number} is not JSON: not a netaudit stream") from None
+            cut = True
+            break
+        kind = record.get("type") if isinstance(record, dict) else None
+        if number == 1 and (kind != "header" or record.get("schema") != STREAM_SCHEMA):
+            raise UsageError(f"{path} is not a netaudit scan stream (schema {STREAM_SCHEMA!r} expected)")
+        if kind == "header":
+            header = record
+        elif kind == "endpoint":
+            endpoints.append(record["endpoint"])
+            findings += record["findings"]
+        elif kind == "trailer":
+            trailer = record
     if header is None:
         raise UsageError(f"{path} is empty: not a netaudit scan stream")
     endpoints.sort(key=lambda e: (ipaddress.ip_address(e["host"]).version, ipaddress.ip_address(e["host"]),

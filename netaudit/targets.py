@@ -61,6 +61,15 @@ def in_shard(host: str, port: int, shard: tuple[int, int]) -> bool:
     return int.from_bytes(digest, "big") % count == index - 1
 
 
+def in_worker(host: str, worker: tuple[int, int]) -> bool:
+    """Whether host belongs to worker K of N (scan --workers). A hash of the address alone: every port of
+    one host goes to one worker, which compares the host's SYN-ACKs and tries model names one port leaked
+    on its other ports, as an unsplit scan does."""
+    index, count = worker
+    digest = hashlib.blake2b(host.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count == index - 1
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """`K/N` with 1 <= K <= N."""
     k, sep, n = text.partition("/")
@@ -77,19 +86,22 @@ class TargetSet:
     blocks: tuple[TargetBlock, ...]
     ports: tuple[int, ...]
     shard: tuple[int, int] | None = None  # (K, N): only the K-th of N slices of the target x port space
+    worker: tuple[int, int] | None = None  # (K, N): only the hosts of local worker process K of N
 
     def probes(self) -> Iterator[tuple[str, int, TargetBlock]]:
-        """Every (address, port) pair to try (of this shard), lazily, in target order."""
+        """Every (address, port) pair to try (of this shard and worker), lazily, in target order."""
         for block in self.blocks:
             ports = block.ports or self.ports
             for addr in block.addresses():
                 host = str(addr)
+                if self.worker is not None and not in_worker(host, self.worker):
+                    continue
                 for port in ports:
                     if self.shard is None or in_shard(host, port, self.shard):
                         yield host, port, block
 
     def probe_count(self) -> int:
-        if self.shard is not None:
+        if self.shard is not None or self.worker is not None:
             return self._shard_count
         return sum(b.address_count() * len(b.ports or self.ports) for b in self.blocks)
 

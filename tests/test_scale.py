@@ -140,6 +140,79 @@ def test_stream_equals_the_json_result(tf_ns, tmp_path):
         f["id"] for f in whole["findings"])
 
 
+@pytest.mark.parametrize("engine", ["syn", "connect"])
+def test_workers_give_the_single_process_result(tf_ns, tmp_path, engine):
+    """scan --workers 3: three processes, one result equal to one process's, as JSON and as one stream."""
+    whole = json.loads(tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", engine, "--all-states",
+                                 "--format", "json").stdout)
+    split = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", engine, "--all-states", "--workers", "3",
+                      "--format", "json", check=False)
+    assert split.returncode == 0, split.stderr
+    split = json.loads(split.stdout)
+    assert split["complete"] and pairs(split) == pairs(whole) and len(pairs(whole)) == 128
+    assert sorted(f["id"] for f in split["findings"]) == sorted(f["id"] for f in whole["findings"])
+    assert split["stats"]["states"] == whole["stats"]["states"] and split["stats"]["probes"] == 128
+    assert (split["options"]["workers"], split["options"]["probe_concurrency"]) == (3, 128)
+    assert "worker" not in split["options"]
+
+    out = tmp_path / "scan.jsonl"
+    proc = tf_ns.run(*NETAUDIT, "scan", *SWEEP, "--engine", engine, "--workers", "3", "-o", str(out), check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["type"] for r in lines].count("header") == 1 and lines[0]["type"] == "header"
+    assert lines[-1]["type"] == "trailer" and lines[-1]["complete"] is True
+    assert lines[-1]["endpoints"] == len(lines) - 2 and lines[-1]["findings"] == len(whole["findings"])
+    hosts = {r["endpoint"]["host"] for r in lines[1:-1] if r["endpoint"]["kind"] == "tf-server"}
+    assert len(hosts) == 63
+
+
+def test_workers_are_validated():
+    for args, why in ((("--workers", "0"), "must be at least 1"), (("--workers", "65"), "more than 64"),
+                      (("--workers", "2", "--engine", "nmap"), "--workers needs --engine connect or syn")):
+        proc = subprocess.run([*NETAUDIT, "scan", "198.18.0.1", *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_interrupted_workers_leave_a_readable_stream_and_no_process(tf_ns, tmp_path, how):
+    """At 10 connections a second the /24 takes 25 s. SIGINT to the parent reaches each worker once, each
+    writes its trailer, and the one stream ends incomplete. SIGKILL to the parent: the kernel tells the
+    workers, and they stop too."""
+    from netaudit.lab.netns import netns_pids
+
+    before = set(netns_pids(tf_ns.name))
+    out = tmp_path / "scan.jsonl"
+    with (tmp_path / "stderr").open("w") as err:  # a file, not a pipe a worker could hold open
+        proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222", "--engine", "connect", "--rate", "10",
+                           "--timeout", "1", "--no-history", "--workers", "2", "-o", str(out),
+                           stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, how))
+        proc.wait(60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    stderr = (tmp_path / "stderr").read_text()
+    deadline = time.monotonic() + 10  # the unstopped scan would take 25 s more
+    while time.monotonic() < deadline and set(netns_pids(tf_ns.name)) - before:
+        time.sleep(0.1)
+    assert not set(netns_pids(tf_ns.name)) - before, "a worker outlived its parent"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    written = [r for r in records if r["type"] == "endpoint"]
+    assert 5 <= len(written) < 256 and records[0]["type"] == "header"
+    if how == "SIGINT":
+        assert proc.returncode == 3, stderr
+        assert "interrupted by SIGINT" in stderr and "Traceback" not in stderr
+        assert records[-1]["type"] == "trailer" and records[-1]["complete"] is False
+        assert records[-1]["stats"]["incomplete_reason"] == "interrupted by SIGINT"
+        assert records[-1]["endpoints"] == len(written)
+    else:
+        assert proc.returncode == -signal.SIGKILL and records[-1]["type"] == "endpoint"
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, how):
     """At 25 connections a second the /24 takes ten seconds: stop it once endpoints are on disk."""

@@ -145,6 +145,12 @@ def test_scan_policy_infers_the_vantage_and_gives_its_policy_findings(seglab, tm
     assert apps["vantage"] == "apps"
     assert [(r["kind"], r["host"], r["port"], r["state"], r["reason"]) for r in apps["expected_unreachable"]] == [
         ("tf-server", "198.18.1.10", 2222, "filtered", "no-response")]
+    # The same two checks with two worker processes (one of them has no host): the same verdicts.
+    split = run_scan_in(seglab, "apps", "198.18.1.10", "-p", "2222", "--policy", str(wider), "--workers", "2")
+    assert split["expected_unreachable"] == apps["expected_unreachable"] and split["options"]["workers"] == 2
+    split = run_scan_in(seglab, "corp", "198.18.1.20", "-p", "8500,8501", "--policy", policy, "--workers", "2")
+    assert sorted((f["rule"], f["port"], f["severity"]) for f in split["findings"]) == sorted(
+        (f["rule"], f["port"], f["severity"]) for f in corp["findings"])
     # A source address in no policy segment: the vantage is named unknown, and said so.
     narrow = tmp_path / "narrow.toml"
     narrow.write_text('[segments.cluster]\ncidrs = ["198.18.1.0/24"]\ntrust = "trusted"\n')

@@ -106,3 +106,23 @@ def test_scope_accepts_targets_inside_it():
     build_targets(["198.18.1.0/24", "198.18.2.5-9", "198.18.3.3:2222"], scope="198.18.0.0/15")
     with pytest.raises(UsageError, match="outside --scope"):
         build_targets(["198.18.0.0/14"], scope="198.18.0.0/15")
+
+
+def test_workers_split_hosts_whole_and_shards_split_pairs():
+    """--workers gives every port of a host to one worker; --shard spreads a host's ports; both partition."""
+    from dataclasses import replace
+
+    targets = build_targets(["198.18.0.0/26"], ports="2222,8500,8501")
+    every = set((h, p) for h, p, _ in targets.probes())
+    parts = [set((h, p) for h, p, _ in replace(targets, worker=(k, 3)).probes()) for k in (1, 2, 3)]
+    assert set().union(*parts) == every and sum(map(len, parts)) == len(every) == 192
+    assert all(len(part) == replace(targets, worker=(k + 1, 3)).probe_count() for k, part in enumerate(parts))
+    owner = {}
+    for k, part in enumerate(parts):
+        for host, _ in part:
+            assert owner.setdefault(host, k) == k, f"{host} is split across workers"
+    assert all(10 * 3 < len(part) < 35 * 3 for part in parts), [len(p) for p in parts]
+    sharded = [set((h, p) for h, p, _ in replace(targets, shard=(k, 3)).probes()) for k in (1, 2, 3)]
+    assert set().union(*sharded) == every
+    assert any(len({k for k, part in enumerate(sharded) for h, _ in part if h == host}) > 1
+               for host in {h for h, _ in every})

@@ -1,0 +1,195 @@
+"""scan --workers N: one scan run as N local processes, their results written as one stream.
+
+Fingerprinting is single-threaded Python (about a millisecond of CPU per TF endpoint, docs/benchmarks.md),
+so a scanner host's other cores help only when the work is split. Each worker is a forked process that
+scans the hosts whose address hash falls in its slice (targets.in_worker: every port of a host goes to one
+worker, so its SYN-ACKs are compared and its model names cross-referenced as in one process) and streams
+its endpoints to a file of its own. The parent copies each finished endpoint line into the one stream as
+it appears, draws the progress of all of them, forwards an interrupt, and ends with a trailer whose counts
+and completeness cover every worker. Connections at once, the connection rate and fingerprints at once
+are totals shared among the workers, so the targets see the same load whatever N is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from typing import Any, BinaryIO
+
+from .errors import UsageError
+from .model import Endpoint, ScanResult
+from .progress import Progress
+from .scan import ScanOptions, now, scan, scan_options
+from .stream import StreamWriter, merge_stats
+from .targets import TargetSet
+
+TICK = 0.2  # seconds between copying the workers' finished lines and redrawing progress
+GRACE = 30.0  # seconds a worker has to write its trailer after an interrupt before it is killed
+PR_SET_PDEATHSIG = 1
+
+
+class _Counted(Progress):
+    """A worker's progress, counted into memory the parent reads and draws; found-server lines go to the
+    terminal directly, whole, as one process's would."""
+
+    def __init__(self, counts: Any, slot: int):
+        super().__init__(total=0)
+        self.counts, self.slot = counts, slot
+
+    def discovered(self, done: int) -> None:
+        self.counts[2 * self.slot] += done
+
+    def fingerprinted(self, endpoint: Endpoint) -> None:
+        self.counts[2 * self.slot + 1] += 1
+        super().fingerprinted(endpoint)
+
+    def _draw(self, force: bool = False) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker whose parent is killed gets SIGTERM, stops its scan and writes its trailer, instead of
+    scanning on unwatched (Linux; elsewhere it runs to the end of its slice)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, counts: Any, slot: int,
+          parent: int) -> None:
+    os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which forwards it once
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the scan's own handlers take over
+    try:
+        _die_with_parent(parent)
+        with open(fd, "w", encoding="utf-8", closefd=False) as out:
+            writer = StreamWriter(out, *writer_args)
+            result = scan(targets, opts, _Counted(counts, slot), sink=writer)
+            writer.end(writer.summary(result))
+    except KeyboardInterrupt:
+        pass  # stopped before its scan began or after it ended: the parent reads what is there
+    except UsageError as exc:
+        print(f"netaudit: worker {slot + 1}: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+@dataclass
+class _Part:
+    """One worker: its process, its stream, how far the parent has read it, and its trailer. The stream is
+    a file without a name (O_TMPFILE), shared through fork: the worker writes at the file's offset, the
+    parent reads at its own with pread, and nothing is left on disk however either of them ends."""
+
+    index: int
+    file: BinaryIO
+    process: Any = None  # multiprocessing's Process of the fork context
+    read: int = 0
+    rest: bytes = b""
+    trailer: dict[str, Any] | None = None
+
+    def new_lines(self) -> list[bytes]:
+        """Whole lines written since the last call; a line still being written waits for the next."""
+        while chunk := os.pread(self.file.fileno(), 1 << 20, self.read):
+            self.read += len(chunk)
+            self.rest += chunk
+        *lines, self.rest = self.rest.split(b"\n")
+        return lines
+
+
+def _copy(parts: list[_Part], writer: StreamWriter) -> None:
+    """Endpoint lines into the one stream, as they came; each worker's header stays behind (the stream has
+    one, for the whole scan) and its trailer is kept for the merge."""
+    for part in parts:
+        for raw in part.new_lines():
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record["type"] == "endpoint":
+                writer.copy(line, record)
+            elif record["type"] == "trailer":
+                part.trailer = record
+    writer.out.flush()
+
+
+def share(opts: ScanOptions, count: int) -> ScanOptions:
+    """One worker's part of the user's totals."""
+    return replace(opts, concurrency=math.ceil(opts.concurrency / count),
+                   probe_concurrency=math.ceil(opts.probe_concurrency / count), rate=opts.rate / count)
+
+
+def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: StreamWriter) -> ScanResult:
+    """Scan with `count` worker processes into `writer`; returns the result without endpoints (they are in
+    the stream), ready for writer.summary() and writer.end(), as scan() with a sink returns it."""
+    ctx = multiprocessing.get_context("fork")  # before grpc is loaded, as discovery's sweep processes are
+    counts = ctx.RawArray("q", 2 * count)
+    result = ScanResult(vantage=opts.vantage, started=now(), options={**scan_options(targets, opts), "workers": count})
+    writer.begin(result)
+    progress = Progress(total=targets.probe_count())
+    stopped: list[float] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        stopped.append(time.monotonic())
+        for part in parts:
+            if part.process is not None and part.process.is_alive():
+                os.kill(part.process.pid, signum)
+
+    parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for part in parts:
+            part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}", daemon=True,
+                                       args=(replace(targets, worker=(part.index, count)), share(opts, count),
+                                             (writer.policy, writer.segment, writer.options), part.file.fileno(),
+                                             counts, part.index - 1, os.getpid()))
+            part.process.start()
+            if stopped:  # the interrupt came while the workers were starting
+                os.kill(part.process.pid, signal.SIGINT)
+        while any(part.process.is_alive() for part in parts):
+            time.sleep(TICK)
+            _copy(parts, writer)
+            progress.update(sum(counts[0::2]), sum(counts[1::2]))
+            if stopped and time.monotonic() - stopped[0] > GRACE:
+                for part in parts:
+                    part.process.kill()
+        for part in parts:
+            part.process.join()
+        _copy(parts, writer)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        progress.done()
+        for part in parts:
+            if part.process is not None and part.process.is_alive():
+                part.process.kill()
+                part.process.join()
+            part.file.close()
+    _merge(result, parts, writer)
+    return result
+
+
+def _merge(result: ScanResult, parts: list[_Part], writer: StreamWriter) -> None:
+    """The workers' trailers as one result: complete only when every worker finished its slice."""
+    trailers = [part.trailer for part in parts if part.trailer is not None]
+    result.stats = merge_stats([t["stats"] for t in trailers])
+    result.port_states = [group for t in trailers for group in t["port_states"]]
+    writer.expected_unreachable += [row for t in trailers for row in t["expected_unreachable"]]
+    unfinished = [part for part in parts if part.trailer is None]
+    result.complete = not unfinished and all(t["complete"] for t in trailers)
+    if unfinished and "incomplete_reason" not in result.stats:
+        part = unfinished[0]
+        result.stats["incomplete_reason"] = (f"worker {part.index}/{len(parts)} ended before finishing its slice "
+                                             f"(exit code {part.process.exitcode})")
+    result.finished = max((t["finished"] for t in trailers), default=None) or now()
