@@ -6,9 +6,11 @@ endpoints. For each size it prints, all measured in this one run: wall time, pea
 process (wait4's ru_maxrss), output bytes, the ratio to `nmap -sT -p 2222` of the same CIDR (its fastest of
 three runs), and the CPU seconds of netaudit, of the TF server answering it and of nmap (they share the
 cores). Each size runs `--format json` (everything held, then written) and `--format jsonl` (streamed),
-with the engine named on the command line (as root netaudit defaults to syn).
+with the engine named on the command line (as root netaudit defaults to syn), once in one process and once
+with `--workers` (default 2: the processes share the cores with the TF server). Peak RSS is the largest sum
+over netaudit's processes, sampled every 50 ms.
 
-    sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect]
+    sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect] [--workers 1,2]
 
 Needs root (a namespace), nmap, and the lab extra (tensorflow). Leaves nothing behind.
 """
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants (scan --workers forks; ru_maxrss sees one process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
 def measure(ns: Netns, argv: list[str], server_pid: int) -> Run:
     """One process run inside the namespace (ip netns exec execs it, so the pid waited for is the process
     itself), with what the TF server spent answering it: both share the machine's cores, so the split
@@ -55,13 +78,24 @@ def measure(ns: Netns, argv: list[str], server_pid: int) -> Run:
     server_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     proc = subprocess.Popen(ns.argv(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1):
         sys.stderr.write(proc.stderr.read().decode(errors="replace"))
     proc.stderr.close()
-    return Run(seconds, usage.ru_maxrss * 1024, proc.returncode, usage.ru_utime + usage.ru_stime,
+    return Run(seconds, max(usage.ru_maxrss * 1024, peak[0]), proc.returncode, usage.ru_utime + usage.ru_stime,
                cpu_seconds(server_pid) - server_before)
 
 
@@ -70,6 +104,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,4096,16384", help="endpoint counts, from 1024, 4096, 16384")
     parser.add_argument("--engine", default="connect", choices=["connect", "syn"])
     parser.add_argument("--formats", default="json,jsonl")
+    parser.add_argument("--workers", default="1,2", help="scan --workers counts to run each format with")
     args = parser.parse_args()
     if os.geteuid() != 0 or not shutil.which("nmap"):
         sys.exit("bench/scale.py needs root (a network namespace) and nmap")
@@ -77,7 +112,7 @@ def main() -> None:
     print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR "
           f"(fastest of {NMAP_RUNS}); "
           f"{os.cpu_count()} cores")
-    print(f"{'endpoints':>9}  {'format':<6} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
+    print(f"{'endpoints':>9}  {'format':<6} {'workers':>7} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
           f"{'nmap -sT':>8} {'ratio':>6}  {'netaudit CPU':>12} {'server CPU':>10} {'nmap CPU':>8} "
           f"{'server CPU for nmap':>19}")
     with Netns(prefix="bench") as ns, tempfile.TemporaryDirectory() as tmp:
@@ -93,13 +128,13 @@ def main() -> None:
                 # nmap's time moves between runs (0.11-0.25 s for the /20): its best of NMAP_RUNS is the peer.
                 nmap = min((measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX", os.devnull, cidr],
                                     server.pid) for _ in range(NMAP_RUNS)), key=lambda run: run.seconds)
-                for fmt in args.formats.split(","):
+                for fmt, workers in [(f, w) for f in args.formats.split(",") for w in args.workers.split(",")]:
                     out = Path(tmp) / f"scan.{fmt}"
                     run = measure(ns, [sys.executable, "-m", "netaudit", "scan", cidr, "-p", "2222",
-                                       "--scope", "198.18.0.0/15", "--engine", args.engine,
+                                       "--scope", "198.18.0.0/15", "--engine", args.engine, "--workers", workers,
                                        "--no-history", "--format", fmt, "-o", str(out)], server.pid)
                     size_bytes = out.stat().st_size if out.exists() else 0
-                    print(f"{size:>9}  {fmt:<6} {run.seconds:>8.1f}s {run.rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
+                    print(f"{size:>9}  {fmt:<6} {workers:>7} {run.seconds:>8.1f}s {run.rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
                           f"{size_bytes / size / 1e3:>10.1f}KB  {nmap.seconds:>7.2f}s {run.seconds / nmap.seconds:>5.0f}x"
                           f"  {run.cpu:>11.1f}s {run.server_cpu:>9.1f}s {nmap.cpu:>7.2f}s {nmap.server_cpu:>18.2f}s"
                           + ("" if run.code in (0, 1) else f"  (exit {run.code})"), flush=True)

@@ -317,7 +317,8 @@ async def connect_scan(targets: TargetSet, *, concurrency: int = 512, rate: floa
     concurrency = raise_fd_limit(concurrency)
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     started = time.perf_counter()
-    if workers > 1 and targets.probe_count() >= PROCESS_THRESHOLD:
+    # A worker of scan --workers sweeps in its own process: the cores are already split among the workers.
+    if workers > 1 and targets.worker is None and targets.probe_count() >= PROCESS_THRESHOLD:
         stats = await _sweep_in_processes(targets, workers, concurrency, rate, timeout, retries, report_all, emit)
     else:
         stop = threading.Event()

@@ -124,7 +124,7 @@ def _copy(parts: list[_Part], writer: StreamWriter) -> None:
     writer.out.flush()
 
 
-def share(opts: ScanOptions, count: int) -> ScanOptions:
+def _share(opts: ScanOptions, count: int) -> ScanOptions:
     """One worker's part of the user's totals."""
     return replace(opts, concurrency=math.ceil(opts.concurrency / count),
                    probe_concurrency=math.ceil(opts.probe_concurrency / count), rate=opts.rate / count)
@@ -144,14 +144,17 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
         stopped.append(time.monotonic())
         for part in parts:
             if part.process is not None and part.process.is_alive():
-                os.kill(part.process.pid, signum)
+                try:
+                    os.kill(part.process.pid, signum)
+                except ProcessLookupError:
+                    pass
 
     parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for part in parts:
-            part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}", daemon=True,
-                                       args=(replace(targets, worker=(part.index, count)), share(opts, count),
+            part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}",
+                                       args=(replace(targets, worker=(part.index, count)), _share(opts, count),
                                              (writer.policy, writer.segment, writer.options), part.file.fileno(),
                                              counts, part.index - 1, os.getpid()))
             part.process.start()

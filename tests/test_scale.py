@@ -166,6 +166,17 @@ def test_workers_give_the_single_process_result(tf_ns, tmp_path, engine):
     assert len(hosts) == 63
 
 
+def test_workers_of_a_large_sweep_finish_it(tf_ns):
+    """8192 probes: one process would fork its connect sweep; each worker (4096 probes) sweeps in its own."""
+    proc = tf_ns.run(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222,3000-3030", "--engine", "connect",
+                     "--timeout", "1", "--retries", "0", "--no-history", "--workers", "2", "--format", "json",
+                     check=False)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["complete"] and data["stats"]["probes"] == 8192
+    assert sum(1 for e in data["endpoints"] if e["kind"] == "tf-server") == 255  # .5 drops port 2222
+
+
 def test_workers_are_validated():
     for args, why in ((("--workers", "0"), "must be at least 1"), (("--workers", "65"), "more than 64"),
                       (("--workers", "2", "--engine", "nmap"), "--workers needs --engine connect or syn")):
