@@ -7,8 +7,9 @@ process (wait4's ru_maxrss), output bytes, the ratio to `nmap -sT -p 2222` of th
 three runs), and the CPU seconds of netaudit, of the TF server answering it and of nmap (they share the
 cores). Each size runs `--format json` (everything held, then written) and `--format jsonl` (streamed),
 with the engine named on the command line (as root netaudit defaults to syn), once in one process and once
-with `--workers` (default 2: the processes share the cores with the TF server). Peak RSS is the largest sum
-over netaudit's processes, sampled every 50 ms.
+with `--workers` (default 2: the processes share the cores with the TF server). Peak RSS is the largest of
+netaudit's processes (wait4's ru_maxrss); "all processes" is the peak of their summed PSS, sampled every
+50 ms, which counts a page forked workers share once.
 
     sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect] [--workers 1,2]
 
@@ -39,7 +40,8 @@ NMAP_RUNS = 3
 @dataclass
 class Run:
     seconds: float
-    rss: int  # peak, bytes
+    rss: int  # peak, bytes, of the largest process
+    pss: int  # peak of the summed PSS of the process and its descendants, bytes
     code: int
     cpu: float  # the process's own user + system seconds
     server_cpu: float  # the TF server's user + system seconds during the run
@@ -51,8 +53,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its descendants (scan --workers forks; ru_maxrss sees one process)."""
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process and its descendants (scan --workers forks; ru_maxrss is the
+    largest process, and summing RSS would count the pages the workers share with their parent N times)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -65,9 +68,10 @@ def tree_rss(pid: int) -> int:
         current = todo.pop()
         todo += children.get(current, [])
         try:
-            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
         except OSError:
-            pass
+            continue
+        total += next(int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:"))
     return total
 
 
@@ -83,7 +87,7 @@ def measure(ns: Netns, argv: list[str], server_pid: int) -> Run:
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            peak[0] = max(peak[0], tree_pss(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -95,7 +99,7 @@ def measure(ns: Netns, argv: list[str], server_pid: int) -> Run:
     if proc.returncode not in (0, 1):
         sys.stderr.write(proc.stderr.read().decode(errors="replace"))
     proc.stderr.close()
-    return Run(seconds, max(usage.ru_maxrss * 1024, peak[0]), proc.returncode, usage.ru_utime + usage.ru_stime,
+    return Run(seconds, usage.ru_maxrss * 1024, peak[0], proc.returncode, usage.ru_utime + usage.ru_stime,
                cpu_seconds(server_pid) - server_before)
 
 
@@ -112,7 +116,7 @@ def main() -> None:
     print(f"netaudit scan CIDR -p 2222 --engine {args.engine} --no-history; nmap -sT -n -Pn -T4 -p 2222 CIDR "
           f"(fastest of {NMAP_RUNS}); "
           f"{os.cpu_count()} cores")
-    print(f"{'endpoints':>9}  {'format':<6} {'workers':>7} {'netaudit':>9} {'peak RSS':>9} {'output':>9} {'per endpoint':>12}  "
+    print(f"{'endpoints':>9}  {'format':<6} {'workers':>7} {'netaudit':>9} {'peak RSS':>9} {'all (PSS)':>9} {'output':>9} {'per endpoint':>12}  "
           f"{'nmap -sT':>8} {'ratio':>6}  {'netaudit CPU':>12} {'server CPU':>10} {'nmap CPU':>8} "
           f"{'server CPU for nmap':>19}")
     with Netns(prefix="bench") as ns, tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +138,7 @@ def main() -> None:
                                        "--scope", "198.18.0.0/15", "--engine", args.engine, "--workers", workers,
                                        "--no-history", "--format", fmt, "-o", str(out)], server.pid)
                     size_bytes = out.stat().st_size if out.exists() else 0
-                    print(f"{size:>9}  {fmt:<6} {workers:>7} {run.seconds:>8.1f}s {run.rss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
+                    print(f"{size:>9}  {fmt:<6} {workers:>7} {run.seconds:>8.1f}s {run.rss / 1e6:>7.0f}MB {run.pss / 1e6:>7.0f}MB {size_bytes / 1e6:>7.1f}MB "
                           f"{size_bytes / size / 1e3:>10.1f}KB  {nmap.seconds:>7.2f}s {run.seconds / nmap.seconds:>5.0f}x"
                           f"  {run.cpu:>11.1f}s {run.server_cpu:>9.1f}s {nmap.cpu:>7.2f}s {nmap.server_cpu:>18.2f}s"
                           + ("" if run.code in (0, 1) else f"  (exit {run.code})"), flush=True)
