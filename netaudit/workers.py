@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from .errors import UsageError
 from .model import Endpoint, ScanResult
+from .portstates import merge_groups
 from .progress import Progress
 from .scan import ScanOptions, now, scan, scan_options
 from .stream import StreamWriter, merge_stats
@@ -187,7 +188,7 @@ def _merge(result: ScanResult, parts: list[_Part], writer: StreamWriter) -> None
     """The workers' trailers as one result: complete only when every worker finished its slice."""
     trailers = [part.trailer for part in parts if part.trailer is not None]
     result.stats = merge_stats([t["stats"] for t in trailers])
-    result.port_states = [group for t in trailers for group in t["port_states"]]
+    result.port_states = merge_groups(t["port_states"] for t in trailers)
     writer.expected_unreachable += [row for t in trailers for row in t["expected_unreachable"]]
     unfinished = [part for part in parts if part.trailer is None]
     result.complete = not unfinished and all(t["complete"] for t in trailers)

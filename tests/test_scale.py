@@ -224,6 +224,21 @@ def test_interrupted_workers_leave_a_readable_stream_and_no_process(tf_ns, tmp_p
         assert proc.returncode == -signal.SIGKILL and records[-1]["type"] == "endpoint"
 
 
+@pytest.mark.parametrize("engine", ["syn", "connect"])
+def test_workers_fold_unlisted_ports_as_one_process(tf_ns, engine):
+    """A swept range's closed and filtered ports are folded into port_states groups of address ranges. Each
+    worker's hosts are scattered over the range by the hash, so its groups are fragments; the result holds
+    the groups one process writes, not one set of fragments per worker."""
+    args = ("scan", "198.18.0.0/24", "-p", "2223", "--engine", engine, "--timeout", "1", "--retries", "0",
+            "--no-history", "--format", "json")
+    whole = json.loads(tf_ns.run(*NETAUDIT, *args).stdout)
+    split = tf_ns.run(*NETAUDIT, *args, "--workers", "3", check=False)
+    assert split.returncode == 0, split.stderr
+    split = json.loads(split.stdout)
+    assert pairs(split) == pairs(whole) and len(pairs(whole)) == 256
+    assert split["port_states"] == whole["port_states"]
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, how):
     """At 25 connections a second the /24 takes ten seconds: stop it once endpoints are on disk."""
