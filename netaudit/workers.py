@@ -35,6 +35,10 @@ from .targets import TargetSet
 TICK = 0.2  # seconds between copying the workers' finished lines and redrawing progress
 GRACE = 30.0  # seconds a worker has to write its trailer after an interrupt before it is killed
 PR_SET_PDEATHSIG = 1
+# Blocked while the parent forks a worker, and in the worker but while its scan has its own handlers in place
+# (scan.scan_async): before them the child would run the parent's handler, which walks the parent's list of
+# workers (a child may not test them: it died with a traceback), and after them nothing may stop the trailer.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class _Counted(Progress):
@@ -72,16 +76,15 @@ def _die_with_parent(parent: int) -> None:
 
 def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, counts: Any, slot: int,
           parent: int) -> None:
+    """A worker's scan of its slice into its stream. Its stop signals are blocked (STOP_SIGNALS) but while
+    its scan runs, so a stop ends the scan, never its start-up or its trailer."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which forwards it once
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the scan's own handlers take over
     try:
         _die_with_parent(parent)
         with open(fd, "w", encoding="utf-8", closefd=False) as out:
             writer = StreamWriter(out, *writer_args)
             result = scan(targets, opts, _Counted(counts, slot), sink=writer)
             writer.end(writer.summary(result))
-    except KeyboardInterrupt:
-        pass  # stopped before its scan began or after it ended: the parent reads what is there
     except UsageError as exc:
         print(f"netaudit: worker {slot + 1}: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -99,6 +102,16 @@ class _Part:
     read: int = 0
     rest: bytes = b""
     trailer: dict[str, Any] | None = None
+    told: bool = False  # the stop signal was forwarded to it (once)
+
+    def tell(self, signum: int) -> None:
+        """Forward the parent's stop signal, once: a second Ctrl-C could cut short the worker's cleanup."""
+        if self.process is not None and not self.told and self.process.is_alive():
+            self.told = True
+            try:
+                os.kill(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def new_lines(self) -> list[bytes]:
         """Whole lines written since the last call; a line still being written waits for the next."""
@@ -139,33 +152,34 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
     result = ScanResult(vantage=opts.vantage, started=now(), options={**scan_options(targets, opts), "workers": count})
     writer.begin(result)
     progress = Progress(total=targets.probe_count())
-    stopped: list[float] = []
+    stopped: list[tuple[float, int]] = []  # (when, signal) of the first stop signal
 
     def forward(signum: int, _frame: Any) -> None:
-        stopped.append(time.monotonic())
+        if not stopped:
+            stopped.append((time.monotonic(), signum))
         for part in parts:
-            if part.process is not None and part.process.is_alive():
-                try:
-                    os.kill(part.process.pid, signum)
-                except ProcessLookupError:
-                    pass
+            part.tell(stopped[0][1])
 
     parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         for part in parts:
             part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}",
                                        args=(replace(targets, worker=(part.index, count)), _share(opts, count),
                                              (writer.policy, writer.segment, writer.options), part.file.fileno(),
                                              counts, part.index - 1, os.getpid()))
-            part.process.start()
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                part.process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if stopped:  # the interrupt came while the workers were starting
-                os.kill(part.process.pid, signal.SIGINT)
+                part.tell(stopped[0][1])
         while any(part.process.is_alive() for part in parts):
             time.sleep(TICK)
             _copy(parts, writer)
             progress.update(sum(counts[0::2]), sum(counts[1::2]))
-            if stopped and time.monotonic() - stopped[0] > GRACE:
+            if stopped and time.monotonic() - stopped[0][0] > GRACE:
                 for part in parts:
                     part.process.kill()
         for part in parts:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -237,6 +238,38 @@ def test_workers_fold_unlisted_ports_as_one_process(tf_ns, engine):
     split = json.loads(split.stdout)
     assert pairs(split) == pairs(whole) and len(pairs(whole)) == 256
     assert split["port_states"] == whole["port_states"]
+
+
+def test_interrupt_while_workers_start(tf_ns, tmp_path):
+    """SIGINT while the parent is still forking its workers: each worker started after it is stopped at
+    once, quietly, and the stream ends with a trailer saying it was interrupted."""
+    from netaudit.lab.netns import netns_pids
+
+    before = set(netns_pids(tf_ns.name))
+    out = tmp_path / "scan.jsonl"
+    with (tmp_path / "stderr").open("w") as err:
+        proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222", "--engine", "connect", "--rate", "10",
+                           "--timeout", "1", "--no-history", "--workers", "64", "-o", str(out),
+                           stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")  # ip netns exec execs netaudit
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not children.read_text().split():
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)  # the first worker is forked, 63 are still to come
+        proc.wait(60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    stderr = (tmp_path / "stderr").read_text()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(netns_pids(tf_ns.name)) - before:
+        time.sleep(0.1)
+    assert not set(netns_pids(tf_ns.name)) - before, "a worker outlived its parent"
+    assert proc.returncode == 3 and "Traceback" not in stderr, stderr
+    trailer = json.loads(out.read_text().splitlines()[-1])
+    assert trailer["type"] == "trailer" and trailer["complete"] is False
+    assert trailer["stats"]["incomplete_reason"] == "interrupted by SIGINT"
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
