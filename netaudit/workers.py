@@ -21,6 +21,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
@@ -39,6 +40,10 @@ PR_SET_PDEATHSIG = 1
 # (scan.scan_async): before them the child would run the parent's handler, which walks the parent's list of
 # workers (a child may not test them: it died with a traceback), and after them nothing may stop the trailer.
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class WorkerError(Exception):
+    """A worker stopped on an error of netaudit's own (main()'s exit 4), named as the worker saw it."""
 
 
 class _Counted(Progress):
@@ -77,17 +82,22 @@ def _die_with_parent(parent: int) -> None:
 def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, counts: Any, slot: int,
           parent: int) -> None:
     """A worker's scan of its slice into its stream. Its stop signals are blocked (STOP_SIGNALS) but while
-    its scan runs, so a stop ends the scan, never its start-up or its trailer."""
+    its scan runs, so a stop ends the scan, never its start-up or its trailer. An error ends the stream
+    with an error record, which the parent raises as its own: the scan fails as one process fails."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which forwards it once
-    try:
-        _die_with_parent(parent)
-        with open(fd, "w", encoding="utf-8", closefd=False) as out:
+    with open(fd, "w", encoding="utf-8", closefd=False) as out:
+        try:
+            _die_with_parent(parent)
             writer = StreamWriter(out, *writer_args)
             result = scan(targets, opts, _Counted(counts, slot), sink=writer)
             writer.end(writer.summary(result))
-    except UsageError as exc:
-        print(f"netaudit: worker {slot + 1}: {exc}", file=sys.stderr)
-        sys.exit(2)
+        except Exception as exc:  # main() says it in one line (exit 2 or 4); the parent does, once
+            if os.environ.get("NETAUDIT_DEBUG"):
+                traceback.print_exc()
+            out.write(json.dumps({"type": "error", "usage": isinstance(exc, UsageError),
+                                  "error": type(exc).__name__, "message": str(exc)}) + "\n")
+            out.flush()
+            sys.exit(1)
 
 
 @dataclass
@@ -102,6 +112,7 @@ class _Part:
     read: int = 0
     rest: bytes = b""
     trailer: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None  # the error record of a worker that failed
     told: bool = False  # the stop signal was forwarded to it (once)
 
     def tell(self, signum: int) -> None:
@@ -135,6 +146,8 @@ def _copy(parts: list[_Part], writer: StreamWriter) -> None:
                 writer.copy(line, record)
             elif record["type"] == "trailer":
                 part.trailer = record
+            elif record["type"] == "error":
+                part.error = record
     writer.out.flush()
 
 
@@ -152,7 +165,7 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
     result = ScanResult(vantage=opts.vantage, started=now(), options={**scan_options(targets, opts), "workers": count})
     writer.begin(result)
     progress = Progress(total=targets.probe_count())
-    stopped: list[tuple[float, int]] = []  # (when, signal) of the first stop signal
+    stopped: list[tuple[float, int]] = []  # (when, signal) of the first stop signal, or of a worker's failure
 
     def forward(signum: int, _frame: Any) -> None:
         if not stopped:
@@ -179,6 +192,8 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
             time.sleep(TICK)
             _copy(parts, writer)
             progress.update(sum(counts[0::2]), sum(counts[1::2]))
+            if not stopped and any(part.error for part in parts):  # the scan has failed: stop the others
+                forward(signal.SIGTERM, None)
             if stopped and time.monotonic() - stopped[0][0] > GRACE:
                 for part in parts:
                     part.process.kill()
@@ -194,6 +209,11 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
                 part.process.kill()
                 part.process.join()
             part.file.close()
+    if failed := next((part for part in parts if part.error), None):
+        message = f"worker {failed.index}/{count}: {failed.error['message']}"
+        if failed.error["usage"]:
+            raise UsageError(message)
+        raise WorkerError(f"{failed.error['error']} in {message}")
     _merge(result, parts, writer)
     return result
 

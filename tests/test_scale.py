@@ -272,6 +272,21 @@ def test_interrupt_while_workers_start(tf_ns, tmp_path):
     assert trailer["stats"]["incomplete_reason"] == "interrupted by SIGINT"
 
 
+def test_a_failing_worker_fails_the_scan_as_one_process_would(tf_ns, tmp_path):
+    """An error inside a worker ends the scan as it ends one process: exit 4 and one line naming it (no
+    traceback, and not exit 3 as if the scan had merely been cut short). Here the SYN engine meets an IPv6
+    target, which it refuses before sending anything."""
+    args = ("scan", "198.18.0.1-8", "fd00::1", "-p", "2222", "--engine", "syn", "--timeout", "1", "--no-history")
+    one = tf_ns.run(*NETAUDIT, *args, "--format", "json", check=False)
+    assert one.returncode == 4 and "scans IPv4 only" in one.stderr, one.stderr
+    out = tmp_path / "scan.jsonl"
+    for output in (("--format", "json"), ("-o", str(out))):
+        split = tf_ns.run(*NETAUDIT, *args, "--workers", "2", *output, check=False)
+        assert split.returncode == 4, split.stderr
+        assert "scans IPv4 only" in split.stderr and "Traceback" not in split.stderr, split.stderr
+        assert len(split.stderr.strip().splitlines()) == 1, split.stderr
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, how):
     """At 25 connections a second the /24 takes ten seconds: stop it once endpoints are on disk."""
