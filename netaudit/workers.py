@@ -85,6 +85,9 @@ def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, co
     its scan runs, so a stop ends the scan, never its start-up or its trailer. An error ends the stream
     with an error record, which the parent raises as its own: the scan fails as one process fails."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which forwards it once
+    # In a group of its own a worker is a background job to the terminal, which with `stty tostop` would
+    # stop it (SIGTTOU) at its first "found" line, for good; ignored, the line is written as the parent's.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     with open(fd, "w", encoding="utf-8", closefd=False) as out:
         try:
             _die_with_parent(parent)

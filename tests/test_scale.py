@@ -287,6 +287,52 @@ def test_a_failing_worker_fails_the_scan_as_one_process_would(tf_ns, tmp_path):
         assert len(split.stderr.strip().splitlines()) == 1, split.stderr
 
 
+def test_workers_draw_on_a_terminal_that_stops_background_writers(tf_ns, tmp_path):
+    """Workers run in process groups of their own (a terminal's Ctrl-C reaches the parent alone), so to the
+    terminal they are background jobs. With `stty tostop` the kernel stops a background job that writes to
+    it (SIGTTOU); a worker's "found" line must not stop the worker, and with it the scan, for good."""
+    import fcntl
+    import os
+    import pty
+    import termios
+
+    from netaudit.lab.netns import netns_pids
+
+    before = set(netns_pids(tf_ns.name))
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[3] |= termios.TOSTOP
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+
+    def own_terminal() -> None:  # netaudit as a login shell starts a job: a session, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    out = tmp_path / "scan.json"
+    proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/28", "-p", "2222", "--engine", "connect", "--timeout", "1",
+                       "--no-history", "--workers", "2", "-o", str(out), stdin=slave, stdout=slave, stderr=slave,
+                       preexec_fn=own_terminal)
+    os.close(slave)
+    os.set_blocking(master, False)
+    shown = b""
+    try:
+        deadline = time.monotonic() + 30  # the scan takes two seconds
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                shown += os.read(master, 1 << 16)
+            except (BlockingIOError, OSError):
+                time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        os.close(master)
+        for pid in set(netns_pids(tf_ns.name)) - before:  # stopped workers take no SIGTERM
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, shown.decode(errors="replace")[-500:]
+    assert b"found tf-server at 198.18.0.1:2222" in shown
+    assert sum(1 for e in json.loads(out.read_text())["endpoints"] if e["kind"] == "tf-server") == 15  # .5 drops
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, how):
     """At 25 connections a second the /24 takes ten seconds: stop it once endpoints are on disk."""
