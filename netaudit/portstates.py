@@ -97,6 +97,21 @@ class StateSummary:
         return sorted(out, key=lambda g: (g["state"], g["reason"], g["ports"], g["hosts"]))
 
 
+def merge_groups(parts: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The port_states of one scan run in parts (scan --workers), as one process writes them. A part's
+    hosts are scattered over the range by the hash that split the work, so its groups are fragments: a
+    /16 one process writes as one CIDR would be thousands of them per part if the lists were joined."""
+    summary = StateSummary()
+    for groups in parts:
+        for group in groups:
+            reply = Reply(group["state"], group["reason"], group.get("ttl"), group.get("responder"))
+            for net in map(ipaddress.ip_network, group["hosts"]):
+                for port in group["ports"]:
+                    summary.groups.setdefault((reply, net.version, port), RangeSet()).add(
+                        int(net.network_address), int(net.broadcast_address))
+    return summary.to_json()
+
+
 def lookup(groups: list[dict[str, Any]], host: str, port: int) -> dict[str, Any] | None:
     """The group of a result's `port_states` that holds (host, port), if that pair was probed."""
     address = ipaddress.ip_address(host)

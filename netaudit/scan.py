@@ -225,6 +225,10 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
+    # A worker of scan --workers is forked with its stop signals blocked (workers.py): one sent while it
+    # started is taken here, as an interrupt of its scan, and one after the scan waits, unanswered, so it
+    # cannot cut the worker's trailer short. Elsewhere nothing is blocked and this changes nothing.
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
     budget = loop.call_later(opts.max_time, stop, f"time budget of {opts.max_time:g}s spent") \
         if opts.max_time else None
     try:
@@ -238,6 +242,7 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     finally:
         if budget:
             budget.cancel()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig in handled:
             loop.remove_signal_handler(sig)
         progress.done()

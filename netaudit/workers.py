@@ -21,11 +21,13 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from .errors import UsageError
 from .model import Endpoint, ScanResult
+from .portstates import merge_groups
 from .progress import Progress
 from .scan import ScanOptions, now, scan, scan_options
 from .stream import StreamWriter, merge_stats
@@ -34,6 +36,14 @@ from .targets import TargetSet
 TICK = 0.2  # seconds between copying the workers' finished lines and redrawing progress
 GRACE = 30.0  # seconds a worker has to write its trailer after an interrupt before it is killed
 PR_SET_PDEATHSIG = 1
+# Blocked while the parent forks a worker, and in the worker but while its scan has its own handlers in place
+# (scan.scan_async): before them the child would run the parent's handler, which walks the parent's list of
+# workers (a child may not test them: it died with a traceback), and after them nothing may stop the trailer.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class WorkerError(Exception):
+    """A worker stopped on an error of netaudit's own (main()'s exit 4), named as the worker saw it."""
 
 
 class _Counted(Progress):
@@ -71,19 +81,26 @@ def _die_with_parent(parent: int) -> None:
 
 def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, counts: Any, slot: int,
           parent: int) -> None:
+    """A worker's scan of its slice into its stream. Its stop signals are blocked (STOP_SIGNALS) but while
+    its scan runs, so a stop ends the scan, never its start-up or its trailer. An error ends the stream
+    with an error record, which the parent raises as its own: the scan fails as one process fails."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which forwards it once
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the scan's own handlers take over
-    try:
-        _die_with_parent(parent)
-        with open(fd, "w", encoding="utf-8", closefd=False) as out:
+    # In a group of its own a worker is a background job to the terminal, which with `stty tostop` would
+    # stop it (SIGTTOU) at its first "found" line, for good; ignored, the line is written as the parent's.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    with open(fd, "w", encoding="utf-8", closefd=False) as out:
+        try:
+            _die_with_parent(parent)
             writer = StreamWriter(out, *writer_args)
             result = scan(targets, opts, _Counted(counts, slot), sink=writer)
             writer.end(writer.summary(result))
-    except KeyboardInterrupt:
-        pass  # stopped before its scan began or after it ended: the parent reads what is there
-    except UsageError as exc:
-        print(f"netaudit: worker {slot + 1}: {exc}", file=sys.stderr)
-        sys.exit(2)
+        except Exception as exc:  # main() says it in one line (exit 2 or 4); the parent does, once
+            if os.environ.get("NETAUDIT_DEBUG"):
+                traceback.print_exc()
+            out.write(json.dumps({"type": "error", "usage": isinstance(exc, UsageError),
+                                  "error": type(exc).__name__, "message": str(exc)}) + "\n")
+            out.flush()
+            sys.exit(1)
 
 
 @dataclass
@@ -98,6 +115,17 @@ class _Part:
     read: int = 0
     rest: bytes = b""
     trailer: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None  # the error record of a worker that failed
+    told: bool = False  # the stop signal was forwarded to it (once)
+
+    def tell(self, signum: int) -> None:
+        """Forward the parent's stop signal, once: a second Ctrl-C could cut short the worker's cleanup."""
+        if self.process is not None and not self.told and self.process.is_alive():
+            self.told = True
+            try:
+                os.kill(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def new_lines(self) -> list[bytes]:
         """Whole lines written since the last call; a line still being written waits for the next."""
@@ -121,6 +149,8 @@ def _copy(parts: list[_Part], writer: StreamWriter) -> None:
                 writer.copy(line, record)
             elif record["type"] == "trailer":
                 part.trailer = record
+            elif record["type"] == "error":
+                part.error = record
     writer.out.flush()
 
 
@@ -138,33 +168,36 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
     result = ScanResult(vantage=opts.vantage, started=now(), options={**scan_options(targets, opts), "workers": count})
     writer.begin(result)
     progress = Progress(total=targets.probe_count())
-    stopped: list[float] = []
+    stopped: list[tuple[float, int]] = []  # (when, signal) of the first stop signal, or of a worker's failure
 
     def forward(signum: int, _frame: Any) -> None:
-        stopped.append(time.monotonic())
+        if not stopped:
+            stopped.append((time.monotonic(), signum))
         for part in parts:
-            if part.process is not None and part.process.is_alive():
-                try:
-                    os.kill(part.process.pid, signum)
-                except ProcessLookupError:
-                    pass
+            part.tell(stopped[0][1])
 
     parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         for part in parts:
             part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}",
                                        args=(replace(targets, worker=(part.index, count)), _share(opts, count),
                                              (writer.policy, writer.segment, writer.options), part.file.fileno(),
                                              counts, part.index - 1, os.getpid()))
-            part.process.start()
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                part.process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if stopped:  # the interrupt came while the workers were starting
-                os.kill(part.process.pid, signal.SIGINT)
+                part.tell(stopped[0][1])
         while any(part.process.is_alive() for part in parts):
             time.sleep(TICK)
             _copy(parts, writer)
             progress.update(sum(counts[0::2]), sum(counts[1::2]))
-            if stopped and time.monotonic() - stopped[0] > GRACE:
+            if not stopped and any(part.error for part in parts):  # the scan has failed: stop the others
+                forward(signal.SIGTERM, None)
+            if stopped and time.monotonic() - stopped[0][0] > GRACE:
                 for part in parts:
                     part.process.kill()
         for part in parts:
@@ -179,6 +212,11 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
                 part.process.kill()
                 part.process.join()
             part.file.close()
+    if failed := next((part for part in parts if part.error), None):
+        message = f"worker {failed.index}/{count}: {failed.error['message']}"
+        if failed.error["usage"]:
+            raise UsageError(message)
+        raise WorkerError(f"{failed.error['error']} in {message}")
     _merge(result, parts, writer)
     return result
 
@@ -187,7 +225,7 @@ def _merge(result: ScanResult, parts: list[_Part], writer: StreamWriter) -> None
     """The workers' trailers as one result: complete only when every worker finished its slice."""
     trailers = [part.trailer for part in parts if part.trailer is not None]
     result.stats = merge_stats([t["stats"] for t in trailers])
-    result.port_states = [group for t in trailers for group in t["port_states"]]
+    result.port_states = merge_groups(t["port_states"] for t in trailers)
     writer.expected_unreachable += [row for t in trailers for row in t["expected_unreachable"]]
     unfinished = [part for part in parts if part.trailer is None]
     result.complete = not unfinished and all(t["complete"] for t in trailers)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -222,6 +223,114 @@ def test_interrupted_workers_leave_a_readable_stream_and_no_process(tf_ns, tmp_p
         assert records[-1]["endpoints"] == len(written)
     else:
         assert proc.returncode == -signal.SIGKILL and records[-1]["type"] == "endpoint"
+
+
+@pytest.mark.parametrize("engine", ["syn", "connect"])
+def test_workers_fold_unlisted_ports_as_one_process(tf_ns, engine):
+    """A swept range's closed and filtered ports are folded into port_states groups of address ranges. Each
+    worker's hosts are scattered over the range by the hash, so its groups are fragments; the result holds
+    the groups one process writes, not one set of fragments per worker."""
+    args = ("scan", "198.18.0.0/24", "-p", "2223", "--engine", engine, "--timeout", "1", "--retries", "0",
+            "--no-history", "--format", "json")
+    whole = json.loads(tf_ns.run(*NETAUDIT, *args).stdout)
+    split = tf_ns.run(*NETAUDIT, *args, "--workers", "3", check=False)
+    assert split.returncode == 0, split.stderr
+    split = json.loads(split.stdout)
+    assert pairs(split) == pairs(whole) and len(pairs(whole)) == 256
+    assert split["port_states"] == whole["port_states"]
+
+
+def test_interrupt_while_workers_start(tf_ns, tmp_path):
+    """SIGINT while the parent is still forking its workers: each worker started after it is stopped at
+    once, quietly, and the stream ends with a trailer saying it was interrupted."""
+    from netaudit.lab.netns import netns_pids
+
+    before = set(netns_pids(tf_ns.name))
+    out = tmp_path / "scan.jsonl"
+    with (tmp_path / "stderr").open("w") as err:
+        proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222", "--engine", "connect", "--rate", "10",
+                           "--timeout", "1", "--no-history", "--workers", "64", "-o", str(out),
+                           stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")  # ip netns exec execs netaudit
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not children.read_text().split():
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)  # the first worker is forked, 63 are still to come
+        proc.wait(60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    stderr = (tmp_path / "stderr").read_text()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(netns_pids(tf_ns.name)) - before:
+        time.sleep(0.1)
+    assert not set(netns_pids(tf_ns.name)) - before, "a worker outlived its parent"
+    assert proc.returncode == 3 and "Traceback" not in stderr, stderr
+    trailer = json.loads(out.read_text().splitlines()[-1])
+    assert trailer["type"] == "trailer" and trailer["complete"] is False
+    assert trailer["stats"]["incomplete_reason"] == "interrupted by SIGINT"
+
+
+def test_a_failing_worker_fails_the_scan_as_one_process_would(tf_ns, tmp_path):
+    """An error inside a worker ends the scan as it ends one process: exit 4 and one line naming it (no
+    traceback, and not exit 3 as if the scan had merely been cut short). Here the SYN engine meets an IPv6
+    target, which it refuses before sending anything."""
+    args = ("scan", "198.18.0.1-8", "fd00::1", "-p", "2222", "--engine", "syn", "--timeout", "1", "--no-history")
+    one = tf_ns.run(*NETAUDIT, *args, "--format", "json", check=False)
+    assert one.returncode == 4 and "scans IPv4 only" in one.stderr, one.stderr
+    out = tmp_path / "scan.jsonl"
+    for output in (("--format", "json"), ("-o", str(out))):
+        split = tf_ns.run(*NETAUDIT, *args, "--workers", "2", *output, check=False)
+        assert split.returncode == 4, split.stderr
+        assert "scans IPv4 only" in split.stderr and "Traceback" not in split.stderr, split.stderr
+        assert len(split.stderr.strip().splitlines()) == 1, split.stderr
+
+
+def test_workers_draw_on_a_terminal_that_stops_background_writers(tf_ns, tmp_path):
+    """Workers run in process groups of their own (a terminal's Ctrl-C reaches the parent alone), so to the
+    terminal they are background jobs. With `stty tostop` the kernel stops a background job that writes to
+    it (SIGTTOU); a worker's "found" line must not stop the worker, and with it the scan, for good."""
+    import fcntl
+    import os
+    import pty
+    import termios
+
+    from netaudit.lab.netns import netns_pids
+
+    before = set(netns_pids(tf_ns.name))
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[3] |= termios.TOSTOP
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+
+    def own_terminal() -> None:  # netaudit as a login shell starts a job: a session, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    out = tmp_path / "scan.json"
+    proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/28", "-p", "2222", "--engine", "connect", "--timeout", "1",
+                       "--no-history", "--workers", "2", "-o", str(out), stdin=slave, stdout=slave, stderr=slave,
+                       preexec_fn=own_terminal)
+    os.close(slave)
+    os.set_blocking(master, False)
+    shown = b""
+    try:
+        deadline = time.monotonic() + 30  # the scan takes two seconds
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                shown += os.read(master, 1 << 16)
+            except (BlockingIOError, OSError):
+                time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        os.close(master)
+        for pid in set(netns_pids(tf_ns.name)) - before:  # stopped workers take no SIGTERM
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, shown.decode(errors="replace")[-500:]
+    assert b"found tf-server at 198.18.0.1:2222" in shown
+    assert sum(1 for e in json.loads(out.read_text())["endpoints"] if e["kind"] == "tf-server") == 15  # .5 drops
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
