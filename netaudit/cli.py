@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import UsageError
 from .textsafe import terminal_lines, terminal_safe
 
-MAX_WORKERS = 64  # scan --workers: processes on one host
+MAX_WORKERS = 64  # scan --workers N: scan processes on one host
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
@@ -480,6 +480,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers {args.workers} is more than {MAX_WORKERS}")
     if engine == "nmap" and not shutil.which("nmap"):
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
+    if engine == "syn" and targets.has_ipv6():
+        raise UsageError("--engine syn scans IPv4 only; use --engine connect for IPv6 targets")
     if engine == "syn" and os.geteuid() != 0:
         raise UsageError("--engine syn sends raw packets and needs root; use --engine connect")
     vantage, segment = args.vantage, None

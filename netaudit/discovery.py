@@ -34,7 +34,7 @@ from .portstates import Reply, StateSummary
 from .targets import TargetBlock, TargetSet
 
 LINGER_RST = struct.pack("ii", 1, 0)
-MAX_WORKERS = 4
+MAX_SWEEP_PROCESSES = 4
 PROCESS_THRESHOLD = 4096  # below this, forking costs more than it saves
 
 
@@ -315,11 +315,12 @@ async def connect_scan(targets: TargetSet, *, concurrency: int = 512, rate: floa
     reach `on_result` on the event loop as soon as their batch lands; `on_progress` gets counts."""
     emit = _emitter(on_result, on_progress)
     concurrency = raise_fd_limit(concurrency)
-    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    # A worker of scan --workers sweeps with its share of the cores (on two cores, two workers fork none).
+    processes = min((os.cpu_count() or 1) // (targets.worker[1] if targets.worker else 1), MAX_SWEEP_PROCESSES)
     started = time.perf_counter()
-    # A worker of scan --workers sweeps in its own process: the cores are already split among the workers.
-    if workers > 1 and targets.worker is None and targets.probe_count() >= PROCESS_THRESHOLD:
-        stats = await _sweep_in_processes(targets, workers, concurrency, rate, timeout, retries, report_all, emit)
+    if processes > 1 and targets.probe_count() >= PROCESS_THRESHOLD:
+        stats = await _sweep_in_processes(targets, processes, concurrency, rate, timeout, retries, report_all,
+                                          emit)
     else:
         stop = threading.Event()
         try:
@@ -650,6 +651,6 @@ def default_engine(targets: TargetSet) -> tuple[str, str]:
     drop (filtered) from its reset (closed) and name the ICMP reason, which connect() cannot."""
     if os.geteuid() != 0:
         return "connect", "not root: TCP connect() scan (--engine syn needs root)"
-    if any(net.version == 6 for block in targets.blocks for net in block.networks):
+    if targets.has_ipv6():
         return "connect", "IPv6 targets: TCP connect() scan (the SYN engine is IPv4 only)"
     return "syn", "root on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)"

@@ -112,6 +112,9 @@ class TargetSet:
     def address_count(self) -> int:
         return sum(b.address_count() for b in self.blocks)
 
+    def has_ipv6(self) -> bool:
+        return any(net.version == 6 for block in self.blocks for net in block.networks)
+
     def sources(self) -> list[dict]:
         """Where imported targets came from: one entry per discovery file, with what it contributed."""
         out: dict[str, dict] = {}

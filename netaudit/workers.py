@@ -35,7 +35,9 @@ from .targets import TargetSet
 
 TICK = 0.2  # seconds between copying the workers' finished lines and redrawing progress
 GRACE = 30.0  # seconds a worker has to write its trailer after an interrupt before it is killed
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x01, 0x02  # <linux/falloc.h>
+PUNCH_UNIT = 256 << 10  # what the parent has copied is freed in steps of this many bytes
 # Blocked while the parent forks a worker, and in the worker but while its scan has its own handlers in place
 # (scan.scan_async): before them the child would run the parent's handler, which walks the parent's list of
 # workers (a child may not test them: it died with a traceback), and after them nothing may stop the trailer.
@@ -88,6 +90,7 @@ def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, co
     # In a group of its own a worker is a background job to the terminal, which with `stty tostop` would
     # stop it (SIGTTOU) at its first "found" line, for good; ignored, the line is written as the parent's.
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # not the parent's suspend(): the parent stops workers itself
     with open(fd, "w", encoding="utf-8", closefd=False) as out:
         try:
             _die_with_parent(parent)
@@ -107,7 +110,9 @@ def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, co
 class _Part:
     """One worker: its process, its stream, how far the parent has read it, and its trailer. The stream is
     a file without a name (O_TMPFILE), shared through fork: the worker writes at the file's offset, the
-    parent reads at its own with pread, and nothing is left on disk however either of them ends."""
+    parent reads at its own with pread, and nothing is left on disk however either of them ends. What the
+    parent has copied is punched out of the file, so a long sweep holds no second copy of its output
+    (on a tmpfs /tmp, that copy would be memory)."""
 
     index: int
     file: BinaryIO
@@ -117,6 +122,7 @@ class _Part:
     trailer: dict[str, Any] | None = None
     error: dict[str, Any] | None = None  # the error record of a worker that failed
     told: bool = False  # the stop signal was forwarded to it (once)
+    freed: int = 0  # bytes from the start of the file given back
 
     def tell(self, signum: int) -> None:
         """Forward the parent's stop signal, once: a second Ctrl-C could cut short the worker's cleanup."""
@@ -133,7 +139,21 @@ class _Part:
             self.read += len(chunk)
             self.rest += chunk
         *lines, self.rest = self.rest.split(b"\n")
+        if self.read - self.freed >= PUNCH_UNIT:
+            self.freed = self.read - self.read % PUNCH_UNIT
+            _punch(self.file.fileno(), self.freed)
         return lines
+
+
+def _punch(fd: int, length: int) -> None:
+    """Free the first `length` bytes of a file, keeping its size (Linux fallocate; a file system without
+    holes keeps them, which costs disk, not results)."""
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return
+    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, length)
 
 
 def _copy(parts: list[_Part], writer: StreamWriter) -> None:
@@ -177,7 +197,20 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
             part.tell(stopped[0][1])
 
     parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
+    def suspend(_signum: int, _frame: Any) -> None:
+        """Ctrl-Z reaches the parent alone (the workers have process groups of their own): the workers
+        stop with it and go on with it."""
+        alive = [part.process.pid for part in parts if part.process is not None and part.process.is_alive()]
+        for pid in alive:
+            os.kill(pid, signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT (fg, bg)
+        signal.signal(signal.SIGTSTP, suspend)
+        for pid in alive:
+            os.kill(pid, signal.SIGCONT)
+
     previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
     try:
         for part in parts:
             part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}",

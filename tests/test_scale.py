@@ -168,7 +168,8 @@ def test_workers_give_the_single_process_result(tf_ns, tmp_path, engine):
 
 
 def test_workers_of_a_large_sweep_finish_it(tf_ns):
-    """8192 probes: one process would fork its connect sweep; each worker (4096 probes) sweeps in its own."""
+    """8192 probes: one process forks its connect sweep; a worker (4096 probes) sweeps with its share of the
+    cores (here, in its own process; on four cores or more, in sweep processes it forks itself)."""
     proc = tf_ns.run(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222,3000-3030", "--engine", "connect",
                      "--timeout", "1", "--retries", "0", "--no-history", "--workers", "2", "--format", "json",
                      check=False)
@@ -176,6 +177,72 @@ def test_workers_of_a_large_sweep_finish_it(tf_ns):
     data = json.loads(proc.stdout)
     assert data["complete"] and data["stats"]["probes"] == 8192
     assert sum(1 for e in data["endpoints"] if e["kind"] == "tf-server") == 255  # .5 drops port 2222
+
+
+def test_workers_streams_give_back_what_was_copied(tf_ns, tmp_path):
+    """A worker's stream is a file without a name; what the parent has copied out of it is punched out, so
+    a long sweep does not hold its output twice (in memory, where /tmp is a tmpfs)."""
+    import os
+
+    out = tmp_path / "scan.jsonl"
+    proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222", "--engine", "connect", "--rate", "40",
+                       "--timeout", "1", "--no-history", "--workers", "2", "-o", str(out),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: dict[str, tuple[int, int]] = {}  # worker file -> (size, bytes allocated), the largest size seen
+    try:
+        while proc.poll() is None:
+            for fd in os.scandir(f"/proc/{proc.pid}/fd"):
+                try:
+                    target, stat = os.readlink(fd.path), os.stat(fd.path)
+                except OSError:
+                    continue
+                if target.endswith("(deleted)") and stat.st_size > seen.get(target, (0, 0))[0]:
+                    seen[target] = (stat.st_size, stat.st_blocks * 512)
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0
+    streams = {name: sizes for name, sizes in seen.items() if not name.startswith("/dev/shm/")}  # not the counts
+    assert len(streams) == 2 and all(size > 700_000 for size, _ in streams.values()), seen
+    assert all(allocated < size // 2 for size, allocated in streams.values()), seen
+    assert json.loads(out.read_text().splitlines()[-1])["endpoints"] == 255  # .5 drops port 2222
+
+
+def test_workers_stop_and_go_on_with_their_parent(tf_ns, tmp_path):
+    """Ctrl-Z (SIGTSTP) reaches the parent alone; its workers stop with it, and SIGCONT takes them all on."""
+    import os
+
+    out = tmp_path / "scan.jsonl"
+    proc = tf_ns.popen(*NETAUDIT, "scan", "198.18.0.0/24", "-p", "2222", "--engine", "connect", "--rate", "40",
+                       "--timeout", "1", "--no-history", "--workers", "2", "-o", str(out),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def state(pid: int) -> tuple[str, int]:  # (state letter, parent pid) from /proc/PID/stat
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:  # it has ended
+            return "", 0
+        return fields[0], int(fields[1])
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTSTP)
+        time.sleep(1)
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and state(int(p))[1] == proc.pid]
+        assert len(workers) == 2 and state(proc.pid)[0] == "T"
+        assert all(state(pid)[0] == "T" for pid in workers)
+        written = out.read_text()
+        time.sleep(1)
+        assert out.read_text() == written  # nothing moves while stopped
+        proc.send_signal(signal.SIGCONT)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert json.loads(out.read_text().splitlines()[-1])["endpoints"] == 255  # .5 drops port 2222
 
 
 def test_workers_are_validated():
@@ -272,19 +339,35 @@ def test_interrupt_while_workers_start(tf_ns, tmp_path):
     assert trailer["stats"]["incomplete_reason"] == "interrupted by SIGINT"
 
 
+WORKER_FAILS = """
+import io
+from netaudit.scan import ScanOptions
+from netaudit.stream import StreamWriter
+from netaudit.targets import build_targets
+from netaudit.workers import WorkerError, run_workers
+
+try:
+    run_workers(build_targets(["198.18.0.1-8", "fd00::1"], ports="2222"), ScanOptions(engine="syn", timeout=1), 2,
+                StreamWriter(io.StringIO()))
+except WorkerError as exc:
+    print(exc)
+"""
+
+
 def test_a_failing_worker_fails_the_scan_as_one_process_would(tf_ns, tmp_path):
-    """An error inside a worker ends the scan as it ends one process: exit 4 and one line naming it (no
-    traceback, and not exit 3 as if the scan had merely been cut short). Here the SYN engine meets an IPv6
-    target, which it refuses before sending anything."""
+    """An error inside a worker ends the scan as it ends one process (no traceback, and not a result marked
+    incomplete as if the scan had merely been cut short). The command line refuses the SYN engine with an
+    IPv6 target before anything is sent (exit 2, one line); through the library the engine's own check is
+    met inside the worker that holds the IPv6 host, and the parent raises it."""
     args = ("scan", "198.18.0.1-8", "fd00::1", "-p", "2222", "--engine", "syn", "--timeout", "1", "--no-history")
-    one = tf_ns.run(*NETAUDIT, *args, "--format", "json", check=False)
-    assert one.returncode == 4 and "scans IPv4 only" in one.stderr, one.stderr
     out = tmp_path / "scan.jsonl"
-    for output in (("--format", "json"), ("-o", str(out))):
-        split = tf_ns.run(*NETAUDIT, *args, "--workers", "2", *output, check=False)
-        assert split.returncode == 4, split.stderr
-        assert "scans IPv4 only" in split.stderr and "Traceback" not in split.stderr, split.stderr
-        assert len(split.stderr.strip().splitlines()) == 1, split.stderr
+    for output in (("--format", "json"), ("--format", "json", "--workers", "2"), ("-o", str(out), "--workers", "2")):
+        proc = tf_ns.run(*NETAUDIT, *args, *output, check=False)
+        assert proc.returncode == 2 and "scans IPv4 only" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    proc = tf_ns.run(sys.executable, "-c", WORKER_FAILS, check=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.startswith("ValueError in worker ") and "scans IPv4 only" in proc.stdout, proc.stdout
 
 
 def test_workers_draw_on_a_terminal_that_stops_background_writers(tf_ns, tmp_path):
