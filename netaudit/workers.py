@@ -189,6 +189,7 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
     writer.begin(result)
     progress = Progress(total=targets.probe_count())
     stopped: list[tuple[float, int]] = []  # (when, signal) of the first stop signal, or of a worker's failure
+    parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
 
     def forward(signum: int, _frame: Any) -> None:
         if not stopped:
@@ -196,7 +197,6 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
         for part in parts:
             part.tell(stopped[0][1])
 
-    parts = [_Part(k, tempfile.TemporaryFile()) for k in range(1, count + 1)]
     def suspend(_signum: int, _frame: Any) -> None:
         """Ctrl-Z reaches the parent alone (the workers have process groups of their own): the workers
         stop with it and go on with it."""
