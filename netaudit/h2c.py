@@ -61,8 +61,8 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream) + payload
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """RFC 7541 §5.1 integer with an N-bit prefix."""
+def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    """RFC 7541 §5.1: an integer with an N-bit prefix; `first` holds the pattern bits above the prefix."""
     limit = (1 << prefix_bits) - 1
     if value < limit:
         return bytes((first | value,))
@@ -76,7 +76,7 @@ def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
 
 def _literal(name: bytes, value: bytes) -> bytes:
     """A header as a literal never indexed (§6.2.3): no dynamic-table state to keep in step with the server."""
-    return b"\x10" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
+    return b"\x10" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
 
 
 @lru_cache(maxsize=256)

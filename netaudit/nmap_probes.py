@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import registry
 from .errors import UsageError
+from .h2c import hpack_int
 from .probes.base import NAME_SLOT, GrpcSignature, HttpSignature, Naming
 from .probes.serving import ERROR_CODES, random_model_name
 from .safety import UnsafeCall, check_call, check_http
@@ -58,19 +59,6 @@ class H2DecodeError(ValueError):
 
 
 # ---- HTTP/2 and HPACK, the small subset the probes need -------------------------------------------------
-
-def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """RFC 7541 §5.1: an integer with an N-bit prefix; `first` holds the pattern bits above the prefix."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out, value = bytearray([first | limit]), value - limit
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
 
 def hpack_string(text: str) -> bytes:
     raw = text.encode("ascii")

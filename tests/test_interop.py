@@ -14,9 +14,10 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+from hpack.hpack import encode_integer
 import pytest
 
-from netaudit import nmap_probes, registry
+from netaudit import h2c, nmap_probes, registry
 from netaudit.discovery import parse_nmap_xml
 from netaudit.lab.peer_servers import triton_version
 from netaudit.probes import inference_v1, inference_v2, modelserver_grpc, tensorboard, tf_runtime
@@ -81,8 +82,9 @@ def h2_server_view(payload: bytes) -> tuple[dict[str, str], bytes, bool]:
 @pytest.mark.parametrize("prefix", [4, 5, 6, 7])
 def test_hpack_integers_round_trip_across_the_prefix_boundary(prefix):
     for value in (0, 1, (1 << prefix) - 2, (1 << prefix) - 1, 1 << prefix, 127, 128, 300, 16383, 70000):
-        encoded = nmap_probes.hpack_int(value, prefix)
+        encoded = h2c.hpack_int(value, prefix)
         assert nmap_probes._hpack_int_at(encoded, 0, prefix) == (value, len(encoded))
+        assert encoded == bytes(encode_integer(value, prefix))  # the hpack library's own encoder
 
 
 def test_grpc_request_is_what_a_real_http2_server_reads():

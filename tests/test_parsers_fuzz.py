@@ -350,7 +350,7 @@ def test_the_header_memo_stays_small_whatever_blocks_decode_to():
     stay near what real replies need, however many entries one hostile server fills it with."""
     import tracemalloc
 
-    expanding = b"\x40" + h2c._hpack_int(1, 7) + b"a" + h2c._hpack_int(4000, 7) + b"v" * 4000
+    expanding = b"\x40" + h2c.hpack_int(1, 7) + b"a" + h2c.hpack_int(4000, 7) + b"v" * 4000
     resize = b"\x3f\xe1\x1f"  # a dynamic table size update (to 4096), allowed again and again at a block's start
     for setup, block in ((expanding, b"\xbe" * 16), (b"", b"\x88" * h2c.MEMO_BLOCK_MAX),
                          (b"", resize * 333 + b"\x88" * 24)):
