@@ -52,22 +52,26 @@ class TargetBlock:
         return self.ports is not None or self.address_count() == 1
 
 
+def _in_slice(key: str, part: tuple[int, int]) -> bool:
+    """Whether `key` hashes into slice K of N: the same key falls in the same slice on every machine and
+    every run."""
+    index, count = part
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count == index - 1
+
+
 def in_shard(host: str, port: int, shard: tuple[int, int]) -> bool:
     """Whether (host, port) belongs to shard K of N. A hash of the pair itself, as zmap's --shards spreads
     its permutation: every shard gets an even mix of addresses and ports whatever the target order, so no
-    shard holds one busy subnet, and the same pair falls in the same shard on every machine and every run."""
-    index, count = shard
-    digest = hashlib.blake2b(f"{host}|{port}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count == index - 1
+    shard holds one busy subnet."""
+    return _in_slice(f"{host}|{port}", shard)
 
 
 def in_worker(host: str, worker: tuple[int, int]) -> bool:
     """Whether host belongs to worker K of N (scan --workers). A hash of the address alone: every port of
     one host goes to one worker, which compares the host's SYN-ACKs and tries model names one port leaked
     on its other ports, as an unsplit scan does."""
-    index, count = worker
-    digest = hashlib.blake2b(host.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count == index - 1
+    return _in_slice(host, worker)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -102,11 +106,11 @@ class TargetSet:
 
     def probe_count(self) -> int:
         if self.shard is not None or self.worker is not None:
-            return self._shard_count
+            return self._sliced_count
         return sum(b.address_count() * len(b.ports or self.ports) for b in self.blocks)
 
     @cached_property
-    def _shard_count(self) -> int:
+    def _sliced_count(self) -> int:
         return sum(1 for _ in self.probes())
 
     def address_count(self) -> int:

@@ -13,6 +13,7 @@ are totals shared among the workers, so the targets see the same load whatever N
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import multiprocessing
@@ -70,13 +71,22 @@ class _Counted(Progress):
         pass
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, for the Linux calls the standard library lacks (prctl, fallocate); None elsewhere."""
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def _die_with_parent(parent: int) -> None:
     """A worker whose parent is killed gets SIGTERM, stops its scan and writes its trailer, instead of
     scanning on unwatched (Linux; elsewhere it runs to the end of its slice)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
+    prctl = getattr(_libc(), "prctl", None)
+    if prctl is None:
         return
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -148,9 +158,8 @@ class _Part:
 def _punch(fd: int, length: int) -> None:
     """Free the first `length` bytes of a file, keeping its size (Linux fallocate; a file system without
     holes keeps them, which costs disk, not results)."""
-    try:
-        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
+    fallocate = getattr(_libc(), "fallocate", None)
+    if fallocate is None:
         return
     fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, length)
