@@ -3,8 +3,9 @@
 MLServer 1.7 pins fastapi<0.116 (so starlette<0.47) while KServe needs starlette>=1.3, and installed
 together pip falls back to mlserver 1.2.1 (peers-wire-facts.md §5); PyTriton pins numpy<2 and needs a
 particular interpreter (below). The lab therefore installs each into a venv of its own, once, on first
-use: under the source tree's `.cache/` (git-ignored) when netaudit runs from a checkout, else under
-NETAUDIT_PEER_VENVS. A lock keeps two labs from building it at once, and
+use: under NETAUDIT_PEER_VENVS when it is set, else in the user's cache directory
+($XDG_CACHE_HOME/netaudit/peer-venvs, else ~/.cache/netaudit/peer-venvs), from a checkout and an install
+alike. A lock keeps two labs from building it at once, and
 a marker written last means a half-built venv (an interrupted pip) is rebuilt rather than used.
 """
 
@@ -35,11 +36,8 @@ def venv_root() -> Path:
     configured = os.environ.get("NETAUDIT_PEER_VENVS")
     if configured:
         return Path(configured)
-    tree = Path(__file__).resolve().parents[1]
-    if not (tree / "pyproject.toml").exists():
-        raise LabError("netaudit is not running from a source checkout; set NETAUDIT_PEER_VENVS to a directory "
-                       "where the lab may create MLServer's venv")
-    return tree / ".cache" / "peer-venvs"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "netaudit" / "peer-venvs"
 
 
 def venv_python(name: str) -> Path:
@@ -48,7 +46,11 @@ def venv_python(name: str) -> Path:
     if interpreter and not Path(interpreter).exists():
         raise LabError(f"the {name} venv needs {interpreter} (the interpreter its binaries are linked against)")
     root = venv_root()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create the peer venv folder {root}: {exc.strerror} "
+                       "(set NETAUDIT_PEER_VENVS or XDG_CACHE_HOME to a writable folder)") from None
     target = root / "-".join(r.replace("==", "-") for r in requirements)
     python = target / "bin" / "python"
     with open(root / f"{name}.lock", "w") as lock:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import LAB_INSTALL
 from .errors import UsageError
 from .textsafe import terminal_lines, terminal_safe
 
@@ -59,6 +60,16 @@ def families_help() -> str:
                           for k in family.kinds)
         lines.append(f"  {family.title}\n      {kinds}")
     return "\n".join(lines) + "\n\n"
+
+
+class VersionAction(argparse.Action):
+    """`--version` names the families too: an install that lost its declarations shows it here (exit 4)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from . import __version__, registry
+
+        names = ", ".join(f.name for f in registry.families())
+        parser.exit(EXIT_OK, f"netaudit {__version__}\nserver families: {names}\n")
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="netaudit", description="Find TensorFlow servers (tf.distribute.Server, TF Serving) on a "
                     "network and prove what an outsider can do with them.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version="netaudit 0.1.0")
+    parser.add_argument("--version", action=VersionAction, nargs=0,
+                        help="print the version and the server families this install loaded, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     scan = sub.add_parser("scan", help="scan targets from where this process runs (one vantage)",
@@ -127,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
     scan.add_argument("--engine", choices=ENGINES,
                       help="discovery engine: connect (TCP connect, no privileges), syn (raw SYN packets with "
-                           "scapy, root: closed vs filtered, with the ICMP reason and who answered), nmap (the nmap "
-                           "binary, -sS as root, else -sT). Default, as nmap does: syn as root on IPv4, else connect")
+                           "scapy, needs CAP_NET_RAW: closed vs filtered, with the ICMP reason and who answered), nmap "
+                           "(the nmap binary, -sS with CAP_NET_RAW, else -sT). Default: syn with CAP_NET_RAW on "
+                           "IPv4, else connect (root in a container often lacks the capability)")
     scan.add_argument("--scope", metavar="CIDR[,CIDR...]",
                       help="addresses this scan may touch; any target outside is refused before a packet is sent. "
                            "Required for more than a /16")
@@ -182,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "127.0.0.1 (tarpits, drips, HTTP/2 floods, oversized, invalid and compressed-bomb gRPC "
                          "replies, resets, endless HTTP, TLS garbage and stalls, escape sequences in every field: "
                          "see netaudit/lab/hostile.py) to check that no server can crash, stall, bloat or spoof a "
-                         "scan. Needs: pip install 'netaudit[lab]'.",
+                         f"scan. Needs: {LAB_INSTALL}.",
                          epilog="examples:\n  netaudit lab up\n  netaudit lab up --loopback --hostile --tarpits 100\n"
                                 "  netaudit lab scan edge -o edge.json\n"
                                 "  netaudit lab ruleset isolated\n  netaudit lab impair edge --delay 200 --loss 10\n"
@@ -461,7 +474,7 @@ def tls_options(args: argparse.Namespace):
 def cmd_scan(args: argparse.Namespace) -> int:
     import shutil
 
-    from .discovery import default_engine
+    from .discovery import default_engine, raw_sockets_allowed
     from .scan import ScanOptions, scan
     from .targets import build_targets
 
@@ -482,8 +495,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise UsageError("--engine nmap needs the nmap binary (apt install nmap)")
     if engine == "syn" and targets.has_ipv6():
         raise UsageError("--engine syn scans IPv4 only; use --engine connect for IPv6 targets")
-    if engine == "syn" and os.geteuid() != 0:
-        raise UsageError("--engine syn sends raw packets and needs root; use --engine connect")
+    if engine == "syn" and not raw_sockets_allowed():
+        raise UsageError("--engine syn sends raw packets and needs CAP_NET_RAW, which this process lacks; "
+                         "use --engine connect")
     vantage, segment = args.vantage, None
     if policy is not None:
         from .exposure import locate_vantage
@@ -534,6 +548,10 @@ def open_lab(args: argparse.Namespace):
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        from .lab.extra import require_lab
+
+        require_lab("`lab up`")
     lab = open_lab(args)
     if args.action == "up":
         print(f"starting the {lab.kind} lab (real TensorFlow processes; this takes a few seconds)…", file=sys.stderr)
@@ -687,12 +705,14 @@ COMMANDS = {"scan": cmd_scan, "report": cmd_report, "convert": cmd_convert, "his
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return EXIT_USAGE
+    from .registry import RegistryError
+
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USAGE
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
@@ -700,9 +720,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netaudit: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except RegistryError as exc:  # netaudit's own data is missing or wrong: it must not scan blind
+        print(f"netaudit: broken install: {terminal_safe(str(exc))}", file=sys.stderr)
+        return EXIT_INTERNAL
     except ModuleNotFoundError as exc:
-        print(f"netaudit: error: {exc.name} is not installed; the lab needs: pip install 'netaudit[lab]'",
-              file=sys.stderr)
+        print(f"netaudit: error: {exc.name} is not installed; the lab needs: {LAB_INSTALL}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # the contract's exit 4: one line, the traceback only on request
         if os.environ.get("NETAUDIT_DEBUG"):

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import UsageError
+from .lab.extra import require_lab
 from .model import SEVERITIES
 from .render import FORMATS
 from .textsafe import terminal_lines
@@ -108,6 +109,7 @@ def run_demo(out_dir: Path, loopback: bool = False, install: bool = True) -> int
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out_dir}: {exc.strerror}") from None
+    require_lab("the demo")
     missing = None if loopback else segments_missing(install)
     if missing:
         _say(f"cannot build network segments ({missing}); falling back to the loopback lab")

@@ -389,7 +389,7 @@ def _parse_nmap_xml(root) -> tuple[list[NmapPort], dict[str, tuple[str, str]]]:
 async def nmap_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 1, rate: float = 0,
                     report_all: bool = False, on_result: Callable[[PortResult], None],
                     on_progress: Callable[[int], None] = lambda done: None) -> DiscoveryStats:
-    """Discovery by the nmap binary through python-nmap: -sS as root, else -sT; one run per port set."""
+    """Discovery by the nmap binary through python-nmap: -sS with CAP_NET_RAW, else -sT; one run per port set."""
     import nmap
 
     stats = DiscoveryStats()
@@ -397,7 +397,8 @@ async def nmap_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 
     groups: dict[tuple[int, ...], list[TargetBlock]] = {}
     for block in targets.blocks:
         groups.setdefault(block.ports or targets.ports, []).append(block)
-    technique = "-sS" if os.geteuid() == 0 else "-sT"
+    # -sS needs raw sockets; nmap assumes an unprivileged user has none unless told --privileged.
+    technique = ("-sS" + ("" if os.geteuid() == 0 else " --privileged")) if raw_sockets_allowed() else "-sT"
     for ports, blocks in groups.items():
         by_address = {str(addr): block for block in blocks for addr in block.addresses()}
         # -T4 adapts its timeouts to the measured RTT; --min-rate keeps it from crawling when a firewall
@@ -646,11 +647,24 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
 )}
 
 
+def raw_sockets_allowed() -> bool:
+    """Whether this process may open raw sockets: CAP_NET_RAW, not the uid, decides. Root in a container
+    usually lacks it, and an unprivileged user granted it (setcap, a pod's capabilities.add) has it."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
+    except PermissionError:
+        return False
+    except OSError:
+        return False  # no raw IPv4 sockets in this kernel or sandbox at all
+    return True
+
+
 def default_engine(targets: TargetSet) -> tuple[str, str]:
     """nmap's convention: a SYN scan when privileged, a connect scan otherwise. Raw SYNs tell a firewall's
     drop (filtered) from its reset (closed) and name the ICMP reason, which connect() cannot."""
-    if os.geteuid() != 0:
-        return "connect", "not root: TCP connect() scan (--engine syn needs root)"
     if targets.has_ipv6():
         return "connect", "IPv6 targets: TCP connect() scan (the SYN engine is IPv4 only)"
-    return "syn", "root on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)"
+    if not raw_sockets_allowed():
+        return "connect", ("no CAP_NET_RAW: TCP connect() scan (--engine syn needs the capability to send raw "
+                           "packets)")
+    return "syn", "CAP_NET_RAW on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)"

@@ -14,6 +14,7 @@ safety lists without an import cycle; a probe's function is imported when it fir
 from __future__ import annotations
 
 import importlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -202,18 +203,67 @@ def _family(text: str, source: str) -> Family:
                   _strings(safety.get("http_post_empty", []), f"{source} http_post_empty"), advice, source)
 
 
+# The kinds the fingerprint engine assigns itself, before or instead of any family's probe: they must be
+# declared too (probes/generic.toml, probes/transport.toml), or the engine would name kinds nobody knows.
+ENGINE_KINDS = ("grpc", "http", "tls", "unknown")
+# A probe module names the family it belongs to in one line at its top, so the registry can tell "this
+# module's declaration is missing" (a scanner that would call every TF server "grpc") without importing it.
+FAMILY_LINE = re.compile(r'^FAMILY = "([a-z0-9-]+)"', re.MULTILINE)
+
+
+def _declarations(folder: Any) -> tuple[Family, ...]:
+    try:
+        entries = sorted((e for e in folder.iterdir() if e.name.endswith(".toml")), key=lambda e: e.name)
+        texts = [(entry.read_text(encoding="utf-8"), f"probes/{entry.name}") for entry in entries]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"cannot read the server family declarations in {folder}: {exc}") from None
+    if not texts:
+        raise RegistryError(f"no server family declarations (probes/*.toml) in {folder}: this install of netaudit "
+                            "is incomplete; reinstall it (pip install --force-reinstall netaudit-tf)")
+    found = []
+    for text, source in texts:
+        try:
+            found.append(_family(text, source))
+        except tomllib.TOMLDecodeError as exc:
+            raise RegistryError(f"{source} is not valid TOML: {exc}") from None
+    return tuple(found)
+
+
+def _check_code_names(folder: Any, found: tuple[Family, ...]) -> None:
+    """Every family the code names has a declaration, and every module a declaration names exists."""
+    declared = {f.name for f in found}
+    modules = {entry.name[:-3]: entry for entry in folder.iterdir() if entry.name.endswith(".py")}
+    for name, entry in sorted(modules.items()):
+        named = FAMILY_LINE.search(entry.read_text(encoding="utf-8"))
+        if named and named.group(1) not in declared:
+            raise RegistryError(f"probes/{entry.name} belongs to family {named.group(1)!r}, which no declaration "
+                                f"in {folder} declares (found: {', '.join(sorted(declared))})")
+    for family in found:
+        for probe in family.probes:
+            if probe.module not in modules:
+                raise RegistryError(f"{family.source} names probe module {probe.module!r}, which is not in {folder}")
+    kinds_declared = {k.name for f in found for k in f.kinds}
+    missing = [k for k in ENGINE_KINDS if k not in kinds_declared]
+    if missing:
+        raise RegistryError(f"the engine's own kind {missing[0]!r} has no declaration in {folder}")
+
+
 @cache
 def families() -> tuple[Family, ...]:
-    """Every family, from each probes/*.toml; kind names unique across all of them."""
+    """Every family, from each probes/*.toml; kind names unique across all of them. A missing, unreadable or
+    empty set of declarations is an error, never an empty registry: a scanner without them recognises
+    nothing and would report every TF server as unknown, with exit 0."""
     folder = resources.files("netaudit.probes")
-    found = tuple(_family(entry.read_text(encoding="utf-8"), f"probes/{entry.name}")
-                  for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".toml"))
+    found = _declarations(folder)
     seen: dict[str, str] = {}
     for family in found:
+        if not family.kinds:
+            raise RegistryError(f"{family.source} declares no kind")
         for kind in family.kinds:
             if kind.name in seen:
                 raise RegistryError(f"kind {kind.name!r} is declared by both {seen[kind.name]} and {family.source}")
             seen[kind.name] = family.source
+    _check_code_names(folder, found)
     return found
 
 

@@ -8,6 +8,8 @@ from netaudit.rpc import RpcSession
 
 from .base import Outcome, ProbeContext
 
+FAMILY = "generic"  # its declaration: probes/generic.toml
+
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 REFLECTION = ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
               "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")

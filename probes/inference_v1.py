@@ -21,6 +21,8 @@ from netaudit import httpwire
 from .base import HttpSignature, Naming, Outcome, ProbeContext, literal
 from .inference_v2 import MAX_MODELS, bounded
 
+FAMILY = "inference-v1"  # its declaration: probes/inference_v1.toml
+
 # Requests and the replies that prove KServe V1, as data.
 UNKNOWN_MODEL_PATH = "/v1/models/{name}"
 UNKNOWN_MODEL_STATUS = 404

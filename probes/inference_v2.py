@@ -33,6 +33,8 @@ from netaudit.rpc import RpcSession
 
 from .base import GrpcSignature, HttpSignature, Naming, Outcome, ProbeContext
 
+FAMILY = "inference-v2"  # its declaration: probes/inference_v2.toml
+
 SERVICE = "inference.GRPCInferenceService"
 SERVER_METADATA = f"/{SERVICE}/ServerMetadata"
 MODEL_METADATA = f"/{SERVICE}/ModelMetadata"

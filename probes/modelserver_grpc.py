@@ -26,6 +26,8 @@ from .base import (NAME_SLOT, Expect, GrpcSignature, Naming, Outcome, ProbeConte
 from .grpc_generic import HEALTH_CHECK, LIST_SERVICES, REFLECTION
 from .serving import DTYPES, ERROR_CODES, INTERNAL_SIGNATURES, MODEL_STATES, random_model_name, tensor
 
+FAMILY = "tf-serving"  # its declaration: probes/tf_serving.toml
+
 MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 RELOAD = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"

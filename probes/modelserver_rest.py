@@ -19,6 +19,8 @@ from netaudit.bounds import cap_list
 from .base import HttpSignature, Naming, Outcome, ProbeContext, literal
 from .serving import INTERNAL_SIGNATURES, random_model_name, tensor
 
+FAMILY = "tf-serving"  # its declaration: probes/tf_serving.toml
+
 MODEL_PATH = "/v1/models/{name}"
 UNKNOWN_MODEL = "Could not find any versions of model {name}"
 EMPTY_BODY = "JSON Parse error: The document is empty"

@@ -17,6 +17,8 @@ from netaudit import httpwire
 from .base import HttpSignature, Naming, Outcome, ProbeContext
 from .inference_v2 import bounded
 
+FAMILY = "tensorboard"  # its declaration: probes/tensorboard.toml
+
 # The requests, in order, and what each must answer.
 ENVIRONMENT = ("GET", "/data/environment", "200 JSON object: version str, data_location str")
 PLUGINS = ("GET", "/data/plugins_listing", "200 JSON object: plugin -> {enabled: bool, ...}")

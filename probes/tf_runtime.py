@@ -22,6 +22,8 @@ from netaudit.rpc import Reply, RpcSession
 from .base import Expect, GrpcSignature, Naming, Outcome, ProbeContext, methods_agree, registered_methods
 from netaudit.safety import MALFORMED
 
+FAMILY = "tf-runtime"  # its declaration: probes/tf_runtime.toml
+
 
 @dataclass(frozen=True)
 class Signature:

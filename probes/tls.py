@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+FAMILY = "transport"  # its declaration: probes/transport.toml
+
 CLIENT_AUTH = {"DISABLED": "not requested", "OPTIONAL": "requested, not required", "REQUIRED": "required"}
 VERSION_SCANS = (("TLSv1.0", "tls_1_0_cipher_suites"), ("TLSv1.1", "tls_1_1_cipher_suites"),
                  ("TLSv1.2", "tls_1_2_cipher_suites"), ("TLSv1.3", "tls_1_3_cipher_suites"))

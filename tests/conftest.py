@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -15,12 +16,16 @@ from netaudit.scan import ScanOptions, scan
 from netaudit.targets import build_targets
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]
+TREE = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_history(tmp_path_factory):
     """Every netaudit the tests run records into a store of the session's own, never the user's."""
     os.environ["NETAUDIT_STORE"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")
+    # The lab's peer venvs (MLServer, Triton) stay in the checkout's git-ignored .cache/, built once and reused
+    # by every run, and never left in the user's cache directory.
+    os.environ.setdefault("NETAUDIT_PEER_VENVS", str(TREE / ".cache" / "peer-venvs"))
 
 
 @pytest.fixture(scope="session")
