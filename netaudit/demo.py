@@ -105,11 +105,11 @@ def segments_missing(install: bool = False) -> str | None:
 
 
 def run_demo(out_dir: Path, loopback: bool = False, install: bool = True) -> int:
+    require_lab("the demo")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out_dir}: {exc.strerror}") from None
-    require_lab("the demo")
     missing = None if loopback else segments_missing(install)
     if missing:
         _say(f"cannot build network segments ({missing}); falling back to the loopback lab")
