@@ -69,7 +69,8 @@ class VersionAction(argparse.Action):
         from . import __version__, registry
 
         names = ", ".join(f.name for f in registry.families())
-        parser.exit(EXIT_OK, f"netaudit {__version__}\nserver families: {names}\n")
+        print(f"netaudit {__version__}\nserver families: {names}")
+        parser.exit(EXIT_OK)
 
 
 class Parser(argparse.ArgumentParser):
