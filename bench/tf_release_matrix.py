@@ -6,7 +6,7 @@ creates a venv under bench/.tf-venvs/ (inside the tree, gitignored), installs te
 real servers with lab/tf_task.py on loopback ports it picked (a plain tf.distribute.Server, and a 2-worker
 MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service), and probes them through
 netaudit's own RpcSession, so every request passes netaudit/safety.py: presence is tested with MALFORMED only.
-The candidate methods are those of tf-wire-facts.md §1.2 plus every `/tensorflow.…Service/Method` string
+The candidate methods are those of docs/wire-facts.md §1.2 plus every `/tensorflow.…Service/Method` string
 found in the installed release's shared libraries (read offline from the venv).
 
     .venv/bin/python bench/tf_release_matrix.py                  # every minor 2.12 … newest
@@ -45,7 +45,7 @@ DATA = ROOT / "netaudit" / "data" / "tf_release_markers.json"
 TF_TASK = ROOT / "lab" / "tf_task.py"
 FIRST_MINOR = 12
 
-# tf-wire-facts.md §1.2: every method any release is known to register, plus the meta services.
+# docs/wire-facts.md §1.2: every method any release is known to register, plus the meta services.
 CANDIDATES = tuple(
     [f"/tensorflow.MasterService/{m}" for m in (
         "CreateSession ExtendSession PartialRunSetup RunStep CloseSession ListDevices Reset MakeCallable "
@@ -70,7 +70,7 @@ CANDIDATES = tuple(
 STREAMING = frozenset({"/tensorflow.eager.EagerService/StreamingEnqueue", "/grpc.health.v1.Health/Watch"})
 METHOD_STRING = re.compile(rb"/(tensorflow(?:\.[a-z_]+)*\.[A-Z][A-Za-z]*Service)/([A-Z][A-Za-z0-9]{2,60})\x00")
 
-# tf-wire-facts.md §4: the read-only RPCs the scanner sends, and what it sends them.
+# docs/wire-facts.md §4: the read-only RPCs the scanner sends, and what it sends them.
 SAFE_RPCS = (
     ("/tensorflow.WorkerService/GetStatus", b""),
     ("/tensorflow.eager.EagerService/KeepAlive", b""),

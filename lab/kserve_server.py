@@ -5,8 +5,8 @@ defines here, so no framework (TF, sklearn) has to be loaded.
 backend is down), so it answers "not ready".
 Neither predict method is ever reached by netaudit (probes only read); they exist so the models are real.
 
-KServe's model_server module parses sys.argv when imported (peers-wire-facts.md §5), so this launcher
-takes its own arguments first and hands KServe only the ones it knows.
+KServe's model_server module parses sys.argv when imported (measured; docs/families.md, "Installing them
+together"), so this launcher takes its own arguments first and hands KServe only the ones it knows.
 
     python -m netaudit.lab.kserve_server --http-port 8080 --grpc-port 8081
 """

@@ -18,7 +18,7 @@ from .peer_servers import start_kserve, start_mlserver, start_tensorboard, start
 from .peers import prepare_venvs
 from .processes import free_port, module_argv, spawn
 
-# Two clusters (tf-wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
+# Two clusters (docs/wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
 # two-worker MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service.
 TF_CLUSTERS: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("train", "server", {"chief": 1, "worker": 2, "ps": 1}),

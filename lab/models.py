@@ -1,6 +1,7 @@
 """Real SavedModels for the lab ModelServer, written with TensorFlow: `python -m netaudit.lab.models --out DIR`.
 
-- half_plus_two, versions 1 and 2: y = 0.5 * x + 2 (the model TF Serving's own docs use, tf-wire-facts.md §2.6);
+- half_plus_two, versions 1 and 2: y = 0.5 * x + 2 (the model TF Serving's own docs use,
+  https://github.com/tensorflow/serving/blob/9d981c5c2708d23c5407c7c1e30309e6f9798874/tensorflow_serving/g3doc/docker.md);
 - a scoring model whose name no wordlist would guess, so only a leak (the metrics) can reveal it.
 Prints the model_config_file text (ModelServerConfig) the server should load, then READY.
 """

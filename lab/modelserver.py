@@ -2,8 +2,11 @@
 
 The official binary is not installable here. This server uses tensorflow-serving-api's messages, loads
 real SavedModels with TensorFlow and runs them. Every status code, error string, header and body shape
-it produces follows shared/reference/tf-wire-facts.md §2; each carries its source in a comment
-(SRV = tensorflow/serving @9d981c5c, LEV = libevent 2.1.12 http.c). Flags mirror the real ones.
+it produces follows TF Serving's source as listed in docs/wire-facts.md §2; each carries its source in a
+comment (SRV = tensorflow/serving @9d981c5c2708d23c5407c7c1e30309e6f9798874,
+https://github.com/tensorflow/serving/tree/9d981c5c2708d23c5407c7c1e30309e6f9798874; LEV = libevent
+release-2.1.12-stable http.c, https://github.com/libevent/libevent/blob/release-2.1.12-stable/http.c), and a
+bare § is a section of docs/wire-facts.md. Flags mirror the real ones.
 
 It also keeps an audit log (JSON lines) of every RPC and HTTP request, which the real server does not:
 tests read it to prove a scan changed nothing.
@@ -48,7 +51,7 @@ class RpcError(Exception):
         self.code, self.message = code, message
 
 
-# http_server.cc ToHTTPStatusCode (tf-wire-facts.md §2.3).
+# http_server.cc ToHTTPStatusCode (§2.3).
 HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
                grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
                grpc.StatusCode.ABORTED: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
@@ -110,7 +113,7 @@ class Servables:
             versions = self.models.get(name, {})
         if version is None:
             if not versions:
-                # core/basic_manager.cc:139 + core/manager.h DebugString (tf-wire-facts.md §2.3/§2.4).
+                # core/basic_manager.cc:139 + core/manager.h DebugString (§2.3/§2.4).
                 raise RpcError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
             return versions[max(versions)]
         if version not in versions:

@@ -1,8 +1,8 @@
 """Virtual environments for lab servers that cannot share the scanner's environment.
 
 MLServer 1.7 pins fastapi<0.116 (so starlette<0.47) while KServe needs starlette>=1.3, and installed
-together pip falls back to mlserver 1.2.1 (peers-wire-facts.md §5); PyTriton pins numpy<2 and needs a
-particular interpreter (below). The lab therefore installs each into a venv of its own, once, on first
+together pip falls back to mlserver 1.2.1 (measured with pip's resolver, docs/wire-facts.md §9); PyTriton
+pins numpy<2 and needs a particular interpreter (below). The lab therefore installs each into a venv of its own, once, on first
 use: under NETAUDIT_PEER_VENVS when it is set, else in the user's cache directory
 ($XDG_CACHE_HOME/netaudit/peer-venvs, else ~/.cache/netaudit/peer-venvs), from a checkout and an install
 alike. A lock keeps two labs from building it at once, and

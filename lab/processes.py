@@ -1,8 +1,9 @@
 """Start lab processes, wait until they say READY, and make sure they die.
 
-TF servers may keep serving after SIGTERM (tf-wire-facts.md §5), so stopping always ends in SIGKILL
-of the whole process group. A pid is only signalled if its start time still matches the one recorded,
-so a stale state file can never kill an unrelated process that reused the pid.
+TF servers may keep serving after SIGTERM (measured on tensorflow-cpu 2.21.0, docs/wire-facts.md §5), so
+stopping always ends in SIGKILL of the whole process group. A pid is only signalled if its start time
+still matches the one recorded, so a stale state file can never kill an unrelated process that reused
+the pid.
 """
 
 from __future__ import annotations

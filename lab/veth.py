@@ -1,10 +1,11 @@
 """Two namespaces joined by one veth link, for tools that cannot scan over loopback (root only).
 
 masscan and zmap write Ethernet frames with libpcap and need a real link with a gateway MAC (masscan
-issue #129: `lo` does not work; peers-wire-facts.md §4). The scanner side holds one address and routes
-the target blocks over the link; the target side makes those blocks local (`ip route add local … dev
-lo`), so every address answers. Closing deletes both namespaces, and with them the link, the routes,
-the nftables tables and every process left inside.
+issue #129, https://github.com/robertdavidgraham/masscan/issues/129: `lo` does not work;
+docs/wire-facts.md §8). The scanner side holds one address and routes the target blocks over the link;
+the target side makes those blocks local (`ip route add local … dev lo`), so every address answers.
+Closing deletes both namespaces, and with them the link, the routes, the nftables tables and every
+process left inside.
 """
 
 from __future__ import annotations

@@ -727,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(f"netaudit: error: {exc.name} is not installed; the lab needs: {LAB_INSTALL}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # the contract's exit 4: one line, the traceback only on request
+    except Exception as exc:  # exit code 4 (README, Exit codes): one line, the traceback only on request
         if os.environ.get("NETAUDIT_DEBUG"):
             raise
         from .lab.processes import LabError

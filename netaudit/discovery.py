@@ -332,7 +332,8 @@ async def connect_scan(targets: TargetSet, *, concurrency: int = 512, rate: floa
     return stats
 
 
-# nmap's port states -> the contract's; "open|filtered" and "unfiltered" do not say enough.
+# nmap's port states -> netaudit's (open, closed, filtered, undetermined); "open|filtered" and "unfiltered"
+# do not say enough.
 NMAP_STATES = {"open": "open", "closed": "closed", "filtered": "filtered"}
 # nmap -sT's word for a RST, and its ICMP reason names, in the engines' shared vocabulary.
 NMAP_REASONS = {"conn-refused": "reset", "port-unreach": "port-unreach", "host-unreach": "host-unreach",
@@ -359,7 +360,8 @@ class NmapPort:
 def parse_nmap_xml(xml: str | bytes) -> tuple[list[NmapPort], dict[str, tuple[str, str]]]:
     """Every listed port, and per host the (state, reason) of the ports nmap folded into <extraports>.
     Parsed from the XML directly: python-nmap's dict drops `reason_ttl`, `reason_ip`, the service `tunnel`
-    and `method` (anchors.md §2)."""
+    and `method` (python-nmap 0.7.1's nmap/nmap.py, https://pypi.org/project/python-nmap/0.7.1/;
+    docs/wire-facts.md §7)."""
     import xml.etree.ElementTree as ET
 
     try:

@@ -1,8 +1,12 @@
 """Machine outputs for pipelines: SARIF 2.1.0 (code-scanning dashboards) and JUnit XML (CI test reports).
 
 Both take the same dict as the JSON output, from a single scan or a merged report. Network locations
-follow compliance-remediation.md §5.1: an absolute URI (`grpc://host:port`) in artifactLocation plus a
-logical location of kind "resource"; GitHub's `security-severity` carries the CVSS score.
+follow OWASP ZAP's SARIF template: an absolute URI (`grpc://host:port`) in artifactLocation, which SARIF
+2.1.0 allows (a `uri-reference`), plus a logical location of kind "resource"; GitHub's `security-severity`
+carries the CVSS score. Sources:
+https://github.com/zaproxy/zap-extensions/tree/main/addOns/reports/src/main/zapHomeFiles/reports/sarif-json
+https://github.com/oasis-tcs/sarif-spec/blob/e0583813964ec43cea53b6b531b402866095ed1f/sarif-2.1/schema/sarif-schema-2.1.0.json
+https://docs.github.com/en/code-security/code-scanning/integrating-with-code-scanning/sarif-support-for-code-scanning
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """nmap service probes generated from netaudit's own signatures, for `nmap -sV --versiondb FILE`.
 
 nmap's stock probes never send an HTTP/2 client preface, so they cannot make a gRPC server answer, and
-a TF port ends up named after whatever the port number suggests (peers-wire-facts.md §3). These probes
+a TF port ends up named after whatever the port number suggests (docs/wire-facts.md §7). These probes
 send the same requests netaudit's own probes send and match the same proofs. Each family module declares
 its one-request signatures in `NMAP` (probes/base.py: the TF GetStatus device names, TF Serving's NOT_FOUND
 and REST error for a random model, KServe's V1 error, V2 server metadata over REST and gRPC, TensorBoard's
@@ -209,7 +209,7 @@ def _pcre_bytes(data: bytes) -> str:
     return "".join(re.escape(chr(b)) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in data)
 
 
-# A gRPC reply's trailers carry grpc-status as a literal (non-Huffman from C-core, peers-wire-facts.md §3).
+# A gRPC reply's trailers carry grpc-status as a literal (non-Huffman from C-core, measured; docs/wire-facts.md §7).
 # Tried after the family matches, and the trailers always come after the DATA frame, so a family's reply is
 # never cut short by it. Every gRPC probe but the last only softmatches, so a port still gets the next
 # family's probe; the last one names any other gRPC server.

@@ -1,4 +1,4 @@
-"""Output formats for a scan result or a merged report: the contract's JSON, a terminal summary, and HTML.
+"""Output formats for a scan result or a merged report: the scan-v1/report-v1 JSON, a terminal summary, and HTML.
 
 JSON keeps every string exactly as the server sent it; the terminal summary shows each control
 character as an escape (netaudit/textsafe.py), so no server can write to the user's terminal."""

@@ -1,8 +1,8 @@
 """Open ports from other scanners' output files: masscan (-oJ, -oL, -oX), zmap (CSV or saddr lines), nmap (-oX).
 
 masscan and zmap sweep address space far faster than a connect scan; their open ports become netaudit
-targets, so only those are fingerprinted. Formats from peers-wire-facts.md §4 and the tools' own output
-on this machine (masscan 1.3.2, zmap 2.1.1, nmap 7.93). Each file is read whole and judged whole: a file
+targets, so only those are fingerprinted. Formats from the tools' source (docs/wire-facts.md §8) and their
+own output on this machine (masscan 1.3.2, zmap 2.1.1, nmap 7.93). Each file is read whole and judged whole: a file
 cut short (a killed nmap leaves XML without `</nmaprun>`, a killed masscan -oL has no `# end`) is refused
 with one line rather than scanned in part, since a partial list would look like a finished sweep.
 """

@@ -3,7 +3,7 @@
 A rule carries a base vector (what the service lets an attacker do, how it is protected). A merged report
 knows the trust of every segment that reached the endpoint; reachable only from trusted segments, the
 attacker must already be inside, which CVSS expresses as the environmental Modified Attack Vector
-MAV:A (compliance-remediation.md §4.1, design suggestion). docs/scoring.md explains the whole scheme.
+MAV:A (netaudit's choice). docs/scoring.md explains the whole scheme.
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 
 `GET /v1/models/<random>` on KServe answers 404 with `server: uvicorn`, content-type application/json and the
 compact body `{"error":"Model with name NAME does not exist."}` (kserve errors.py ModelNotFound; measured on
-kserve 0.20.0, peers-wire-facts.md §1 for 0.21.0). TF Serving answers `Could not find any versions of model
-NAME`, pretty-printed, with no Server header (probes/modelserver_rest.py); MLServer and a plain FastAPI app
-answer `{"detail":"Not Found"}`; Triton `{"error":"Not Found"}` as text/plain. Only the exact KServe reply
-identifies KServe. Then `GET /v1/models` lists the models and `GET /v1/models/NAME` gives readiness
-(200 `{"name":NAME,"ready":true}`, 503 `is not ready.`). Only GETs are sent: never `:predict` or `:explain`.
+kserve 0.20.0, docs/families.md; for 0.21.0
+https://github.com/kserve/kserve/blob/aaac4e29/python/kserve/kserve/errors.py, docs/wire-facts.md §6).
+TF Serving answers `Could not find any versions of model NAME`, pretty-printed, with no Server header
+(probes/modelserver_rest.py); MLServer and a plain FastAPI app answer `{"detail":"Not Found"}`; Triton
+`{"error":"Not Found"}` as text/plain. Only the exact KServe reply identifies KServe. Then `GET /v1/models`
+lists the models and `GET /v1/models/NAME` gives readiness (200 `{"name":NAME,"ready":true}`, 503 `is not
+ready.`). Only GETs are sent: never `:predict` or `:explain`.
 """
 
 from __future__ import annotations

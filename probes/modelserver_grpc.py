@@ -1,9 +1,10 @@
 """TensorFlow Serving on gRPC: presence, model inventory, which dangerous RPCs answer without credentials,
 and the release range its method set allows.
 
-Requests and expected replies come from tf-wire-facts.md §2.4 and §4. Nothing here runs a model or
-changes the server: Predict gets only an empty request (rejected with "Missing ModelSpec" before any
-model is touched) and HandleReloadConfigRequest only an empty one (rejected before ReloadConfig). The
+Requests and expected replies come from docs/wire-facts.md §2.4 and §4 (each fact with its public source;
+a bare § below is a section of that page). Nothing here runs a model or changes the server: Predict gets
+only an empty request (rejected with "Missing ModelSpec" before any model is touched) and
+HandleReloadConfigRequest only an empty one (rejected before ReloadConfig). The
 release markers are data (netaudit/data/tf_serving_release_markers.json): profiler methods get MALFORMED
 (rejected before any handler), reflection a ListServices request, health an empty Check; all read-only.
 """
@@ -101,7 +102,8 @@ def infer_serving_version(registered: dict[str, bool], rows: tuple[ServingRow, .
         observed = {m: v for m, v in observed.items() if not m.startswith(PROFILER_PREFIX)}
     candidates = [r for r in rows if r.agrees(observed)]
     basis = sorted(m for m, present in registered.items() if present)
-    source = "derived from source (tf-wire-facts.md §1.2, §2.1); no real tensorflow_model_server confirmed it"
+    source = ("derived from TF Serving's source (model_servers/server.cc, https://github.com/tensorflow/serving); "
+              "no real tensorflow_model_server confirmed it")
     if not candidates:
         return {"range": "unknown", "min": None, "max": None, "registered_markers": basis, "source": "derived",
                 "basis": source}

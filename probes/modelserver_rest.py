@@ -1,9 +1,10 @@
 """TensorFlow Serving's REST API: identified by its exact error bodies and headers, never by a 404 alone.
 
-Facts from tf-wire-facts.md §2.3: an unknown model gives 404 `{"error": "Could not find any versions of
-model NAME"}` as application/json with no Server header; `/` gives libevent's 90-byte HTML 404; the
-Prometheus exporter (when enabled) names every loaded model path. Only GETs are sent, plus one POST with
-an empty body to a random model's :predict, which fails JSON parsing before any model lookup.
+Facts from docs/wire-facts.md §2.3 (TF Serving's http_server.cc and http_rest_api_handler.cc): an unknown
+model gives 404 `{"error": "Could not find any versions of model NAME"}` as application/json with no Server
+header; `/` gives libevent's 90-byte HTML 404; the Prometheus exporter (when enabled) names every loaded
+model path. Only GETs are sent, plus one POST with an empty body to a random model's :predict, which fails
+JSON parsing before any model lookup.
 """
 
 from __future__ import annotations

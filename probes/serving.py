@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-# tf-wire-facts.md §2.6: default and documented model names, most common first.
+# Default and documented model names, most common first: TF Serving's docs and examples (docs/wire-facts.md §2.6).
 BUILTIN_MODEL_NAMES = ("half_plus_two", "model", "default", "saved_model_half_plus_three",
                        "saved_model_half_plus_two_cpu", "resnet", "mnist", "my_model")
 

@@ -1,9 +1,10 @@
 """tf.train.Server / tf.distribute.Server: the TF distributed runtime's gRPC services.
 
-Signatures and the device message layout come from shared/reference/tf-wire-facts.md §1 and §4; each was
-measured against tensorflow 2.21 (§5). Adding a signature means adding a row here. The version markers are
-data: netaudit/data/tf_release_markers.json, one row per minor release, measured by
-bench/tf_release_matrix.py or derived from source (docs/versions-and-advisories.md).
+Signatures and the device message layout come from docs/wire-facts.md §1 and §4 (each fact with its public
+source; a bare § below is a section of that page); each was measured against tensorflow 2.21 (§5). Adding
+a signature means adding a row here. The version markers are data: netaudit/data/tf_release_markers.json,
+one row per minor release, measured by bench/tf_release_matrix.py or derived from source
+(docs/versions-and-advisories.md).
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ DEVICE_NAME = re.compile(r"^/job:(?P<job>[^/]*)/replica:(?P<replica>\d{1,10})/ta
                          r"/device:(?P<type>[^:]+):(?P<index>\d{1,10})$")
 
 # For nmap (probes/base.py): GetStatus's reply lists the task's devices, and their names travel as plain
-# text in the message (tf-wire-facts.md §4), so the job, replica and task read straight off it.
+# text in the message (docs/wire-facts.md §4), so the job, replica and task read straight off it.
 GET_STATUS = next(s for s in SIGNATURES if s.service == "tensorflow.WorkerService")
 NMAP = (GrpcSignature(
     "TFWorkerGetStatus", GET_STATUS.method, GET_STATUS.request, GET_STATUS.proves[0].code,

@@ -162,7 +162,7 @@ def test_scan_changed_nothing_on_the_server(lab, lab_scan):
             assert sorted((s.version, s.state) for s in states) == [(v, 30) for v in versions]
 
 
-# --- the stand-in follows tf-wire-facts.md §2 ---------------------------------------------------------
+# --- the stand-in follows TF Serving's source (docs/wire-facts.md §2) ---------------------------------
 
 def test_stand_in_rest_wire_facts(lab):
     import asyncio

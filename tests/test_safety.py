@@ -14,7 +14,7 @@ from netaudit.safety import MALFORMED, UnsafeCall, check_call, check_http, do_no
 
 DO_NOT_CALL, EMPTY_ONLY = do_not_call(), empty_only()
 
-# tf-wire-facts.md §4 "do NOT call", spelled out independently of the families' [safety] lists (probes/*.toml)
+# docs/wire-facts.md §4 "do NOT call", spelled out independently of the families' [safety] lists (probes/*.toml)
 # so that shrinking a list there fails here.
 REFERENCE_DO_NOT_CALL = {
     "/tensorflow.MasterService/CreateSession", "/tensorflow.MasterService/Reset", "/tensorflow.MasterService/RunStep",
@@ -31,7 +31,8 @@ REFERENCE_V2_DO_NOT_CALL = {f"/inference.GRPCInferenceService/{m}" for m in (
     "ModelInfer", "ModelStreamInfer", "RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryRegister",
     "SystemSharedMemoryUnregister", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting",
     "LogSettings")}
-# §4 Serving rows: these run or replace models as soon as the request names a model or carries a config.
+# docs/wire-facts.md §4, Serving rows: these run or replace models as soon as the request names a model or
+# carries a config.
 REFERENCE_EMPTY_ONLY = {
     "/tensorflow.serving.ModelService/HandleReloadConfigRequest", "/tensorflow.serving.PredictionService/Predict",
     "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.PredictionService/Regress",

@@ -451,7 +451,7 @@ def test_interrupted_stream_is_readable_and_marked_incomplete(tf_ns, tmp_path, h
         assert records[-1]["stats"]["incomplete_reason"] == f"interrupted by {how}"
     converted = subprocess.run([*NETAUDIT, "convert", str(out), "--format", "json"], capture_output=True, text=True,
                                timeout=60)
-    assert converted.returncode == 3  # incomplete, as the contract's exit code says
+    assert converted.returncode == 3  # incomplete: exit code 3 (README, Exit codes)
     data = json.loads(converted.stdout)
     assert data["complete"] is False and len(data["endpoints"]) == len(written)
     assert len(data["findings"]) == sum(len(r["findings"]) for r in written)

@@ -48,7 +48,7 @@ def test_cluster_spec_without_tf_config_wrapper_and_stdin(tmp_path):
 
 def test_named_tf_port_set_covers_the_reference_ports():
     tf = set(named_port_sets()["tf"])
-    # TF's own (tf-wire-facts.md §1.4, §2.2), TensorBoard's, and the inference servers' (peers-wire-facts.md §1).
+    # TF's own (docs/wire-facts.md §1.4, §2.2), TensorBoard's, and the inference servers' (docs/wire-facts.md §6).
     assert {2222, 2223, 2224, 2225, 2226, 8470, 8888, 12345, 23456, 8500, 8501, 9000, 6006, 8000, 8001, 8080,
             8081} == tf
     assert parse_ports("tf,1-3") == tuple(sorted(tf | {1, 2, 3}))
