@@ -473,7 +473,7 @@ def test_indexed_job_manifest_is_valid_and_shards_by_completion_index(tmp_path):
     from netaudit.cli import build_parser
 
     manifest = Path(__file__).resolve().parents[1] / "docs" / "scheduling" / "kubernetes-indexed-job.yaml"
-    job = yaml.safe_load(manifest.read_text())
+    job = next(yaml.safe_load_all(manifest.read_text()))  # the sweep; the merge Job follows it
     kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
     typo = {**job, "spec": {**job["spec"], "completionMod": "Indexed"}}
     with pytest.raises(kubernetes_validate.ValidationError):
