@@ -68,7 +68,11 @@ def run_in(ctr: str, *argv: str, user: str | None = None, env: dict[str, str] | 
         opts += ["--env", f"{key}={value}"]
     for volume in volumes:
         opts += ["--volume", volume]
-    return buildah("run", *opts, ctr, "--", *argv, timeout=timeout, check=False)
+    done = buildah("run", *opts, ctr, "--", *argv, timeout=timeout, check=False)
+    # buildah's own lines about the exit status follow the command's stderr; keep only what netaudit wrote.
+    done.stderr = "".join(line for line in done.stderr.splitlines(keepends=True)
+                          if not line.startswith(("subprocess exited with status", "Error: exit status")))
+    return done
 
 
 @pytest.fixture(scope="module")
