@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import pytest
@@ -60,9 +61,26 @@ def test_root_defaults_to_the_syn_engine_and_says_so(sweep_ns):
                         "--format", "json")
     data = json.loads(proc.stdout)
     assert (data["options"]["engine"], data["options"]["engine_reason"]) == (
-        "syn", "root on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)")
+        "syn", "CAP_NET_RAW on IPv4: raw SYN scan, as nmap -sS (--engine connect to override)")
     cells = {e["port"]: (e["state"], e["details"]["discovery"]["reason"]) for e in data["endpoints"]}
     assert cells == {2222: ("filtered", "no-response"), 2223: ("closed", "reset")}
+
+
+def test_root_without_cap_net_raw_defaults_to_connect_and_refuses_syn_in_one_line(sweep_ns):
+    """The usual container: uid 0 without CAP_NET_RAW. The capability decides the engine, not the uid."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    drop = ("setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw")
+    proc = sweep_ns.run(*drop, sys.executable, "-m", "netaudit", "scan", "198.18.0.5", "-p", "2222,2223",
+                        "--timeout", "1", "--format", "json", check=False)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["options"]["engine"] == "connect" and "no CAP_NET_RAW" in data["options"]["engine_reason"]
+    cells = {e["port"]: e["state"] for e in data["endpoints"]}
+    assert cells == {2222: "undetermined", 2223: "closed"}
+    syn = sweep_ns.run(*drop, sys.executable, "-m", "netaudit", "scan", "198.18.0.5", "-p", "2222", "--engine", "syn",
+                       check=False)
+    assert syn.returncode == 2 and len(syn.stderr.strip().splitlines()) == 1 and "CAP_NET_RAW" in syn.stderr
 
 
 def test_rate_limit_spaces_connections(sweep_ns):
