@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import LAB_INSTALL
 from .errors import UsageError
@@ -80,24 +83,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"netaudit: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(convert, noun: str, minimum: str):
+def _bounded(convert, noun: str, least, minimum: str):
     def parse(text: str):
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if value <= 0:
+        if not value >= least or value != value:  # also NaN
             raise argparse.ArgumentTypeError(f"{text!r} must be {minimum}")
         return value
     return parse
 
 
-positive_float = _positive(float, "a number", "greater than 0")
-positive_int = _positive(int, "a whole number", "at least 1")
-
-
-def non_negative_int(text: str) -> int:
-    return 0 if text == "0" else positive_int(text)
+positive_float = _bounded(float, "a number", 1e-9, "greater than 0")
+positive_int = _bounded(int, "a whole number", 1, "at least 1")
+non_negative_int = _bounded(int, "a whole number", 0, "0 or more")
 
 
 def add_history_options(p: argparse.ArgumentParser) -> None:
@@ -241,14 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_options(report)
     add_history_options(report)
 
-    convert = sub.add_parser("convert", help="render one scan result (a jsonl stream or JSON) in another format",
-                             formatter_class=argparse.RawDescriptionHelpFormatter,
+    convert = sub.add_parser("convert", help="render one result (a jsonl stream, a scan or report JSON) in another "
+                             "format", formatter_class=argparse.RawDescriptionHelpFormatter,
                              description="Read a scan result, such as the JSON lines of scan --format jsonl (complete "
-                             "or cut short by an interrupt), and write it as one scan result in any output format. "
+                             "or cut short by an interrupt), or a report's JSON, and write it in any output format. "
                              "Nothing is scanned and no history is recorded.",
                              epilog="examples:\n  netaudit convert scan.jsonl -o scan.json\n"
                                     "  netaudit convert scan.jsonl --format html -o scan.html\n\n" + EPILOG)
-    convert.add_argument("result", metavar="RESULT", help="a scan result: .jsonl stream or .json")
+    convert.add_argument("result", metavar="RESULT", help="a scan result (.jsonl stream or .json) or a report's .json")
     add_output_options(convert)
 
     history = sub.add_parser("history", help="past runs, one run, or the diff between two",
@@ -292,24 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_output(text: str, path: str | None, encoding: str = "utf-8") -> None:
-    """Write atomically, so an interrupted run never leaves half a report over a good one. `encoding`
-    latin-1 writes back bytes that were read as latin-1 unchanged."""
-    if path is None:
-        if encoding == "utf-8":
-            sys.stdout.write(text)
-            sys.stdout.flush()  # out and checked now, not in the interpreter's teardown
-        else:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(text.encode(encoding))
-        return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding=encoding, errors="replace")
-        tmp.replace(target)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+def write_output(text: str, output, encoding: str = "utf-8") -> None:
+    """`output` is an Output opened (and so checked) before the work; latin-1 writes back bytes that were
+    read as latin-1 unchanged."""
+    from .output import write_text
+
+    write_text(text, output, encoding)
+
+
+def open_output(args: argparse.Namespace):
+    from .output import Output
+
+    return Output.open(args.output)
 
 
 def exit_code(data: dict, fail_on: str | None, fail_on_new: str | None = None) -> int:
@@ -329,45 +323,81 @@ def output_format(args: argparse.Namespace) -> str:
     return args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
 
 
-def record_history(data: dict, args: argparse.Namespace) -> None:
-    """Baseline diff, accept list and the history record, for scan and report."""
-    from .history import Store, annotate, default_store, load_accept_list, scope_key
+@dataclass
+class RunHistory:
+    """The history side of a scan or report, opened before the work (a bad accept list, baseline or store is
+    exit 2 with nothing sent) and committed only once the output is written."""
+
+    store: Any
+    accepted: list
+    baseline: dict | None
+    label: str | None
+
+
+def open_history(args: argparse.Namespace) -> RunHistory:
+    from .history import Store, default_store, load_accept_list
     from .report import load_scan_or_report
 
     accepted = load_accept_list(args.accept) if args.accept else []
-    store = None if args.no_history else Store(Path(args.store) if args.store else default_store())
     baseline, label = None, None
-    if args.baseline and args.baseline.isdigit():
-        if store is None:
-            raise UsageError("--baseline RUN_ID needs the history store (drop --no-history)")
-        baseline, label = store.run(int(args.baseline)), f"run {args.baseline}"
-    elif args.baseline:
+    if args.baseline and not args.baseline.isdigit():
         baseline, label = load_scan_or_report(args.baseline), args.baseline
-    elif store is not None:
-        previous = store.previous(scope_key(data))
-        if previous is not None:
-            baseline, label = store.run(previous), f"run {previous}"
-    annotate(data, baseline, label, accepted)
-    if store is not None:
-        data["run_id"] = store.record(data)
-        data["trend"] = store.severity_trend(scope_key(data))
+    path = Path(args.store) if args.store else default_store()
+    if args.baseline and args.baseline.isdigit():
+        if args.no_history:
+            raise UsageError("--baseline RUN_ID needs the history store (drop --no-history)")
+        if not path.exists():
+            raise UsageError(f"no run {args.baseline}: there is no history store at {path}")
+    store = None if args.no_history else Store(path)
+    if args.baseline and args.baseline.isdigit():
+        baseline, label = store.run(int(args.baseline)), f"run {args.baseline}"
+    return RunHistory(store, accepted, baseline, label)
 
 
-def finish(result, args: argparse.Namespace) -> int:
-    """History, then the output and the exit code, for scan and report."""
-    return finish_data(result.to_dict(), args)
-
-
-def finish_data(data: dict, args: argparse.Namespace) -> int:
-    from .history import Recorded
+def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistory) -> int:
+    """The baseline diff and the accept list, then the output; the run is recorded only if the output was
+    written, and a result that could not be written is kept elsewhere and said so (exit 5)."""
+    from .history import Recorded, annotate, scope_key
+    from .output import OutputError
     from .render import FORMATS
 
     fmt = output_format(args)
-    if fmt == "jsonl":
-        raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom or text")
-    record_history(data, args)
-    write_output(FORMATS[fmt](Recorded(data)), args.output)
+    baseline, label = history.baseline, history.label
+    if baseline is None and history.store is not None:
+        previous = history.store.previous(scope_key(data))
+        if previous is not None:
+            baseline, label = history.store.run(previous), f"run {previous}"
+    annotate(data, baseline, label, history.accepted)
+    try:
+        with recorded(history, data):
+            write_output(FORMATS[fmt](Recorded(data)), output)
+    except OutputError as exc:
+        raise OutputError(f"{exc}; the run is not recorded in history; {keep_result(data)}") from None
     return exit_code(data, args.fail_on, args.fail_on_new)
+
+
+@contextmanager
+def recorded(history: RunHistory, data: dict):
+    if history.store is None:
+        yield
+        return
+    with history.store.recording(data) as run_id:
+        data["run_id"] = run_id
+        yield
+
+
+def keep_result(data: dict) -> str:
+    """Where the result went when its output could not be written: a JSON file `convert` reads."""
+    import json
+    import tempfile
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="netaudit-result-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({k: v for k, v in data.items() if k != "run_id"}, fh)
+    except OSError as exc:
+        return f"the result could not be kept either ({exc.strerror})"
+    return f"the result is kept in {path} (netaudit convert {path} -o FILE)"
 
 
 def result_options(targets, args: argparse.Namespace) -> dict:
@@ -401,6 +431,7 @@ def stream_scan(targets, opts, writer, workers: int):
 def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
     """scan --format jsonl: endpoints are written as they are finished, the trailer after history. The file
     is written in place (not atomically), so what an interrupted or killed scan found is there."""
+    from .history import annotate, scope_key
     from .stream import StreamWriter
 
     try:
@@ -408,17 +439,25 @@ def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Na
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     try:
+        history = open_history(args)
         writer = StreamWriter(out, policy, segment, result_options(targets, args))
         data = writer.summary(stream_scan(targets, opts, writer, args.workers))
-        record_history(data, args)
-        writer.end(data)
+        baseline, label = history.baseline, history.label
+        if baseline is None and history.store is not None:
+            previous = history.store.previous(scope_key(data))
+            if previous is not None:
+                baseline, label = history.store.run(previous), f"run {previous}"
+        annotate(data, baseline, label, history.accepted)
+        with recorded(history, data):
+            writer.end(data)
     finally:
         if out is not sys.stdout:
             out.close()
     return exit_code(data, args.fail_on, args.fail_on_new)
 
 
-def scan_in_workers(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
+def scan_in_workers(targets, opts, policy, segment: str | None, args: argparse.Namespace, output,
+                    history: RunHistory) -> int:
     """scan --workers N with a format other than jsonl: the workers' stream goes to a file without a name,
     and the output is built from it as `convert` builds it."""
     import tempfile
@@ -430,7 +469,7 @@ def scan_in_workers(targets, opts, policy, segment: str | None, args: argparse.N
         writer.end(writer.summary(stream_scan(targets, opts, writer, args.workers)))
         out.seek(0)
         data = parse_stream(out, "the workers' stream")
-    return finish_data(data, args)
+    return finish_data(data, args, output, history)
 
 
 def read_model_names(path: str | None) -> tuple[str, ...]:
@@ -515,8 +554,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        **({"probe_concurrency": args.probe_concurrency} if args.probe_concurrency else {}))
     if output_format(args) == "jsonl":
         return scan_to_stream(targets, opts, policy, segment, args)
+    output = open_output(args)
+    history = open_history(args)
     if args.workers > 1:
-        return scan_in_workers(targets, opts, policy, segment, args)
+        return scan_in_workers(targets, opts, policy, segment, args, output, history)
     result = scan(targets, opts)
     result.options.update(result_options(targets, args))
     if policy is not None:
@@ -525,7 +566,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         apply_policy(result, segment, policy)
     if not result.complete:
         say_incomplete(result.stats)
-    return finish(result, args)
+    return finish_data(result.to_dict(), args, output, history)
 
 
 def open_lab(args: argparse.Namespace):
@@ -579,10 +620,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
         from .lab.segments import scan_argv
 
+        output = open_output(args)
         argv = lab.vantage_argv(args.name, *scan_argv(args.name, args.engine))
         out = subprocess.run(argv, capture_output=True, text=True)
         sys.stderr.write(out.stderr)
-        write_output(out.stdout, args.output)
+        write_output(out.stdout, output)
         return out.returncode
     else:
         status = lab.status()
@@ -636,24 +678,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from .render import shard_note
 
+    if output_format(args) == "jsonl":
+        raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom or text")
     policy = load_policy(args.policy) if args.policy else None
-    report = build_report([load_scan(path) for path in args.results], policy)
+    scans = [load_scan(path) for path in args.results]
+    output = open_output(args)
+    history = open_history(args)
+    report = build_report(scans, policy)
     for scan in report.scans:
         if scan.get("shards") and (scan["shards"]["missing"] or scan["shards"]["unfinished"]):
             print(f"netaudit: vantage {scan['vantage']}: {shard_note(scan['shards'])}: the merge is incomplete",
                   file=sys.stderr)
-    return finish(report, args)
+    return finish_data(report.to_dict(), args, output, history)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .history import Recorded
     from .render import FORMATS
-    from .report import load_scan
+    from .report import load_scan_or_report
 
     fmt = output_format(args)
-    data = load_scan(args.result)
-    data.pop("_path")
-    write_output(FORMATS[fmt](Recorded(data)), args.output)
+    if fmt == "jsonl":
+        raise UsageError("convert writes json, html, sarif, junit, prom or text; a jsonl stream is what it reads")
+    data = load_scan_or_report(args.result, "result")
+    write_output(FORMATS[fmt](Recorded(data)), open_output(args))
     return exit_code(data, args.fail_on)
 
 
@@ -661,9 +709,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     from .history import Recorded, Store, annotate, default_store
     from .render import to_text
 
-    store = Store(Path(args.store) if args.store else default_store())
     if len(args.runs) > 2 or not all(r.isdigit() for r in args.runs):
         raise UsageError("history takes no RUN (list), one RUN id (show) or two (diff)")
+    path = Path(args.store) if args.store else default_store()
+    if not path.exists():  # read-only: a store that is not there is not made
+        if args.runs:
+            raise UsageError(f"no run {args.runs[0]}: there is no history store at {path}")
+        print(f"no runs (there is no history store at {path})")
+        return EXIT_OK
+    store = Store(path, read_only=True)
     if not args.runs:
         rows = store.runs()
         if not rows:
@@ -691,7 +745,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .nmap_probes import export
 
-    write_output(export(with_stock=args.with_stock), args.output, encoding="latin-1")  # the stock file's bytes
+    output = open_output(args)
+    write_output(export(with_stock=args.with_stock), output, encoding="latin-1")  # the stock file's bytes
     return EXIT_OK
 
 
@@ -706,6 +761,7 @@ COMMANDS = {"scan": cmd_scan, "report": cmd_report, "convert": cmd_convert, "his
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .output import OutputError
     from .registry import RegistryError
 
     try:
@@ -721,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netaudit: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except OutputError as exc:  # the work was done, its output could not be written; the message says where it is
+        print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except RegistryError as exc:  # netaudit's own data is missing or wrong: it must not scan blind
         print(f"netaudit: broken install: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_INTERNAL

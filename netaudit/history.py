@@ -11,13 +11,15 @@ import hashlib
 import json
 import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import UsageError
 from .files import read_toml
+from .validate import check_keys, nearest
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -53,8 +55,16 @@ def scope_key(data: dict[str, Any]) -> str:
 
 
 class Store:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
+        """`read_only` opens an existing store for `history`, which creates and changes nothing."""
         self.path = path
+        if read_only:
+            try:
+                self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+                self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            except sqlite3.Error as exc:
+                raise UsageError(f"cannot read history store {path}: {exc}") from None
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
@@ -73,7 +83,10 @@ class Store:
             raise UsageError(f"history store {path} has schema {version[0]}; this netaudit knows {SCHEMA_VERSION}")
         self.db.execute("COMMIT")
 
-    def record(self, data: dict[str, Any]) -> int:
+    @contextmanager
+    def recording(self, data: dict[str, Any]) -> Iterator[int]:
+        """The run, inserted and committed only if the block succeeds: a run whose output could not be
+        written must never become the next run's baseline."""
         kind = "report" if "reachability" in data else "scan"
         vantage = data.get("vantage") or ",".join(s["vantage"] for s in data.get("scans", []))
         self.db.execute("BEGIN IMMEDIATE")
@@ -88,11 +101,11 @@ class Store:
             self.db.executemany("INSERT OR IGNORE INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)",
                                 [(run_id, f["id"], f["rule"], f["severity"], f["host"], f["port"], f["title"])
                                  for f in data["findings"]])
+            yield run_id
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return run_id
 
     def previous(self, scope: str, before: int | None = None) -> int | None:
         row = self.db.execute("SELECT max(id) FROM runs WHERE scope = ? AND complete = 1 AND id < ?",
@@ -147,21 +160,45 @@ class Acceptance:
                    for key, want in (("rule", self.rule), ("host", self.host), ("port", self.port)))
 
 
+ACCEPT_KEYS = {"id", "rule", "host", "port", "reason", "owner", "expires"}
+
+
 def load_accept_list(path: str) -> list[Acceptance]:
-    """[[accept]] entries: id, or rule/host/port; and reason, owner, expires (a date), all required."""
+    """[[accept]] entries: id, or rule/host/port; and reason, owner, expires (a date), all required. A key,
+    a rule or a port that could never match is an error, not an entry that silently covers nothing."""
+    from .assess import load_rules
+
     data = read_toml(path, "accept list")
+    where = f"accept list {path}"
+    check_keys(data, {"accept"}, where, "top level")
+    if not isinstance(data.get("accept", []), list):
+        raise UsageError(f"{where}: accept must be a list of tables ([[accept]])")
+    rules = {rule.id for rule in load_rules()}
     out = []
     for index, entry in enumerate(data.get("accept", []), 1):
+        check_keys(entry, ACCEPT_KEYS, where, f"entry #{index}")
         missing = [k for k in ("reason", "owner", "expires") if not entry.get(k)]
         if missing or not (entry.get("id") or entry.get("rule")):
             raise UsageError(f"accept list {path}: entry #{index} needs id (or rule), reason, owner and expires"
                              + (f"; missing {', '.join(missing)}" if missing else ""))
+        if entry.get("rule") is not None and entry["rule"] not in rules:
+            raise UsageError(f"{where}: entry #{index}: unknown rule {entry['rule']!r}{nearest(entry['rule'], rules)}")
+        port = entry.get("port")
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+            raise UsageError(f"{where}: entry #{index}: port {port!r} is not a number 1-65535")
+        for key in ("id", "host", "reason", "owner"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise UsageError(f"{where}: entry #{index}: {key} must be a string")
         expires = entry["expires"]
         if isinstance(expires, str):
             try:
                 expires = date.fromisoformat(expires)
             except ValueError:
                 raise UsageError(f"accept list {path}: entry #{index} expires {expires!r} is not a date") from None
+        if isinstance(expires, datetime):
+            expires = expires.date()
+        if not isinstance(expires, date):
+            raise UsageError(f"{where}: entry #{index}: expires {expires!r} is not a date")
         out.append(Acceptance(entry.get("id"), entry.get("rule"), entry.get("host"), entry.get("port"),
                               entry["reason"], entry["owner"], expires))
     return out

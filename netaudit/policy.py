@@ -9,6 +9,7 @@ from . import registry
 from .errors import UsageError
 from .files import read_toml
 from .targets import IPNetwork
+from .validate import check_keys, nearest
 
 TRUST_LEVELS = ("trusted", "untrusted")
 REQUIREMENTS = ("tls", "mtls")
@@ -68,10 +69,16 @@ def _list(value, what: str, path: str) -> tuple[str, ...]:
 
 def load_policy(path: str) -> Policy:
     data = read_toml(path, "policy")
+    check_keys(data, {"segments", "allow"}, f"policy {path}", "top level")
+    if not isinstance(data.get("segments", {}), dict) or not isinstance(data.get("allow", []), list):
+        raise UsageError(f"policy {path}: segments must be tables ([segments.NAME]) and allow a list ([[allow]])")
     segments = {}
     for name, entry in (data.get("segments") or {}).items():
         if not isinstance(entry, dict):
             raise UsageError(f"policy {path}: [segments.{name}] must be a table")
+        check_keys(entry, {"cidrs", "trust"}, f"policy {path}", f"segments.{name}")
+        if not entry.get("cidrs"):
+            raise UsageError(f"policy {path}: segments.{name}: no cidrs: the segment would hold no address")
         trust = entry.get("trust", "untrusted")
         if trust not in TRUST_LEVELS:
             raise UsageError(f"policy {path}: segment {name!r} trust {trust!r} is not one of {', '.join(TRUST_LEVELS)}")
@@ -84,16 +91,21 @@ def load_policy(path: str) -> Policy:
         raise UsageError(f"policy {path} defines no [segments.NAME]")
     allows = []
     for index, entry in enumerate(data.get("allow") or [], 1):
+        if not isinstance(entry, dict):
+            raise UsageError(f"policy {path}: allow #{index} must be a table")
+        check_keys(entry, {"kinds", "from", "require"}, f"policy {path}", f"allow #{index}")
+        if not entry.get("kinds") or not entry.get("from"):
+            raise UsageError(f"policy {path}: allow #{index} needs kinds and from")
         kinds = _list(entry.get("kinds", []), f"allow #{index} kinds", path)
         sources = _list(entry.get("from", []), f"allow #{index} from", path)
         require = _list(entry.get("require", []), f"allow #{index} require", path)
         for kind in kinds:
             if registry.kind(kind) is None:
-                raise UsageError(f"policy {path}: allow #{index}: unknown kind {kind!r} (known: "
-                                 f"{', '.join(registry.kinds())})")
+                raise UsageError(f"policy {path}: allow #{index}: unknown kind {kind!r}"
+                                 f"{nearest(kind, registry.kinds())} (known: {', '.join(registry.kinds())})")
         for source in sources:
             if source not in segments:
-                raise UsageError(f"policy {path}: allow #{index}: unknown segment {source!r}")
+                raise UsageError(f"policy {path}: allow #{index}: unknown segment {source!r}{nearest(source, segments)}")
         for req in require:
             if req not in REQUIREMENTS:
                 raise UsageError(f"policy {path}: allow #{index}: require {req!r} is not one of tls, mtls")

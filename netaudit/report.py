@@ -17,6 +17,7 @@ from .exposure import ScanView, expected_unreachable, policy_findings, row, trus
 from .model import SCHEMA, Finding, severity_rank
 from .policy import Policy
 from .stream import merge_stats
+from .validate import check_result
 
 REPORT_SCHEMA = "netaudit/report-v1"
 
@@ -49,17 +50,19 @@ def load_scan(path: str) -> dict[str, Any]:
     data = read_stream(path) if is_stream(path) else read_json(path, "scan result")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} is not a netaudit scan result (schema {SCHEMA!r} expected)")
+    check_result(data, path, "scan-v1")
     data["_path"] = path
     return data
 
 
-def load_scan_or_report(path: str) -> dict[str, Any]:
-    """A --baseline file: a scan result (JSON or a stream) or a merged report."""
+def load_scan_or_report(path: str, what: str = "baseline") -> dict[str, Any]:
+    """A --baseline file or what `convert` reads: a scan result (JSON or a stream) or a merged report."""
     from .stream import is_stream, read_stream
 
-    data = read_stream(path) if is_stream(path) else read_json(path, "baseline")
+    data = read_stream(path) if is_stream(path) else read_json(path, what)
     if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, REPORT_SCHEMA):
-        raise UsageError(f"baseline {path} is not a netaudit scan result or report")
+        raise UsageError(f"{what} {path} is not a netaudit scan result or report")
+    check_result(data, f"{what} {path}", "scan-v1" if data["schema"] == SCHEMA else "report-v1")
     return data
 
 

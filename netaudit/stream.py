@@ -17,6 +17,7 @@ from typing import Any, Iterable, TextIO
 from .assess import assess
 from .errors import UsageError
 from .model import SCHEMA, Endpoint, ScanResult
+from .output import OutputError
 
 STREAM_SCHEMA = "netaudit/scan-stream-v1"
 # What history and --fail-on need of a finding once its line is written; evidence stays in the stream.
@@ -41,8 +42,26 @@ class StreamWriter:
         self.expected_unreachable: list[dict[str, Any]] = []
 
     def _write(self, record: dict[str, Any]) -> None:
-        self.out.write(json.dumps(record) + "\n")
-        self.out.flush()
+        self._put(json.dumps(record) + "\n")
+        self.flush()
+
+    def _put(self, text: str) -> None:
+        try:
+            self.out.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.out.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        name = getattr(self.out, "name", None)
+        where = name if isinstance(name, str) and name != "<stdout>" else "standard output"
+        return OutputError(f"cannot write {where}: {exc.strerror}; the {self.endpoints} endpoints written before "
+                           "stay readable there, without a trailer (incomplete), and the run is not recorded")
 
     def begin(self, result: ScanResult) -> None:
         self.result = result
@@ -73,7 +92,7 @@ class StreamWriter:
     def copy(self, line: str, record: dict[str, Any]) -> None:
         """An endpoint line of another stream of this scan (a worker's, scan --workers), written as it came;
         `record` is the line parsed. The caller flushes, once per batch."""
-        self.out.write(line if line.endswith("\n") else line + "\n")
+        self._put(line if line.endswith("\n") else line + "\n")
         self._count(record)
 
     def _count(self, record: dict[str, Any]) -> None:

@@ -180,7 +180,7 @@ def _copy(parts: list[_Part], writer: StreamWriter) -> None:
                 part.trailer = record
             elif record["type"] == "error":
                 part.error = record
-    writer.out.flush()
+    writer.flush()
 
 
 def _share(opts: ScanOptions, count: int) -> ScanOptions:
