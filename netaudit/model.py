@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -18,6 +19,14 @@ def shallow(obj) -> dict[str, Any]:
     """A dataclass as a dict without dataclasses.asdict's deep copy: outputs only read it, and a report with
     20,000 findings renders seconds faster."""
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def endpoint_order(host: str, port: int) -> tuple[int, int, int]:
+    """The one order of endpoints everywhere (scan, stream, shards, report): IPv4 before IPv6, then by
+    address and port. Raw addresses of two families cannot be compared, so a dual-stack merge sorted them
+    with a TypeError."""
+    address = ipaddress.ip_address(host)
+    return address.version, int(address), port
 
 
 def severity_rank(severity: str) -> int:

@@ -4,7 +4,6 @@ and what the policy expects to be reachable but was not."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -14,7 +13,8 @@ from .errors import UsageError
 from .files import read_json
 from . import registry
 from .exposure import ScanView, expected_unreachable, policy_findings, row, trust_context
-from .model import SCHEMA, Finding, severity_rank
+from .model import SCHEMA, Finding, endpoint_order, severity_rank
+from .portstates import merge_groups
 from .policy import Policy
 from .stream import merge_stats
 from .validate import check_result
@@ -142,9 +142,9 @@ def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
                   "started": min(p["started"] for p in parts),
                   "finished": max((p["finished"] or "" for p in parts), default=None) or None,
                   "complete": not missing and not unfinished,
-                  "endpoints": sorted(endpoints.values(), key=lambda e: (ipaddress.ip_address(e["host"]), e["port"])),
+                  "endpoints": sorted(endpoints.values(), key=lambda e: endpoint_order(e["host"], e["port"])),
                   "findings": list(findings.values()),
-                  "port_states": [g for p in parts for g in p.get("port_states") or []],
+                  "port_states": merge_groups(p.get("port_states") or [] for p in parts),
                   "stats": merge_stats([p.get("stats", {}) for p in parts]),
                   "options": {**first["options"], "shard": None},
                   "shards": {"count": count, "present": sorted(indices), "missing": missing, "unfinished": unfinished}}
@@ -160,7 +160,7 @@ def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
         for ep in scan["endpoints"]:
             views.setdefault((ep["host"], ep["port"]), []).append(ep)
     # The matrix covers services that exist: endpoints some vantage found open.
-    endpoints = [_kind_of(v) for key, v in sorted(views.items(), key=lambda kv: (ipaddress.ip_address(kv[0][0]), kv[0][1]))
+    endpoints = [_kind_of(v) for key, v in sorted(views.items(), key=lambda kv: endpoint_order(*kv[0]))
                  if any(e["state"] == "open" for e in v)]
     reachability = []
     for (name, segment), scan in vantages:

@@ -14,7 +14,6 @@ port leaked on the host's other ports), which are few.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from .assess import assess
 from .bounds import bound_endpoint
 from .discovery import ENGINES, DiscoveryOptions, PortResult
 from .faults import CURRENT, Step, budget as fingerprint_budget, probe_error
-from .model import Endpoint, ScanResult
+from .model import Endpoint, ScanResult, endpoint_order
 from .portstates import answered_by, received, target_ttls
 from .probes.base import ProbeContext
 from .probes.serving import BUILTIN_MODEL_NAMES
@@ -246,7 +245,7 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
         for sig in handled:
             loop.remove_signal_handler(sig)
         progress.done()
-    result.endpoints.sort(key=lambda e: (ipaddress.ip_address(e.host).version, ipaddress.ip_address(e.host), e.port))
+    result.endpoints.sort(key=lambda e: endpoint_order(e.host, e.port))
     for endpoint in result.endpoints:
         bound_endpoint(endpoint)
     result.stats["probe_errors"] = result.stats.get("probe_errors", 0) + sum(

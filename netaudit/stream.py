@@ -9,14 +9,13 @@ SARIF and merged reports are built from the stream afterwards (`netaudit convert
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections import Counter
 from typing import Any, Iterable, TextIO
 
 from .assess import assess
 from .errors import UsageError
-from .model import SCHEMA, Endpoint, ScanResult
+from .model import SCHEMA, Endpoint, ScanResult, endpoint_order
 from .output import OutputError
 
 STREAM_SCHEMA = "netaudit/scan-stream-v1"
@@ -193,8 +192,7 @@ def parse_stream(lines: Iterable[str], path: str) -> dict[str, Any]:
             trailer = record
     if header is None:
         raise UsageError(f"{path} is empty: not a netaudit scan stream")
-    endpoints.sort(key=lambda e: (ipaddress.ip_address(e["host"]).version, ipaddress.ip_address(e["host"]),
-                                  e["port"]))
+    endpoints.sort(key=lambda e: endpoint_order(e["host"], e["port"]))
     data = {"schema": SCHEMA, "vantage": header["vantage"], "started": header["started"],
             "finished": trailer["finished"] if trailer else None, "complete": bool(trailer and trailer["complete"]),
             "endpoints": endpoints, "findings": findings, "stats": dict(trailer["stats"]) if trailer else {},

@@ -22,7 +22,7 @@ def _validator(name: str):
 
     schema = json.loads(resources.files("netaudit").joinpath(f"data/schemas/{name}.json").read_text())
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def field_path(parts) -> str:

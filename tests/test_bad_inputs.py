@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TREE
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]
 POLICY = '[segments.lab]\ncidrs = ["127.0.0.1/32"]\ntrust = "trusted"\n'

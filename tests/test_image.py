@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 

@@ -105,6 +105,29 @@ def test_union_of_shards_equals_the_unsharded_scan(tf_ns, tmp_path, engine):
     assert not data["complete"] and data["scans"][0]["shards"]["missing"] == [2]
 
 
+@pytest.mark.parametrize("engine", ["syn", "connect"])
+def test_shards_of_a_24_regroup_their_port_states_into_the_groups_of_one_scan(tf_ns, tmp_path, engine):
+    """One merge for a scan that ran in parts: the shards' hash-scattered groups become one scan's CIDRs."""
+    from netaudit.report import load_scan, merge_shards
+
+    sweep = ("198.18.0.0/24", "-p", "2223", "--timeout", "1", "--retries", "0", "--no-history", "--engine", engine)
+    whole = tf_ns.run(*NETAUDIT, "scan", *sweep, "--format", "json", check=False)
+    assert whole.returncode == 0, whole.stderr
+    paths = []
+    for k in (1, 2, 3, 4):
+        out = tmp_path / f"part{k}.jsonl"
+        proc = tf_ns.run(*NETAUDIT, "scan", *sweep, "--shard", f"{k}/4", "-o", str(out), check=False)
+        assert proc.returncode == 0, proc.stderr
+        paths.append(str(out))
+    parts = [load_scan(p) for p in paths]
+    merged, = merge_shards(parts)
+    expected = json.loads(whole.stdout)["port_states"]
+    assert merged["port_states"] == expected
+    blocks = sum(len(g["hosts"]) for g in expected)
+    # Each shard's addresses are hash-scattered: joined as they are, they would be many times the blocks.
+    assert sum(len(g["hosts"]) for p in parts for g in p["port_states"]) > 10 * blocks, blocks
+
+
 def test_shard_is_validated():
     for bad, why in (("0/4", "K must be between 1 and N"), ("5/4", "K must be between 1 and N"),
                      ("2", "expected K/N"), ("a/b", "expected K/N")):
