@@ -12,7 +12,7 @@ import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from typing import Iterable, Iterator, TextIO
 
@@ -320,8 +320,9 @@ def build_targets(args: Iterable[str], ports: str = "tf", scope: str | None = No
     if not texts:
         raise UsageError("no targets given (pass IPs, CIDRs, ranges, host:port, tf-config:FILE, masscan:FILE, "
                          "zmap:FILE, nmap:FILE, or - for stdin)")
-    blocks = [block for text in texts for block in parse_target(text)]
-    targets = TargetSet(tuple(blocks), parse_ports(ports), parse_shard(shard) if shard else None)
+    default_ports = parse_ports(ports)
+    blocks = distinct_blocks([block for text in texts for block in parse_target(text)], default_ports)
+    targets = TargetSet(tuple(blocks), default_ports, parse_shard(shard) if shard else None)
     if scope is None:
         if targets.address_count() > MAX_UNSCOPED_ADDRESSES:
             raise UsageError(f"{targets.address_count()} addresses is more than a /16; "
@@ -329,6 +330,47 @@ def build_targets(args: Iterable[str], ports: str = "tf", scope: str | None = No
     else:
         check_scope(targets, parse_scope(scope))
     return targets
+
+
+def _uncovered(networks: Iterable[IPNetwork], covered: list[IPNetwork]) -> tuple[IPNetwork, ...]:
+    """`networks` less every address already in `covered`."""
+    left = list(networks)
+    for done in covered:
+        next_left: list[IPNetwork] = []
+        for net in left:
+            if net.version != done.version or not net.overlaps(done):
+                next_left.append(net)
+            elif not net.subnet_of(done):  # done lies inside net: keep the rest of net
+                next_left.extend(net.address_exclude(done))
+        left = next_left
+    return tuple(ipaddress.collapse_addresses(left)) if left else ()
+
+
+def distinct_blocks(blocks: list[TargetBlock], default_ports: tuple[int, ...]) -> list[TargetBlock]:
+    """Each (address, port) once, in the order given: a repeated target, a line given twice on stdin and
+    overlapping CIDRs are probed and counted once. A named host:port is dropped when the same single host is
+    also a target of its own with that port among the default ports (it is listed either way)."""
+    swept: list[IPNetwork] = []
+    single_hosts = {b.networks[0].network_address for b in blocks
+                    if b.ports is None and b.address_count() == 1}
+    named: set[tuple[IPAddress, int]] = set()
+    out = []
+    for block in blocks:
+        if block.ports is None:
+            networks = _uncovered(block.networks, swept)
+            if networks:
+                swept.extend(networks)
+                out.append(replace(block, networks=networks))
+        elif block.address_count() == 1:
+            address = block.networks[0].network_address
+            ports = tuple(p for p in dict.fromkeys(block.ports) if (address, p) not in named
+                          and not (address in single_hosts and p in default_ports))
+            named.update((address, p) for p in ports)
+            if ports:
+                out.append(replace(block, ports=ports))
+        else:
+            out.append(block)
+    return out
 
 
 def check_scope(targets: TargetSet, scope: tuple[IPNetwork, ...]) -> None:

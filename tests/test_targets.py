@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import socket
 
@@ -126,3 +127,30 @@ def test_workers_split_hosts_whole_and_shards_split_pairs():
     assert set().union(*sharded) == every
     assert any(len({k for k, part in enumerate(sharded) for h, _ in part if h == host}) > 1
                for host in {h for h, _ in every})
+
+
+def test_each_target_and_pair_is_counted_once():
+    """Repeated targets, stdin lines given twice and overlapping CIDRs are merged before discovery."""
+    once = build_targets(["127.0.0.1:2222", "127.0.0.1:2222"], ports="2222")
+    assert once.probe_count() == 1 and len(once.blocks) == 1
+    assert build_targets(["127.0.0.1:2222", "127.0.0.1"], ports="2222,8500").probe_count() == 2
+    nested = build_targets(["198.18.0.0/24", "198.18.0.0/25", "198.18.0.128/26", "198.18.1.0/30"], ports="2222")
+    assert nested.probe_count() == 260 and [b.spec for b in nested.blocks] == ["198.18.0.0/24", "198.18.1.0/30"]
+    inside = build_targets(["198.18.0.5", "198.18.0.0/24"], ports="2222,8500")
+    assert inside.probe_count() == 512
+    assert sorted(str(h) for h, _, _ in inside.probes()) == sorted(
+        str(a) for a in ipaddress.ip_network("198.18.0.0/24") for _ in range(2))
+    lines = build_targets(["-"], ports="2222", stdin=io.StringIO("198.18.0.7\n198.18.0.7\n198.18.0.6/31\n"))
+    assert lines.probe_count() == 2
+
+
+def test_a_repeated_target_is_one_port_probed():
+    with socket.socket() as listener:  # the test's own port: the scan reaches nothing else
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        proc = run_cli("scan", f"127.0.0.1:{port}", f"127.0.0.1:{port}", "--engine", "connect", "--no-history",
+                       "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["stats"]["probes"] == 1 and len(data["endpoints"]) == 1
