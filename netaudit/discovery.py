@@ -399,7 +399,8 @@ async def nmap_scan(targets: TargetSet, *, timeout: float = 2.0, retries: int = 
     groups: dict[tuple[int, ...], list[TargetBlock]] = {}
     for block in targets.blocks:
         groups.setdefault(block.ports or targets.ports, []).append(block)
-    # -sS needs raw sockets; nmap assumes an unprivileged user has none unless told --privileged.
+    # -sS needs raw sockets (as the evidence says, ENGINES); nmap assumes an unprivileged user has none
+    # unless told --privileged.
     technique = ("-sS" + ("" if os.geteuid() == 0 else " --privileged")) if raw_sockets_allowed() else "-sT"
     for ports, blocks in groups.items():
         by_address = {str(addr): block for block in blocks for addr in block.addresses()}
@@ -630,9 +631,13 @@ Runner = Callable[[TargetSet, DiscoveryOptions, Callable[[PortResult], None], Ca
 @dataclass(frozen=True)
 class Engine:
     name: str
-    sends: str  # what one probe puts on the wire, for the evidence
+    says: str | Callable[[], str]  # what one probe puts on the wire, for the evidence (decided when it runs)
     sees_packets: bool  # sees the reply itself (TTL, ICMP source), not only what connect() returned
     run: Runner
+
+    @property
+    def sends(self) -> str:
+        return self.says() if callable(self.says) else self.says
 
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
@@ -643,7 +648,7 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
     Engine("syn", "raw SYN", True,
            lambda t, o, found, done: syn_scan(t, timeout=o.timeout, retries=o.retries, rate=o.rate,
                                               report_all=o.report_all, on_result=found, on_progress=done)),
-    Engine("nmap", "nmap -sS SYN as root, else -sT connect()", True,
+    Engine("nmap", lambda: "nmap -sS SYN" if raw_sockets_allowed() else "nmap -sT connect()", True,
            lambda t, o, found, done: nmap_scan(t, timeout=o.timeout, retries=o.retries, rate=o.rate,
                                                report_all=o.report_all, on_result=found, on_progress=done)),
 )}

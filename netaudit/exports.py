@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from . import __version__, registry
-from .model import SEVERITIES
+from .model import SEVERITIES, vantage_name
 
 BASELINE_STATE = {"new": "new", "persisting": "unchanged"}
 SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
@@ -74,7 +74,7 @@ def to_sarif(result) -> str:
                             "message": {"text": "resolved since the baseline: " + f["title"]},
                             "locations": [_location(f, kinds.get((f["host"], f["port"])))],
                             "partialFingerprints": {"netauditFindingId/v1": f["id"]}})
-    vantage = data.get("vantage") or ",".join(s["vantage"] for s in data.get("scans", [])) or "scan"
+    vantage = vantage_name(data)
     run = {"tool": {"driver": {"name": "netaudit", "version": __version__, "informationUri": INFO_URI,
                                "rules": list(rules.values())}},
            "automationDetails": {"id": f"netaudit/{vantage}/{data.get('started') or data.get('generated')}"},
@@ -147,7 +147,7 @@ def to_prom(result) -> str:
     from datetime import datetime
 
     data = result.to_dict()
-    vantage = _label(data.get("vantage") or ",".join(s["vantage"] for s in data.get("scans", [])) or "scan")
+    vantage = _label(vantage_name(data))
     lines = ["# HELP netaudit_findings Findings in the latest run, by severity and rule.",
              "# TYPE netaudit_findings gauge"]
     for (severity, rule), count in sorted(Counter((f["severity"], f["rule"]) for f in data["findings"]).items()):

@@ -218,6 +218,10 @@ def annotate(data: dict[str, Any], baseline: dict[str, Any] | None, baseline_lab
         if rule:
             finding["accepted"] = {"reason": rule.reason, "owner": rule.owner, "expires": rule.expires.isoformat(),
                                    "expired": rule.expires < today}
+    data["expired_acceptances"] = [
+        {"entry": a.finding_id or a.rule, "owner": a.owner, "reason": a.reason, "expires": a.expires.isoformat(),
+         "covers": sorted(f["id"] for f in data["findings"] if a.covers(f))}
+        for a in accepted if a.expires < today]
     data["diff"] = {
         "baseline": baseline_label if baseline is not None else None,
         "new": sorted(f["id"] for f in data["findings"] if f["state"] == "new"),

@@ -29,6 +29,11 @@ def endpoint_order(host: str, port: int) -> tuple[int, int, int]:
     return address.version, int(address), port
 
 
+def vantage_name(data: dict[str, Any]) -> str:
+    """What every output calls a result's vantage: its name, a report's vantages joined, or "-"."""
+    return data.get("vantage") or ",".join(s["vantage"] for s in data.get("scans", [])) or "-"
+
+
 def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 

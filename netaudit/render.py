@@ -15,7 +15,7 @@ from typing import Any, Callable
 from . import registry
 from .bounds import more
 from .exposure import VERDICTS
-from .model import SEVERITIES, severity_rank
+from .model import SEVERITIES, severity_rank, vantage_name
 from .textsafe import terminal_lines, terminal_safe
 from .transcript import sentences
 
@@ -110,9 +110,13 @@ def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
     counts = Counter(f["severity"] for f in data["findings"])
     diff = data.get("diff")
     if diff and diff["baseline"]:
-        lines += ["", f"SINCE {diff['baseline'].upper()}: {len(diff['new'])} new, {len(diff['persisting'])} persisting, "
+        lines += ["", f"SINCE {diff['baseline']}: {len(diff['new'])} new, {len(diff['persisting'])} persisting, "
                       f"{len(diff['resolved'])} resolved"]
         lines += [f"  RESOLVED  {f['severity'].upper():8}  {f['title']}" for f in diff["resolved"]]
+    if expired := data.get("expired_acceptances"):
+        lines += ["", f"EXPIRED ACCEPTANCES ({len(expired)}): the findings they covered count again"]
+        lines += [f"  {a['entry']}  expired {a['expires']}  owner {a['owner']}  covers {len(a['covers'])} "
+                  f"finding{'' if len(a['covers']) == 1 else 's'}: {a['reason']}" for a in expired]
     lines += ["", f"FINDINGS ({len(data['findings'])})"
               + (": " + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s]) if counts else "")]
     for index, f in enumerate(_sorted_findings(data["findings"])):
@@ -137,18 +141,23 @@ def matrix(data: dict[str, Any]) -> tuple[list[str], list[tuple[dict[str, Any], 
     return vantages, [(ep, [cells[(v, ep["host"], ep["port"])] for v in vantages]) for ep in data["endpoints"]]
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def to_text(result) -> str:
     data = result.to_dict()
     if "reachability" not in data:
         stats = data["stats"]
         status = "complete" if data["complete"] else f"INCOMPLETE ({stats.get('incomplete_reason', 'stopped')})"
-        lines = [f"netaudit scan  {data['started']} -> {data['finished']}  vantage: {data['vantage'] or '-'}  {status}",
-                 f"{stats.get('probes', 0)} ports probed, states: "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items()))
+        lines = [f"netaudit scan  {data['started']} -> {data['finished'] or '(not finished)'}  "
+                 f"vantage: {vantage_name(data)}  {status}",
+                 f"{plural(stats.get('probes', 0), 'port')} probed, states: "
+                 + (", ".join(f"{k} {v}" for k, v in sorted(stats.get("states", {}).items())) or "none recorded")
                  + (f"; probe errors on {stats['probe_errors']} endpoints" if stats.get("probe_errors") else ""), ""]
         return terminal_lines("\n".join(lines + _endpoint_and_finding_lines(data))) + "\n"
     vantages, rows = matrix(data)
-    lines = [f"netaudit report  {data['generated']}  {len(data['scans'])} scans: "
+    lines = [f"netaudit report  {data['generated']}  {plural(len(data['scans']), 'scan')}: "
              + ", ".join(f"{s['vantage']} ({s['segment'] or 'no segment'})" for s in data["scans"])
              + ("" if data["complete"] else "  INCOMPLETE: a scan did not finish")]
     lines += [f"  {s['vantage']}: {shard_note(s['shards'])}" for s in data["scans"] if s.get("shards")]

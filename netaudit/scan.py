@@ -110,6 +110,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
     probing: dict[int, Endpoint] = {}  # with a sink: endpoints being fingerprinted, written as they are if stopped
     ttls: dict[str, int] = {}  # per host, its SYN-ACKs' TTL: who answered, for endpoints handed on early
     engine = ENGINES[opts.engine]
+    sends = engine.sends
 
     def hand_on(endpoint: Endpoint) -> None:
         assert sink is not None
@@ -141,9 +142,9 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
         note = f" ({found.note})" if found.note else ""
         endpoint = Endpoint(found.host, found.port, found.state,
-                            evidence=[f"{engine.sends} to {found.host} port {found.port}: "
+                            evidence=[f"{sends} to {found.host} port {found.port}: "
                                       f"{received(found.reason, found.responder)}{rtt}{note}"])
-        endpoint.details["discovery"] = {"engine": engine.name, "sent": engine.sends, "reason": found.reason,
+        endpoint.details["discovery"] = {"engine": engine.name, "sent": sends, "reason": found.reason,
                                          "received": received(found.reason, found.responder), "ttl": found.ttl,
                                          "responder": found.responder}
         if found.block.ports is not None:

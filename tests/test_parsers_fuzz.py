@@ -210,7 +210,7 @@ def test_junit_and_prom_stay_valid_for_any_server_text(title, evidence):
     result.findings = [Finding(title, "high", "127.0.0.1", 2222, title, [evidence], evidence, [])]
     ET.fromstring(to_junit(result))
     families = {f.name: f for f in text_string_to_metric_families(to_prom(result))}
-    assert {s.labels["vantage"] for s in families["netaudit_scan_complete"].samples} == {title or "scan"}
+    assert {s.labels["vantage"] for s in families["netaudit_scan_complete"].samples} == {title or "-"}
     assert re.fullmatch(r"[\s\S]*", to_junit(result))
 
 
@@ -248,10 +248,10 @@ H2_FRAMES = st.lists(st.tuples(
 ), max_size=12).map(lambda frames: b"".join(h2c.frame(*f) for f in frames))
 
 
-async def _answer_to(server_bytes: bytes, chunks: int = 1) -> h2c.Answer:
+async def _answer_to(server_bytes: bytes, chunks: int = 1, deadline: float = 0.5) -> h2c.Answer:
     reader = asyncio.StreamReader()
     connection = h2c.H2cConnection(reader, _Sent(), "192.0.2.1:2222")
-    call = asyncio.ensure_future(connection.call("/a.B/C", b"", 0.5))
+    call = asyncio.ensure_future(connection.call("/a.B/C", b"", deadline))
     await asyncio.sleep(0)
     step = max(1, len(server_bytes) // chunks)
     for start in range(0, len(server_bytes), step):
@@ -290,7 +290,8 @@ def test_a_reply_in_pieces_with_padding_and_continuation_is_read():
 def test_a_flood_is_cut_at_the_inbound_limit():
     ping = h2c.frame(h2c.PING, 0, 0, b"8 bytes!")
     flood = ping * (h2c.INBOUND_MAX // len(ping) + 2)
-    answer = asyncio.run(_answer_to(flood, chunks=64))
+    # A deadline the parse of 4 MiB never meets, even on a slow shared core (0.58 s measured at 0.5 s).
+    answer = asyncio.run(_answer_to(flood, chunks=64, deadline=60))
     assert answer.code == "UNAVAILABLE" and answer.details.startswith("connection cut: the server sent more than")
 
 
