@@ -27,8 +27,9 @@ SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "tex
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
-            2 bad usage or input (nothing was scanned); 3 scan did not finish (output marked incomplete);
-            4 internal error
+            2 bad usage or input (nothing was sent, written or recorded); 3 scan did not finish (output
+            marked incomplete); 4 internal error or broken install; 5 output could not be written (the
+            run is not recorded; the message says where the result was kept)
 """
 
 SCAN_EXAMPLES = """\
