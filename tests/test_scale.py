@@ -253,7 +253,10 @@ def test_workers_stop_and_go_on_with_their_parent(tf_ns, tmp_path):
         while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
             time.sleep(0.1)
         proc.send_signal(signal.SIGTSTP)
-        time.sleep(1)
+        stopped_by = time.monotonic() + 10  # the stop takes effect when the parent runs its handler: poll
+        while time.monotonic() < stopped_by and state(proc.pid)[0] != "T":
+            time.sleep(0.1)
+        time.sleep(0.5)
         workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and state(int(p))[1] == proc.pid]
         assert len(workers) == 2 and state(proc.pid)[0] == "T"
         assert all(state(pid)[0] == "T" for pid in workers)
