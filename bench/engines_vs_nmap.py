@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netaudit.lab.netns import Netns  # noqa: E402
-from netaudit.targets import named_port_sets  # noqa: E402
+from netaudit.targets.parse import named_port_sets  # noqa: E402
 
 
 def timed(ns: Netns, argv: list[str]) -> tuple[float, int, str]:

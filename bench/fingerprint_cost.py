@@ -2,7 +2,7 @@
 nmap -sT's connect costs them, in one run against one real tf.distribute.Server on a loopback port.
 
 Every row is done N times (64 at once) and divided: the server's CPU seconds (/proc/PID/stat) and this
-process's (the scanner side, netaudit's own code paths: netaudit/h2c.py for the calls, probes/sniff.py for
+process's (the scanner side, netaudit's own code paths: netaudit/transport/h2c.py for the calls, netaudit/transport/sniff.py for
 the TLS check). "TCP connect + close" is what `nmap -sT` makes a server do for one port. With thousands
 of endpoints on shared cores, the server's column is a floor under any scanner that asks these questions.
 
@@ -23,11 +23,11 @@ from typing import Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netaudit.h2c import H2cConnection  # noqa: E402
+from netaudit.transport.h2c import H2cConnection  # noqa: E402
 from netaudit.lab.processes import free_port  # noqa: E402
 from netaudit.probes import tf_runtime  # noqa: E402
-from netaudit.probes.sniff import answers_tls, tls_handshake  # noqa: E402
-from netaudit.safety import MALFORMED, check_call  # noqa: E402
+from netaudit.transport.sniff import answers_tls, tls_handshake  # noqa: E402
+from netaudit.transport.safety import MALFORMED, check_call  # noqa: E402
 
 SIGNATURES = [(sig.method, sig.request) for sig in tf_runtime.SIGNATURES]
 MARKERS = [(m, MALFORMED) for m in ("/tensorflow.CoordinationService/PollForError",

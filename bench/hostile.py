@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netaudit.faults import budget  # noqa: E402
+from netaudit.core.faults import budget  # noqa: E402
 from netaudit.lab.hostile import HostileLab, measured_run, measured_scan  # noqa: E402
 from netaudit.lab.loopback import LoopbackLab  # noqa: E402
-from netaudit.scan import ScanOptions  # noqa: E402
+from netaudit.scanner.scan import ScanOptions  # noqa: E402
 
 
 def netaudit_row(label: str, targets: list[str], work: Path, timeout: float, retries: int) -> dict:

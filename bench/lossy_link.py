@@ -27,7 +27,7 @@ from engines_vs_nmap import nmap_counts, timed  # noqa: E402
 
 from netaudit.lab.netns import Netns, ip_command  # noqa: E402
 from netaudit.lab.processes import lab_env  # noqa: E402
-from netaudit.targets import named_port_sets  # noqa: E402
+from netaudit.targets.parse import named_port_sets  # noqa: E402
 
 CIDR, TF_ADDRESS = "198.18.64.0/26", "198.18.64.1"
 SCANNER_ADDRESS, GATEWAY = "198.18.65.2", "198.18.65.1"

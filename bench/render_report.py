@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netaudit.assess import load_rules  # noqa: E402
-from netaudit.model import Endpoint, ScanResult  # noqa: E402
-from netaudit.render import to_html  # noqa: E402
+from netaudit.assess.rules import load_rules  # noqa: E402
+from netaudit.core.model import Endpoint, ScanResult  # noqa: E402
+from netaudit.outputs.render import to_html  # noqa: E402
 
 TRANSCRIPT = [f"-> /tensorflow.WorkerService/Method{i} (empty request, no credentials, plaintext h2c) <- OK"
               for i in range(8)]

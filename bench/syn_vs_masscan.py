@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engines_vs_nmap import timed  # noqa: E402
 
 from netaudit.lab.veth import VethLab  # noqa: E402
-from netaudit.targets import named_port_sets  # noqa: E402
+from netaudit.targets.parse import named_port_sets  # noqa: E402
 
 OPEN_PORT, OPEN_COUNT, WAIT = 8500, 16, 2
 FIREWALL = """table inet bench {{

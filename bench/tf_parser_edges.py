@@ -10,7 +10,7 @@ Why every body is read-only: it sets only field numbers that none of the request
 measured release (read from the descriptors compiled into 2.12.1 ... 2.21.0: GetStatusRequest has no
 field, KeepAliveRequest 1, HeartbeatRequest 3 and 4, MonitorRequest 1-3), so a body either fails to parse
 before any handler runs or reaches the handler as the empty request plus unknown fields, which is what the
-scanner already sends. Every call goes through netaudit's RpcSession, so netaudit/safety.py checks it.
+scanner already sends. Every call goes through netaudit's RpcSession, so netaudit/transport/safety.py checks it.
 
     .venv/bin/python bench/tf_parser_edges.py 2.12.1 2.17.1 [--keep] [--json out.json]
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from tf_release_matrix import TF_TASK, VENVS, install
 
-from netaudit import protowire
+from netaudit.transport import protowire
 from netaudit.lab.processes import LabError, free_port, spawn, stop, wait_ready
-from netaudit.rpc import RpcSession
+from netaudit.transport.rpc import RpcSession
 
 METHODS = ("/tensorflow.WorkerService/GetStatus", "/tensorflow.eager.EagerService/KeepAlive",
            "/tensorflow.CoordinationService/Heartbeat", "/tensorflow.ProfilerService/Monitor")

@@ -5,7 +5,7 @@ For each release (the newest patch of every minor from 2.12 that pip can install
 creates a venv under bench/.tf-venvs/ (inside the tree, gitignored), installs tensorflow-cpu there, starts
 real servers with lab/tf_task.py on loopback ports it picked (a plain tf.distribute.Server, and a 2-worker
 MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service), and probes them through
-netaudit's own RpcSession, so every request passes netaudit/safety.py: presence is tested with MALFORMED only.
+netaudit's own RpcSession, so every request passes netaudit/transport/safety.py: presence is tested with MALFORMED only.
 The candidate methods are those of docs/wire-facts.md §1.2 plus every `/tensorflow.…Service/Method` string
 found in the installed release's shared libraries (read offline from the venv).
 
@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from netaudit import protowire  # noqa: E402
 from netaudit.lab.processes import LabError, free_port, spawn, stop, wait_ready  # noqa: E402
-from netaudit.safety import MALFORMED  # noqa: E402
-from netaudit.rpc import RpcSession  # noqa: E402
+from netaudit.transport.safety import MALFORMED  # noqa: E402
+from netaudit.transport.rpc import RpcSession  # noqa: E402
 
 VENVS = ROOT / "bench" / ".tf-venvs"
 DATA = ROOT / "netaudit" / "data" / "tf_release_markers.json"

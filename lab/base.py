@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .processes import LabError, LabProcess, alive, log_tail, stop, wait_ready
+from netaudit.lab.processes import LabError, LabProcess, alive, log_tail, stop, wait_ready
 
 START_TIMEOUT = 180.0
 LEFTOVERS = "leftovers"
@@ -112,7 +112,7 @@ class Lab:
         if not self.processes and not self.namespaces:
             self.load()
         killed = stop(self.processes)
-        from .netns import delete_netns
+        from netaudit.lab.netns import delete_netns
 
         for name in reversed(self.namespaces):
             delete_netns(name)

@@ -22,7 +22,7 @@ LOCALHOST = "127.0.0.1"
 
 
 def write_self_signed(directory: Path, name: str = "decoy.lab") -> tuple[Path, Path]:
-    from .certs import LabCA
+    from netaudit.lab.certs import LabCA
 
     return LabCA(directory / "decoy-ca").issue(name, name, sans=(name,), self_signed=True)
 

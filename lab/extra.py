@@ -7,7 +7,7 @@ import re
 from importlib import metadata
 
 from netaudit import DISTRIBUTION, LAB_INSTALL
-from netaudit.errors import UsageError
+from netaudit.core.errors import UsageError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from .base import Lab, LabEndpoint
-from .processes import module_argv, spawn
+from netaudit.lab.base import Lab, LabEndpoint
+from netaudit.lab.processes import module_argv, spawn
 
 LOCALHOST = "127.0.0.1"
 # Every string a hostile server controls carries this: it retitles (OSC 0), clears (ED 2J), recolours,
@@ -276,7 +276,7 @@ async def tls_stall(reader, writer) -> None:
 # ---- gRPC, with grpcio's asyncio server and raw bytes --------------------------------------------
 
 def _device(name: str, kind: str = "CPU") -> bytes:
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     return protowire.field(1, protowire.field(1, name) + protowire.field(2, kind) + protowire.field(4, 1 << 30)
                            + protowire.field(7, SPOOF))
@@ -285,7 +285,7 @@ def _device(name: str, kind: str = "CPU") -> bytes:
 @functools.cache
 def tf_status_bodies() -> dict[str, bytes]:
     """GetStatus replies of the TF-like cases."""
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     plain = _device("/job:worker/replica:0/task:0/device:CPU:0")
     spoof = b"".join(_device(f"/job:{SPOOF}/replica:0/task:0/device:{SPOOF}:{i}", SPOOF) for i in range(800))
@@ -314,7 +314,7 @@ def _tf_behaviour(method: str, status_body: bytes) -> tuple[str, str, bytes]:
 
 @functools.cache
 def _model_status() -> bytes:
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     return b"".join(protowire.field(1, protowire.field(1, v) + protowire.field(2, 30)
                                     + protowire.field(3, protowire.field(1, 0) + protowire.field(2, SPOOF)))
@@ -323,7 +323,7 @@ def _model_status() -> bytes:
 
 @functools.cache
 def _model_metadata() -> bytes:
-    from netaudit import protowire as pw
+    from netaudit.transport import protowire as pw
 
     tensor = pw.field(1, SPOOF) + pw.field(2, 1) + pw.field(3, b"".join(pw.field(2, pw.field(1, 1)) for _ in range(50)))
     side = b"".join(pw.field(1, pw.field(1, f"t{i}-{SPOOF}") + pw.field(2, tensor)) for i in range(20))
@@ -335,7 +335,7 @@ def _model_metadata() -> bytes:
 
 
 def _modelserver_behaviour(method: str, request: bytes, bodies: dict[str, bytes]) -> tuple[str, str, bytes]:
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     if method.endswith("ModelService/GetModelStatus") or method.endswith("PredictionService/GetModelMetadata"):
         if not request:
@@ -354,7 +354,7 @@ def _modelserver_behaviour(method: str, request: bytes, bodies: dict[str, bytes]
 
 
 def reflection_listing() -> bytes:
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     services = b"".join(protowire.field(1, protowire.field(1, f"svc{i}.{SPOOF}")) for i in range(10_000))
     return protowire.field(6, services)
@@ -410,7 +410,7 @@ async def start_grpc(case: str, port: int):
 async def start_tls_subject(port: int, directory: Path) -> asyncio.base_events.Server:
     import ssl
 
-    from .certs import LabCA
+    from netaudit.lab.certs import LabCA
 
     cert, key = LabCA(directory / "hostile-ca").issue("hostile", "\x1b]0;pwn\x07\u202eCN\x1b[2J", self_signed=True)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .processes import announce_when_listening
+from netaudit.lab.processes import announce_when_listening
 
 # What the lab serves, and what a probe must find: name -> (healthy, inputs, outputs).
 MODELS: dict[str, tuple[bool, list[dict], list[dict]]] = {

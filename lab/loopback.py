@@ -10,13 +10,13 @@ import json
 import shutil
 from pathlib import Path
 
-from .base import Lab, LabEndpoint
-from .certs import LabCA
-from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models, write_ssl_config
-from .nginx import start_nginx_mtls
-from .peer_servers import start_kserve, start_mlserver, start_tensorboard, start_triton, triton_available
-from .peers import prepare_venvs
-from .processes import free_port, module_argv, spawn
+from netaudit.lab.base import Lab, LabEndpoint
+from netaudit.lab.certs import LabCA
+from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models, write_ssl_config
+from netaudit.lab.nginx import start_nginx_mtls
+from netaudit.lab.peer_servers import start_kserve, start_mlserver, start_tensorboard, start_triton, triton_available
+from netaudit.lab.peers import prepare_venvs
+from netaudit.lab.processes import free_port, module_argv, spawn
 
 # Two clusters (docs/wire-facts.md §5): a classic chief/worker/ps cluster of plain servers, and a
 # two-worker MultiWorkerMirroredStrategy cluster whose worker 0 runs the coordination service.
@@ -172,7 +172,7 @@ class LoopbackLab(Lab):
         if self.with_peers:
             self._plan_peers()
         if self.with_hostile:
-            from .hostile import plan_hostile
+            from netaudit.lab.hostile import plan_hostile
 
             plan_hostile(self, self.tarpits)
             self._save()

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import LabProcess, module_argv, spawn, wait_ready
+from netaudit.lab.processes import LabProcess, module_argv, spawn, wait_ready
 
 # The real binary logs this once REST is up (SRV server.cc); the stand-in prints READY.
 BINARY_READY = "Exporting HTTP/REST API"

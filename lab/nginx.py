@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .processes import LabProcess, spawn
+from netaudit.lab.processes import LabProcess, spawn
 
 CONFIG = """\
 daemon off;

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import kserve_server, tensorboard_server
-from .peers import PEER_VENVS, venv_python
-from .processes import LabProcess, module_argv, spawn
+from netaudit.lab import kserve_server, tensorboard_server
+from netaudit.lab.peers import PEER_VENVS, venv_python
+from netaudit.lab.processes import LabProcess, module_argv, spawn
 
 # MLServer logs this for its last server (metrics, REST, gRPC start concurrently; gRPC comes last).
 MLSERVER_READY = "gRPC server running on"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .processes import LabError, lab_env
+from netaudit.lab.processes import LabError, lab_env
 
 # Name -> (the interpreter the venv is built from, None for this one; the exact requirements pip installs).
 # PyTriton's Python-backend stub is linked against the system's libpython3.11 (Debian's 3.11.2) and fails

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Lab, LabEndpoint
-from .modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
-from .netns import NetnsError, ip_command
-from .peer_servers import start_kserve, start_mlserver, start_tensorboard
-from .peers import prepare_venvs
-from .processes import log_tail, module_argv, spawn, stop, wait_ready
+from netaudit.lab.base import Lab, LabEndpoint
+from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
+from netaudit.lab.netns import NetnsError, ip_command
+from netaudit.lab.peer_servers import start_kserve, start_mlserver, start_tensorboard
+from netaudit.lab.peers import prepare_venvs
+from netaudit.lab.processes import log_tail, module_argv, spawn, stop, wait_ready
 
 SEGMENTS = {"cluster": "198.18.1", "apps": "198.18.2", "corp": "198.18.3", "edge": "198.18.4"}
 TRUST = {"cluster": "trusted", "apps": "trusted", "corp": "untrusted", "edge": "untrusted"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from .netns import Netns, NetnsError, ip_command
+from netaudit.lab.netns import Netns, NetnsError, ip_command
 
 LINK_NET = "198.18.200"  # the link's /24; target blocks are routed over it
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .serving import BUILTIN_MODEL_NAMES
+from netaudit.probes.common import BUILTIN_MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ProbeContext:
 # ---- one-request signatures, for tools that name a service from one request and one reply (nmap -sV) ------
 #
 # A family module lists them in `NMAP`; `netaudit export nmap-probes` collects them for every family the
-# registry declares (netaudit/nmap_probes.py), so a new family's module brings its nmap probes along. They
+# registry declares (netaudit/outputs/nmap_probes.py), so a new family's module brings its nmap probes along. They
 # are built from the same constants the module's probe uses. They claim less than the probe: one request
 # and one reply shape, with no JSON parsing, no inventory and no version range.
 

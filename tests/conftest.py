@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from netaudit.lab.loopback import LoopbackLab
-from netaudit.scan import ScanOptions, scan
-from netaudit.targets import build_targets
+from netaudit.scanner.scan import ScanOptions, scan
+from netaudit.targets.parse import build_targets
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]
 TREE = Path(__file__).resolve().parents[1]

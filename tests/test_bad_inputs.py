@@ -251,7 +251,7 @@ def paths(node, prefix=()):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_report_and_convert_answer_0_1_or_2_for_any_mutated_scan_never_4(data, tmp_path_factory):
-    from netaudit.cli import main
+    from netaudit.cli.main import main
 
     scan = json.loads(scan_json())
     where = data.draw(st.sampled_from(list(paths(scan))[1:]))

@@ -13,10 +13,13 @@ import pytest
 
 from netaudit.lab.loopback import LoopbackLab
 from netaudit.lab.peer_servers import MLSERVER_MODELS, triton_version
-from netaudit.probes import inference_v1, inference_v2, modelserver_rest, tensorboard
+from netaudit.probes.inference_v1 import rest as inference_v1
+from netaudit.probes.inference_v2 import protocol as inference_v2
+from netaudit.probes.tf_serving import rest as modelserver_rest
+from netaudit.probes.tensorboard import rest as tensorboard
 from netaudit.probes.base import ProbeContext
-from netaudit.safety import do_not_call
-from netaudit.rpc import RpcSession
+from netaudit.transport.safety import do_not_call
+from netaudit.transport.rpc import RpcSession
 
 TIMEOUT = 5.0
 NAMES = ("half_plus_two", "churn_scorer", "fraud_detector")
@@ -224,8 +227,8 @@ def test_a_real_v2_grpc_probe_sends_only_read_only_calls(fam):
 def test_a_scan_names_every_family_and_its_findings(fam):
     """The engine path a user runs: every port's kind and product, models learned across ports, and the
     findings each family's rules give."""
-    from netaudit.scan import ScanOptions, scan
-    from netaudit.targets import build_targets
+    from netaudit.scanner.scan import ScanOptions, scan
+    from netaudit.targets.parse import build_targets
 
     targets = sorted({e.target for e in fam.endpoints})
     result = scan(build_targets(targets, scope="127.0.0.1/32"), ScanOptions(engine="connect", timeout=TIMEOUT))

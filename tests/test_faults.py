@@ -7,15 +7,15 @@ import asyncio
 
 import pytest
 
-from netaudit import protowire
-from netaudit.faults import budget, enter, sent
-from netaudit.fingerprint import fingerprint
+from netaudit.transport import protowire
+from netaudit.core.faults import budget, enter, sent
+from netaudit.fingerprint.runner import fingerprint
 from netaudit.lab.hostile import HostileLab
-from netaudit.model import Endpoint
+from netaudit.core.model import Endpoint
 from netaudit.probes.base import ProbeContext
-from netaudit.safety import UnsafeCall, check_call
-from netaudit.scan import ScanOptions, isolated, scan
-from netaudit.targets import build_targets
+from netaudit.transport.safety import UnsafeCall, check_call
+from netaudit.scanner.scan import ScanOptions, isolated, scan
+from netaudit.targets.parse import build_targets
 
 
 @pytest.fixture(scope="module")

@@ -155,7 +155,7 @@ def test_prometheus_textfile(small_lab, tmp_path):
     tf_up = sum(1 for e in data["endpoints"] if e["kind"] == "tf-server")
     assert tf_up >= 3 and findings[("critical", "tf-server-unauthenticated-plaintext")] == tf_up
     exposed = {s.labels["kind"]: s.value for s in families["netaudit_exposed_endpoints"].samples}
-    from netaudit import registry
+    from netaudit.core import registry
 
     assert exposed == {**{kind: 0 for kind in registry.sensitive_kinds()}, "tf-server": tf_up}
     assert families["netaudit_scan_complete"].samples[0].value == 1
@@ -171,8 +171,8 @@ def test_scheduling_examples_use_real_options():
     import re
     import shlex
 
-    from netaudit.cli import build_parser
-    from netaudit.history import load_accept_list
+    from netaudit.cli.main import build_parser
+    from netaudit.results.history import load_accept_list
 
     folder = Path(__file__).resolve().parents[1] / "docs" / "scheduling"
     commands = []

@@ -10,14 +10,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from netaudit.bounds import ENDPOINT_JSON_MAX
-from netaudit.exports import to_junit
-from netaudit.faults import budget
-from netaudit.history import Recorded
+from netaudit.core.bounds import ENDPOINT_JSON_MAX
+from netaudit.outputs.exports import to_junit
+from netaudit.core.faults import budget
+from netaudit.results.history import Recorded
 from netaudit.lab.hostile import CASES, SPOOF, HostileLab, measured_scan
-from netaudit.render import to_text
-from netaudit.scan import ScanOptions
-from netaudit.textsafe import UNSAFE
+from netaudit.outputs.render import to_text
+from netaudit.scanner.scan import ScanOptions
+from netaudit.core.textsafe import UNSAFE
 
 TARPITS = 40
 # The lab's TLS variants are left out of this run: sslyze alone takes 45-60 MB of a scan's peak RSS with

@@ -17,12 +17,18 @@ import h2.events
 from hpack.hpack import encode_integer
 import pytest
 
-from netaudit import h2c, nmap_probes, registry
-from netaudit.discovery import parse_nmap_xml
+from netaudit.transport import h2c
+from netaudit.outputs import nmap_probes
+from netaudit.core import registry
+from netaudit.discovery.engines import parse_nmap_xml
 from netaudit.lab.peer_servers import triton_version
-from netaudit.probes import inference_v1, inference_v2, modelserver_grpc, tensorboard, tf_runtime
+from netaudit.probes.inference_v1 import rest as inference_v1
+from netaudit.probes.inference_v2 import protocol as inference_v2
+from netaudit.probes.tf_serving import grpc as modelserver_grpc
+from netaudit.probes.tensorboard import rest as tensorboard
+from netaudit.probes.tf_runtime import grpc as tf_runtime
 from netaudit.probes.base import GrpcSignature, HttpSignature
-from netaudit.safety import MALFORMED, UnsafeCall, check_call, check_http, do_not_call, empty_only
+from netaudit.transport.safety import MALFORMED, UnsafeCall, check_call, check_http, do_not_call, empty_only
 
 from conftest import require_root_tools, run_cli
 from test_families import FamiliesLab
@@ -107,7 +113,7 @@ def test_long_paths_use_multi_byte_lengths_and_still_decode():
 
 def test_decoder_refuses_what_it_did_not_write():
     good = nmap_probes.grpc_request("/a.B/C", b"")
-    for bad in (good[:-3], good.replace(nmap_probes.PREFACE, b"GET / HTTP/1.1\r\n\r\n"), nmap_probes.PREFACE):
+    for bad in (good[:-3], good.replace(h2c.PREFACE, b"GET / HTTP/1.1\r\n\r\n"), h2c.PREFACE):
         with pytest.raises(nmap_probes.H2DecodeError):
             nmap_probes.decode_grpc_request(bad)
 
@@ -120,7 +126,7 @@ def test_every_probe_request_passes_the_safety_check():
     for name, payload in probe_lines(text).items():
         if name == "NULL":
             assert payload == b""
-        elif payload.startswith(nmap_probes.PREFACE):
+        elif payload.startswith(h2c.PREFACE):
             path, message = nmap_probes.decode_grpc_request(payload)
             headers, body, _ = h2_server_view(payload)
             assert headers[":path"] == path and body[5:] == message
@@ -188,9 +194,9 @@ def test_every_sensitive_kind_of_the_registry_has_an_nmap_probe():
     fails here, naming the kinds nmap could not name."""
     covered = {k for sig in nmap_probes.signatures() for k in sig.kinds}
     assert set(registry.sensitive_kinds()) - covered == set()
-    modules = {p.module for f in registry.families() for p in f.probes}
+    modules = {p.qualified for f in registry.families() for p in f.probes}
     assert {sig.name for sig in nmap_probes.signatures()} == {
-        sig.name for m in modules for sig in getattr(__import__(f"netaudit.probes.{m}", fromlist=["x"]), "NMAP", ())}
+        sig.name for m in modules for sig in getattr(__import__(m, fromlist=["x"]), "NMAP", ())}
     assert {"TensorBoardEnvironment", "KServeV1REST", "InferenceV2REST", "InferenceV2ServerMetadata"} <= {
         sig.name for sig in nmap_probes.signatures()}
 
@@ -606,7 +612,7 @@ ZMAP_CSV_QUOTED = 'saddr,daddr,sport,dport,classification,success,data\n198.18.9
 
 
 def targets_of(tmp_path: Path, tool: str, text: str, ports: str = "tf") -> set[tuple[str, int]]:
-    from netaudit.targets import build_targets
+    from netaudit.targets.parse import build_targets
 
     path = tmp_path / f"{tool}.out"
     path.write_text(text)

@@ -9,13 +9,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from netaudit import httpwire
+from netaudit.transport import h2c, httpwire
 from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
 from netaudit.lab.processes import free_port, stop, wait_ready
-from netaudit.probes import modelserver_grpc, serving
-from netaudit.safety import do_not_call, empty_only
-from netaudit.scan import ScanOptions, scan
-from netaudit.targets import build_targets
+from netaudit.probes.tf_serving import grpc as modelserver_grpc
+from netaudit.probes import common as serving
+from netaudit.transport.safety import do_not_call, empty_only
+from netaudit.scanner.scan import ScanOptions, scan
+from netaudit.targets.parse import build_targets
 
 from conftest import run_cli
 
@@ -53,7 +54,7 @@ def test_enum_tables_match_tensorflow():
         assert types_pb2.DataType.Name(number) == name
     for number, name in serving.MODEL_STATES.items():
         assert get_model_status_pb2.ModelVersionStatus.State.Name(number) == name
-    for number, name in enumerate(serving.ERROR_CODES):
+    for number, name in enumerate(h2c.GRPC_CODES):
         assert error_codes_pb2.Code.Name(number) == name
 
 

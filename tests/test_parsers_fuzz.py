@@ -12,11 +12,19 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from netaudit import bounds, h2c, httpwire, protowire
-from netaudit.discovery import NmapXmlError, parse_nmap_xml
-from netaudit.model import Endpoint, ScanResult
-from netaudit.probes import grpc_generic, modelserver_grpc, modelserver_rest, sniff, tf_runtime, tls
-from netaudit.textsafe import UNSAFE, terminal_safe
+from netaudit.core import bounds
+from netaudit.transport import h2c
+from netaudit.transport import httpwire
+from netaudit.transport import protowire
+from netaudit.discovery.engines import NmapXmlError, parse_nmap_xml
+from netaudit.core.model import Endpoint, ScanResult
+from netaudit.probes.generic import grpc as grpc_generic
+from netaudit.probes.tf_serving import grpc as modelserver_grpc
+from netaudit.probes.tf_serving import rest as modelserver_rest
+from netaudit.transport import sniff
+from netaudit.probes.tf_runtime import grpc as tf_runtime
+from netaudit.probes.transport import tls
+from netaudit.core.textsafe import UNSAFE, terminal_safe
 
 # Bytes that look like protobuf more often than uniform noise does: valid keys, lengths and nesting.
 def _message(children):
@@ -202,8 +210,8 @@ def test_json_size_is_exact_below_its_budget_and_stops_past_it(value, budget):
 def test_junit_and_prom_stay_valid_for_any_server_text(title, evidence):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from netaudit.exports import to_junit, to_prom
-    from netaudit.model import Finding
+    from netaudit.outputs.exports import to_junit, to_prom
+    from netaudit.core.model import Finding
 
     result = ScanResult(vantage=title, started="2025-01-01T00:00:00Z", finished="2025-01-01T00:00:01Z", complete=True)
     result.endpoints = [Endpoint("127.0.0.1", 2222, "open", "tf-server", details={"banner": title}, evidence=[evidence])]
@@ -214,7 +222,7 @@ def test_junit_and_prom_stay_valid_for_any_server_text(title, evidence):
     assert re.fullmatch(r"[\s\S]*", to_junit(result))
 
 
-# ---- the scanner's own HTTP/2 client (netaudit/h2c.py) --------------------------------------------------
+# ---- the scanner's own HTTP/2 client (netaudit/transport/h2c.py) --------------------------------------------------
 
 class _Sent:
     """Our side of the connection: what the client wrote is kept, nothing is sent anywhere."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from netaudit import protowire
-from netaudit.safety import MALFORMED
-from netaudit.probes.tf_runtime import decode_devices
+from netaudit.transport import protowire
+from netaudit.transport.safety import MALFORMED
+from netaudit.probes.tf_runtime.grpc import decode_devices
 
 
 def test_device_list_decodes_byte_for_byte_like_tensorflow():

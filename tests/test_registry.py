@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from netaudit import registry
-from netaudit.registry import RegistryError, _family
+from netaudit.core import registry
+from netaudit.core.registry import RegistryError, _family
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [p for folder in ("netaudit", "probes", "lab", "bench") for p in (ROOT / folder).rglob("*.py")]
@@ -111,5 +111,5 @@ def test_every_family_is_complete():
 ])
 def test_a_broken_family_declaration_is_a_clear_error(text, message):
     with pytest.raises(RegistryError) as err:
-        _family(text, "probes/x.toml")
-    assert message in str(err.value) and "probes/x.toml" in str(err.value)
+        _family(text, "probes/x/family.toml", "x")
+    assert message in str(err.value) and "probes/x/family.toml" in str(err.value)

@@ -11,8 +11,8 @@ from concurrent import futures
 import grpc
 import pytest
 
-from netaudit.probes.grpc_generic import HEALTH_CHECK
-from netaudit.rpc import RpcSession
+from netaudit.probes.generic.grpc import HEALTH_CHECK
+from netaudit.transport.rpc import RpcSession
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_a_refused_port_is_not_waited_on():
     assert opening.endswith("gRPC channel not ready within 1s (the connection failed)"), opening
 
 
-# ---- netaudit's own HTTP/2 client against a real grpcio server (netaudit/h2c.py) -----------------------
+# ---- netaudit's own HTTP/2 client against a real grpcio server (netaudit/transport/h2c.py) -----------------------
 
 SIZES = {"/netaudit.Test/Small": 3, "/netaudit.Test/Big": 200 * 1024, "/netaudit.Test/TooBig": 300 * 1024}
 
@@ -197,8 +197,8 @@ def strict_h2_server():
 
 
 def test_calls_ride_on_the_sniffs_connection_to_a_server_that_waits_for_the_preface(strict_h2_server):
-    from netaudit.probes.sniff import sniff
-    from netaudit.rpc import H2cLink
+    from netaudit.transport.sniff import sniff
+    from netaudit.transport.rpc import H2cLink
 
     async def go():
         found = await sniff("127.0.0.1", strict_h2_server, 2.0)
@@ -220,7 +220,7 @@ def test_calls_ride_on_the_sniffs_connection_to_a_server_that_waits_for_the_pref
 
 def _frames(data: bytearray) -> list[tuple[int, int, int, bytes]]:
     """Complete HTTP/2 frames taken off the front of `data` (after the client's preface)."""
-    from netaudit import h2c
+    from netaudit.transport import h2c
 
     found = []
     if data.startswith(h2c.PREFACE):
@@ -235,7 +235,7 @@ def _frames(data: bytearray) -> list[tuple[int, int, int, bytes]]:
 def _flooder(chunk: bytes, times: int, release: asyncio.Event):
     """A server handler that sends SETTINGS, then `chunk` `times` times as fast as the client reads, and
     holds the connection until `release` is set."""
-    from netaudit import h2c
+    from netaudit.transport import h2c
 
     async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
@@ -255,7 +255,7 @@ async def _raw_h2_server(reply, accepted: list | None = None,
     """A loopback server that sends SETTINGS on connect, as gRPC C-core does, and answers each request
     (HEADERS and DATA with END_STREAM) with the bytes `reply(stream_id)` gives. Its connections go into
     `accepted`; with `first_closes`, the first one is closed after its first reply."""
-    from netaudit import h2c
+    from netaudit.transport import h2c
 
     accepted = [] if accepted is None else accepted
 
@@ -281,7 +281,7 @@ async def _raw_h2_server(reply, accepted: list | None = None,
 def test_continuation_flags_other_than_end_headers_are_ignored():
     """CONTINUATION defines END_HEADERS only; other flags MUST be ignored (RFC 9113 §4.1, §6.10). A stray
     0x1 bit is not END_STREAM: the reply's message and trailers still count."""
-    from netaudit import h2c
+    from netaudit.transport import h2c
 
     headers = b"".join(h2c._literal(n, v) for n, v in ((b":status", b"200"), (b"content-type", b"application/grpc")))
     trailers = h2c._literal(b"grpc-status", b"0")
@@ -310,7 +310,7 @@ def test_a_server_that_floods_and_never_reads_loses_its_socket_at_close():
     buffer. Closing the connection must still free the socket, not wait forever for the server to read."""
     import socket
 
-    from netaudit import h2c
+    from netaudit.transport import h2c
 
     async def go():
         release = asyncio.Event()
@@ -381,8 +381,8 @@ def test_calls_in_flight_finish_after_a_graceful_goaway(aging_server):
 def test_a_reconnect_opens_one_connection_whatever_calls_arrive_meanwhile():
     """The first connection is closed by the server after its first reply. A call that comes while another
     is reconnecting waits for that connection and uses it: no second connection, none left open at close."""
-    from netaudit import h2c
-    from netaudit.rpc import H2cLink
+    from netaudit.transport import h2c
+    from netaudit.transport.rpc import H2cLink
 
     async def go():
         accepted: list[asyncio.StreamWriter] = []
@@ -415,7 +415,7 @@ def test_header_blocks_are_cut_by_what_they_decode_to():
     """HPACK decoding costs by the fields a block decodes to, not by its bytes: a 1 KB block of 1-byte
     fields is a thousand header fields. A server sending such blocks (on a stream never opened) is cut long
     before its 4 MiB of inbound bytes, which took seconds of CPU to decode."""
-    from netaudit import h2c
+    from netaudit.transport import h2c
 
     async def go():
         release = asyncio.Event()

@@ -7,9 +7,9 @@ import copy
 
 import pytest
 
-from netaudit.assess import load_rules, parse_rules
-from netaudit.model import Endpoint
-from netaudit.registry import RegistryError
+from netaudit.assess.rules import load_rules, parse_rules
+from netaudit.core.model import Endpoint
+from netaudit.core.registry import RegistryError
 
 
 def ep(kind: str, transport: str = "plaintext", authenticated: bool | None = False, services=(), **details) -> Endpoint:

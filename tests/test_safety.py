@@ -6,11 +6,14 @@ import asyncio
 
 import pytest
 
-from netaudit import registry
-from netaudit.probes import grpc_generic, inference_v2, modelserver_grpc, tf_runtime
+from netaudit.core import registry
+from netaudit.probes.generic import grpc as grpc_generic
+from netaudit.probes.inference_v2 import protocol as inference_v2
+from netaudit.probes.tf_serving import grpc as modelserver_grpc
+from netaudit.probes.tf_runtime import grpc as tf_runtime
 from netaudit.probes.base import ProbeContext
-from netaudit.rpc import RpcSession
-from netaudit.safety import MALFORMED, UnsafeCall, check_call, check_http, do_not_call, empty_only
+from netaudit.transport.rpc import RpcSession
+from netaudit.transport.safety import MALFORMED, UnsafeCall, check_call, check_http, do_not_call, empty_only
 
 DO_NOT_CALL, EMPTY_ONLY = do_not_call(), empty_only()
 
@@ -118,8 +121,8 @@ def test_a_real_probe_run_sends_only_safe_calls(lab, kind):
 
 def test_every_gRPC_family_is_covered_by_the_declared_calls():
     """A family that speaks gRPC has its requests in declared_calls(), so the checks above cover it."""
-    modules = {p.module for p in registry.probes_for("h2", "grpc")}
-    assert modules == {"tf_runtime", "modelserver_grpc", "grpc_generic", "inference_v2"}
+    modules = {f"{p.package}.{p.module}" for p in registry.probes_for("h2", "grpc")}
+    assert modules == {"tf_runtime.grpc", "tf_serving.grpc", "generic.grpc", "inference_v2.protocol"}
 
 
 @pytest.mark.parametrize("method, path, body, allowed", [
@@ -134,7 +137,7 @@ def test_every_gRPC_family_is_covered_by_the_declared_calls():
     ("DELETE", "/v1/models/m", b"", False),
 ])
 def test_the_http_client_sends_only_reads(method, path, body, allowed):
-    from netaudit import httpwire
+    from netaudit.transport import httpwire
 
     if allowed:
         check_http(method, path, body)

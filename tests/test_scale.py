@@ -108,7 +108,8 @@ def test_union_of_shards_equals_the_unsharded_scan(tf_ns, tmp_path, engine):
 @pytest.mark.parametrize("engine", ["syn", "connect"])
 def test_shards_of_a_24_regroup_their_port_states_into_the_groups_of_one_scan(tf_ns, tmp_path, engine):
     """One merge for a scan that ran in parts: the shards' hash-scattered groups become one scan's CIDRs."""
-    from netaudit.report import load_scan, merge_shards
+    from netaudit.policy.report import merge_shards
+    from netaudit.results.load import load_scan
 
     sweep = ("198.18.0.0/24", "-p", "2223", "--timeout", "1", "--retries", "0", "--no-history", "--engine", engine)
     whole = tf_ns.run(*NETAUDIT, "scan", *sweep, "--format", "json", check=False)
@@ -367,10 +368,10 @@ def test_interrupt_while_workers_start(tf_ns, tmp_path):
 
 WORKER_FAILS = """
 import io
-from netaudit.scan import ScanOptions
-from netaudit.stream import StreamWriter
-from netaudit.targets import build_targets
-from netaudit.workers import WorkerError, run_workers
+from netaudit.scanner.scan import ScanOptions
+from netaudit.results.stream import StreamWriter
+from netaudit.targets.parse import build_targets
+from netaudit.scanner.workers import WorkerError, run_workers
 
 try:
     run_workers(build_targets(["198.18.0.1-8", "fd00::1"], ports="2222"), ScanOptions(engine="syn", timeout=1), 2,
@@ -496,7 +497,7 @@ def test_indexed_job_manifest_is_valid_and_shards_by_completion_index(tmp_path):
     import kubernetes_validate
     import yaml
 
-    from netaudit.cli import build_parser
+    from netaudit.cli.main import build_parser
 
     manifest = Path(__file__).resolve().parents[1] / "docs" / "scheduling" / "kubernetes-indexed-job.yaml"
     job = next(yaml.safe_load_all(manifest.read_text()))  # the sweep; the merge Job follows it

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_root_tools, run_cli
-from netaudit.targets import named_port_sets
+from netaudit.targets.parse import named_port_sets
 
 TF = [f"198.18.1.{i}:2222" for i in (10, 11, 12, 13)]
 GRPC, REST = "198.18.1.20:8500", "198.18.1.20:8501"

@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from netaudit.errors import UsageError
-from netaudit.targets import build_targets, named_port_sets, parse_ports
+from netaudit.core.errors import UsageError
+from netaudit.targets.parse import build_targets, named_port_sets, parse_ports
 
 from conftest import run_cli
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netaudit.probes import tf_runtime
-from netaudit.transcript import call_sentence
+from netaudit.probes.tf_runtime import grpc as tf_runtime
+from netaudit.transport.transcript import call_sentence
 
 PLAIN_SERVICES = ["tensorflow.WorkerService", "tensorflow.eager.EagerService", "tensorflow.CoordinationService",
                   "tensorflow.ProfilerService", "tensorflow.MasterService"]
@@ -102,8 +102,8 @@ def test_the_scanner_never_imports_tensorflow(lab):
     import subprocess
     import sys
 
-    code = ("import sys; from netaudit.targets import build_targets; from netaudit.scan import scan; "
-            "from netaudit.render import to_json, to_html; "
+    code = ("import sys; from netaudit.targets.parse import build_targets; from netaudit.scanner.scan import scan; "
+            "from netaudit.outputs.render import to_json, to_html; "
             f"r = scan(build_targets({lab.targets()[:1]!r})); to_json(r); to_html(r); "
             "print(r.endpoints[0].kind, any(m.split('.')[0] in ('tensorflow', 'tensorflow_serving') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

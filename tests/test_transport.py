@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from netaudit.probes.tls import TlsOptions
-from netaudit.scan import ScanOptions, scan
-from netaudit.targets import build_targets
+from netaudit.probes.transport.tls import TlsOptions
+from netaudit.scanner.scan import ScanOptions, scan
+from netaudit.targets.parse import build_targets
 
 TLS_VARIANTS = ("tls/no-alpn", "tls/expired", "tls/self-signed", "tls/mismatch", "tls/dual", "tls/legacy",
                 "tls/nginx-mtls", "tls/nginx-optional",

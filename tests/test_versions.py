@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from netaudit import advisories
-from netaudit.probes import modelserver_grpc, tf_runtime
-from netaudit.scoring import band, scores
+from netaudit.core import advisories
+from netaudit.probes.tf_serving import grpc as modelserver_grpc
+from netaudit.probes.tf_runtime import grpc as tf_runtime
+from netaudit.assess.scoring import band, scores
 
 # What the recorded wire behaviour can tell apart (docs/versions-and-advisories.md). 2.12-2.17 register the
 # same methods and answer every safe RPC alike, also to malformed protobuf (bench/tf_parser_edges.py); only a
@@ -263,8 +264,8 @@ def test_lab_servers_carry_their_release_and_advisories(lab_scan):
 def test_advisory_findings_follow_the_access_the_server_already_gives(transport, authenticated, rule, severity):
     """A derived 2.4 row replayed: its advisories become one finding, listed with links, whose severity depends
     on whether the server already runs anyone's graphs."""
-    from netaudit.assess import assess
-    from netaudit.model import Endpoint
+    from netaudit.assess.rules import assess
+    from netaudit.core.model import Endpoint
 
     row = next(r for r in tf_runtime.release_rows() if r.release == "2.4")
     version = tf_runtime.infer_version(observe(row))
@@ -343,8 +344,8 @@ def serving_stand_ins(lab, tmp_path_factory):
 
 @pytest.mark.parametrize("release", STAND_INS)
 def test_modelserver_release_range_and_advisories_from_the_stand_in(serving_stand_ins, release):
-    from netaudit.scan import ScanOptions, scan
-    from netaudit.targets import build_targets
+    from netaudit.scanner.scan import ScanOptions, scan
+    from netaudit.targets.parse import build_targets
 
     spec = serving_stand_ins[release]
     result = scan(build_targets([f"127.0.0.1:{spec.grpc_port}"]), ScanOptions())
@@ -415,7 +416,7 @@ def emulated(answer, stalled: str):
 def probe_once(address: str, probe) -> tuple:
     """The family's probe over a session of its own with one 1 s deadline per call, and every call it sent."""
     from netaudit.probes.base import ProbeContext
-    from netaudit.rpc import RpcSession
+    from netaudit.transport.rpc import RpcSession
 
     async def go():
         session = RpcSession(address, timeout=1.0)
@@ -436,7 +437,7 @@ def assert_holds(version: dict, release: tuple[int, int, int]) -> None:
 def tf_2_17(method: str, request: bytes) -> tuple[str, str, bytes]:
     """A plain TF 2.17 task as measured: the signatures, INTERNAL "Unable to parse request" for every other
     registered method."""
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     signatures = {"/tensorflow.WorkerService/GetStatus": ("OK", ""),
                   "/tensorflow.eager.EagerService/KeepAlive": ("ABORTED", "Unable to find a context_id 0"),
@@ -464,7 +465,7 @@ def test_a_tf_marker_without_an_answer_tells_nothing():
 def serving_2_2(method: str, request: bytes) -> tuple[str, str, bytes]:
     """TF Serving 2.2 as derived (tf_serving_release_markers.json): the profiler's Monitor, no Terminate, no
     reflection or health; no model loaded."""
-    from netaudit import protowire
+    from netaudit.transport import protowire
 
     if method in ("/tensorflow.serving.ModelService/GetModelStatus", "/tensorflow.serving.PredictionService/Predict"):
         name = protowire.decode(request).message(1).str(1) if request else ""

@@ -42,8 +42,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netaudit.advisories import parse  # noqa: E402
-from netaudit.scoring import band, scores  # noqa: E402
+from netaudit.core.advisories import parse  # noqa: E402
+from netaudit.assess.scoring import band, scores  # noqa: E402
 
 OUT = ROOT / "netaudit" / "data" / "tf_advisories.json"
 SERVING = ROOT / "tools" / "tf_serving_advisories.toml"
@@ -142,7 +142,7 @@ def from_osv(record: dict, product_of: dict[str, str], pysec: bool = True, revie
         if tfsa and f"TFSA-{tfsa[1]}" not in ids["tfsa"]:
             ids["tfsa"].append(f"TFSA-{tfsa[1]}")
     severity, cvss = "unknown", None
-    # v3 first: it is the vector every source gives and the one netaudit.scoring computes.
+    # v3 first: it is the vector every source gives and the one netaudit.assess.scoring computes.
     for kind in ("CVSS_V3", "CVSS_V4"):
         cvss = cvss or next((s["score"] for s in record.get("severity") or [] if s.get("type") == kind), None)
     declared = str(record.get("database_specific", {}).get("severity", "")).lower()

@@ -1,0 +1,1 @@
+"""Stage 2: which ports answer, and how (connect, raw SYN, nmap), with every pair's state."""

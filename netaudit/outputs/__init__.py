@@ -1,0 +1,1 @@
+"""Stage 7: every format a result is written in, and where it is written."""

@@ -1,0 +1,105 @@
+"""Where a command's output goes: checked before anything is sent, and written through, never over.
+
+A regular file (or a new path) is replaced atomically: a temp file in the same folder, flushed and synced,
+then renamed, with the old file's mode, so an interrupted run never leaves half a report over a good one.
+A symlink is followed and its target is replaced the same way in the target's folder. Anything else (a
+character or block device such as /dev/null, a FIFO, a socket, /dev/fd/N, /proc/self/fd/N, which is what
+/dev/stdout is) is written in place and never renamed or unlinked: renaming over /dev/null as root turns
+the machine's null device into a regular file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import IO
+
+from netaudit.core.errors import OutputError, UsageError
+
+
+@dataclass
+class Output:
+    path: str | None  # None or "-": standard output
+    target: str = ""  # the file written: the path, or the end of its symlinks
+    atomic: bool = False
+    mode: int | None = None  # the replaced file's permission bits, kept
+    _held: IO[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: str | None) -> "Output":
+        """Resolve and check the path now, before the first packet: exit 2 for a path that cannot be written."""
+        if path in (None, "-"):
+            return cls(None)
+        try:
+            st = os.stat(path)  # follows symlinks: /dev/stdout is judged by what it points at
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            try:  # held open from now on: a FIFO's reader or a device is checked before any work
+                held = open(path, "wb", buffering=0)  # noqa: SIM115 - kept for the final write
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+            return cls(path, path, False, None, held)
+        target = os.path.realpath(path)  # a symlink's target, also a dangling one's
+        folder = os.path.dirname(target) or "."
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror} ({folder})") from None
+        os.close(fd)
+        os.unlink(probe)
+        if st is not None and not os.access(target, os.W_OK):
+            raise UsageError(f"cannot write {path}: Permission denied")
+        return cls(path, target, True, stat.S_IMODE(st.st_mode) if st else None)
+
+    def write(self, data: bytes) -> None:
+        try:
+            if self.path is None:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()  # out and checked now, not in the interpreter's teardown
+            elif self._held is not None:
+                self._held.write(data)
+                self._held.close()
+            else:
+                self._replace(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path or 'standard output'}: {exc.strerror}") from None
+
+    def _replace(self, data: bytes) -> None:
+        folder = os.path.dirname(self.target) or "."
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.target)}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+                mode = self.mode if self.mode is not None else 0o666 & ~_umask()
+                os.fchmod(fh.fileno(), mode)
+            os.replace(tmp, self.target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def close(self) -> None:
+        if self._held is not None and not self._held.closed:
+            self._held.close()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_text(text: str, output: Output, encoding: str = "utf-8") -> None:
+    """`encoding` latin-1 writes back bytes that were read as latin-1 unchanged."""
+    output.write(text.encode(encoding, errors="replace"))

@@ -1,0 +1,1 @@
+"""Stage 5: segments, reachability verdicts, and merging scans from several vantages."""

@@ -1,0 +1,208 @@
+"""Reachability against the policy: for each (vantage, endpoint) what the scan saw, who answered, what the
+policy says of it, and the findings that follow. One scan (`scan --policy`) and a merge of many
+(`report`) use the same code, so a pre-deployment check and the full report never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netaudit.core import registry
+from netaudit.assess.rules import FROM_KIND, policy_rule
+from netaudit.discovery.engines import ENGINES
+from netaudit.core.model import Finding
+from netaudit.policy.segments import Policy, Segment
+from netaudit.discovery.portstates import answered_by, lookup, received, target_ttls
+from netaudit.assess.scoring import scores, with_context
+
+
+# A cell's verdict, for the matrix legend. Without a policy (or for a vantage in no segment) an open cell
+# is just `open` and a closed or filtered one `blocked`.
+VERDICTS = {
+    "open-not-allowed": "open, and the policy does not allow it (a finding)",
+    "open-allowed": "open, and the policy allows it",
+    "open": "open (no policy, or the vantage is in no policy segment)",
+    "blocked": "closed or filtered, as the policy wants",
+    "expected-unreachable": "the policy allows it, but it was closed or filtered",
+    "unknown": "undetermined, or not probed from this vantage",
+}
+
+
+class ScanView:
+    """What one scan result says about any (host, port): listed, folded into port_states, or not probed."""
+
+    def __init__(self, scan: dict[str, Any]):
+        self.scan = scan
+        self.listed = {(e["host"], e["port"]): e for e in scan["endpoints"]}
+        self.groups = scan.get("port_states")
+        engine = scan.get("options", {}).get("engine") or scan.get("stats", {}).get("engine")
+        self.sees_packets = engine in ENGINES and ENGINES[engine].sees_packets
+        self.ttls = target_ttls((e["host"], e.get("details", {})) for e in scan["endpoints"])
+        self.local = frozenset(scan.get("stats", {}).get("source_addresses", []))
+
+    def cell(self, host: str, port: int) -> dict[str, Any]:
+        """state, reason, what was sent and received, who answered, and one evidence sentence."""
+        ep = self.listed.get((host, port))
+        if ep is not None:
+            seen = ep.get("details", {}).get("discovery")
+            if seen is None:  # a result from before port_states: only its evidence line
+                return {"state": ep["state"], "reason": None, "transport": ep.get("transport"),
+                        "evidence": ep["evidence"][0] if ep["evidence"] else ep["state"]}
+            return self._cell(host, port, ep["state"], seen["reason"], seen.get("ttl"), seen.get("responder"),
+                              seen.get("sent"), ep.get("transport"))
+        group = lookup(self.groups or [], host, port)
+        if group is not None:
+            return self._cell(host, port, group["state"], group["reason"], group.get("ttl"), group.get("responder"),
+                              None, None)
+        why = ("not probed: this vantage's scan did not include it" if self.scan.get("complete", True) else
+               "not probed: this vantage's scan did not finish") if self.groups is not None else \
+            "not in this vantage's results (a result without port_states lists open ports only)"
+        return {"state": "undetermined", "reason": "not-probed", "transport": None, "evidence": why}
+
+    def _cell(self, host: str, port: int, state: str, reason: str, ttl: int | None, responder: str | None,
+              sent: str | None, transport: str | None) -> dict[str, Any]:
+        engine = ENGINES.get(self.scan.get("options", {}).get("engine", ""))
+        sent = sent or (engine.sends if engine else "probe")
+        got = received(reason, responder)
+        who = answered_by(reason, ttl, responder, self.ttls.get(host), self.sees_packets, self.local)
+        return {"state": state, "reason": reason, "transport": transport, "sent": sent, "received": got,
+                "ttl": ttl, "answered_by": who,
+                "evidence": f"{sent} to {host}:{port}: {got}" + (f", TTL {ttl}" if ttl is not None else "")
+                            + f"; answered by {who}"}
+
+
+def verdict(state: str, allowed: bool | None) -> str:
+    if state == "open":
+        return "open" if allowed is None else ("open-allowed" if allowed else "open-not-allowed")
+    if state in ("closed", "filtered"):
+        return "expected-unreachable" if allowed else "blocked"
+    return "unknown"
+
+
+def row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], policy: Policy | None,
+        kind: str | None = None) -> dict[str, Any]:
+    """One matrix cell. `kind` is the endpoint's kind as the report knows it (from any vantage)."""
+    cell = view.cell(ep["host"], ep["port"])
+    kind = kind or ep.get("kind")
+    allowed = bool(kind and policy.rules_for(kind, segment)) if policy is not None and segment else None
+    return {"vantage": vantage, "segment": segment, "host": ep["host"], "port": ep["port"], "kind": kind,
+            **cell, "allowed": allowed, "verdict": verdict(cell["state"], allowed)}
+
+
+def trust_context(finding: Finding, rows: list[dict[str, Any]], policy: Policy) -> None:
+    """The finding's context from the segments that reached its endpoint."""
+    reached = sorted({r["segment"] for r in rows if r["segment"] and r["state"] == "open"
+                      and (r["host"], r["port"]) == (finding.host, finding.port)})
+    with_context(finding, [policy.segments[s] for s in reached])
+
+
+def _firewall_seen(rows: list[dict[str, Any]], host: str, port: int) -> str:
+    others = [f"{r['vantage']}: {r['state']}" + (f" ({r['reason']})" if r.get("reason") and r["state"] != "open"
+                                                  else "")
+              for r in rows if (r["host"], r["port"]) == (host, port)]
+    return "state from every vantage: " + ", ".join(others)
+
+
+def policy_findings(rows: list[dict[str, Any]], endpoints: dict[tuple[str, int], dict[str, Any]],
+                    policy: Policy) -> list[Finding]:
+    """A finding for each open cell the policy does not allow, or allows only with TLS/mTLS it lacks."""
+    out = []
+    for r in rows:
+        ep = endpoints[(r["host"], r["port"])]
+        declared = registry.kind(ep.get("kind"))
+        if r["state"] != "open" or declared is None or not declared.sensitive or r["segment"] is None:
+            continue
+        segment: Segment = policy.segments[r["segment"]]
+        address = f"{r['host']}:{r['port']}"
+        allowed_from = sorted({s for a in policy.allows if ep["kind"] in a.kinds for s in a.sources})
+        fields = {"kind": ep["kind"], "address": address, "port": r["port"], "segment": segment.name,
+                  "trust": segment.trust, "cidrs": ", ".join(map(str, segment.cidrs)),
+                  "allowed": ", ".join(allowed_from) or "none", "transport": r["transport"]}
+        evidence = [f"vantage {r['vantage']} (segment {segment.name}, {segment.trust}): {r['evidence']}",
+                    f"probe result: {ep['kind']}, transport {ep.get('transport')}, authenticated "
+                    f"{ep.get('authenticated')}", _firewall_seen(rows, r["host"], r["port"])]
+        permits = policy.rules_for(ep["kind"], segment.name)
+        if not permits:
+            rule = policy_rule("not-allowed")
+        else:
+            unmet = min((a.unmet(r["transport"]) for a in permits), key=len)
+            if not unmet:
+                continue
+            rule = policy_rule("requirement-unmet")
+            fields["required"] = " and ".join(unmet)
+        severity = declared.policy_severity[segment.trust] if rule.severity == FROM_KIND else rule.severity
+        vector = declared.policy_cvss if rule.cvss == FROM_KIND else rule.cvss
+        if vector and segment.trust == "trusted" and "/MAV:" not in vector:
+            vector += "/MAV:A"
+        out.append(Finding(rule=f"{rule.id}@{segment.name}", severity=severity, host=r["host"], port=r["port"],
+                           title=rule.title.format(**fields), evidence=evidence,
+                           remediation=rule.remediation.format(**fields), references=list(rule.references),
+                           compliance=rule.compliance, cvss_vector=vector,
+                           cvss_score=scores(vector)[1] if vector else None,
+                           context=f"seen from {segment.name} ({segment.trust})"))
+    return out
+
+
+def expected_unreachable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: r[k] for k in ("vantage", "segment", "host", "port", "kind", "state", "reason", "evidence")}
+            for r in rows if r["verdict"] == "expected-unreachable" and r["kind"] in registry.sensitive_kinds()]
+
+
+def _ports_named(scan: dict[str, Any]) -> bool:
+    from netaudit.targets.parse import named_port_sets
+
+    spec = scan.get("options", {}).get("ports_spec") or "tf"
+    return not any(part.strip() in named_port_sets() for part in spec.split(","))
+
+
+def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy: Policy) -> tuple[
+        list[dict[str, Any]], list[Finding], list[dict[str, Any]]]:
+    """One vantage against the policy: its matrix rows, the policy findings, and what it expects but could
+    not reach. A port this vantage could not reach was never fingerprinted, so its kind is the one usually
+    served there (said so in the row). That holds only for ports the user named (host:port targets, or a
+    --ports list without a named set): a named set such as `tf` probes ports where nothing is expected."""
+    view = ScanView(scan)
+    named = _ports_named(scan)
+    rows = []
+    for ep in scan["endpoints"]:
+        kind = ep.get("kind")
+        if ep["state"] != "open":
+            kind = registry.usual_kind(ep["port"]) if named or (ep.get("details", {}).get("discovery") or {}).get(
+                "port_named") else None
+        rows.append(row(vantage, segment, view, ep, policy, kind))
+        if ep["state"] != "open" and kind:
+            rows[-1]["kind_source"] = f"usual kind of port {ep['port']} (not reachable, so not fingerprinted)"
+    endpoints = {(e["host"], e["port"]): e for e in scan["endpoints"]}
+    return rows, policy_findings(rows, endpoints, policy), expected_unreachable(rows)
+
+
+def locate_vantage(policy: Policy, targets, named: str | None) -> tuple[str, str | None, str | None]:
+    """(vantage, its policy segment, what to tell the user). Without a name the vantage is the segment
+    that holds the address this machine sends from (the kernel's route choice; nothing is sent)."""
+    from netaudit.discovery.engines import source_address
+
+    if named in policy.segments:
+        return named, named, None
+    first = next(iter(targets.blocks[0].addresses()))
+    try:
+        source = source_address(str(first))
+    except OSError as exc:
+        return named or "unknown", None, f"no route to {first} ({exc.strerror}): the vantage's segment is unknown"
+    segment = policy.segment_of(source)
+    if segment is None:
+        return named or "unknown", None, (f"the source address {source} is in no segment of the policy: the vantage "
+                                          f"is {named or 'unknown'}, and its reachability cannot be judged")
+    return named or segment.name, segment.name, None
+
+
+def apply_policy(result, segment: str | None, policy: Policy) -> None:
+    """Give a one-vantage scan the verdicts `report` would give it: findings for reachability the policy
+    does not allow, what it allows but was unreachable, and contexts that name the segment's trust."""
+    data = result.to_dict()
+    result.policy, result.segment = policy.to_dict(), segment
+    if segment is None:
+        return
+    rows, found, result.expected_unreachable = assess_scan(data, result.vantage, segment, policy)
+    for finding in result.findings:
+        trust_context(finding, rows, policy)
+    result.findings += found

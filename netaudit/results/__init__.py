@@ -1,0 +1,1 @@
+"""Stage 6: results as streams, their history, and the diff against a baseline."""

@@ -1,0 +1,1 @@
+"""The orchestration of one scan: the stages in order, local worker processes, progress."""

@@ -1,0 +1,1 @@
+"""Stage 1: what to scan, from arguments, files and other scanners' output, within the scope."""

@@ -1,0 +1,1 @@
+"""What goes over the wire: HTTP/2 and gRPC, HTTP/1.1, protobuf, the TLS relay, the first-bytes sniff, and the safety check every request passes."""

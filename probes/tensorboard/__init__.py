@@ -1,0 +1,1 @@
+"""The TensorBoard family: its declaration (family.toml) and its probes."""

@@ -1,0 +1,1 @@
+"""The TLS in front of any server family: its declaration (family.toml) and its probes."""
