@@ -141,27 +141,28 @@ def test_the_installed_scan_without_its_declarations_exits_4_in_one_line(bare_ve
                                  capture_output=True, text=True, cwd=outside, check=True).stdout.strip())
     aside = outside / "declarations-aside"
     aside.mkdir()
-    moved = list(folder.glob("*.toml"))
-    assert moved
+    declarations = sorted(folder.glob("*/family.toml"))
+    assert len(declarations) >= 7
+    worker = next(e for e in lab.endpoints if e.kind == "tf-server")
     try:
-        for path in moved:
-            path.rename(aside / path.name)
-        worker = next(e for e in lab.endpoints if e.kind == "tf-server")
+        for path in declarations:
+            path.rename(aside / f"{path.parent.name}.toml")
         for args in (("scan", f"127.0.0.1:{worker.port}", "--no-history"), ("--version",),
                      ("export", "nmap-probes")):
             proc = installed(bare_venv, outside, *args)
             assert proc.returncode == 4, (args, proc.stdout, proc.stderr)
-            assert len(proc.stderr.strip().splitlines()) == 1 and "declarations" in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1 and "family.toml" in proc.stderr, proc.stderr
             assert str(folder) in proc.stderr  # where it looked
-        for path in aside.glob("*.toml"):
-            if path.name != "tf_serving.toml":
-                path.rename(folder / path.name)
+        for path in declarations:
+            if path.parent.name != "tf_serving":
+                (aside / f"{path.parent.name}.toml").rename(path)
         one = installed(bare_venv, outside, "scan", f"127.0.0.1:{worker.port}", "--no-history")
         assert one.returncode == 4 and len(one.stderr.strip().splitlines()) == 1, one.stderr
-        assert "'tf-serving'" in one.stderr and "modelserver_grpc.py" in one.stderr, one.stderr
+        assert "probes/tf_serving/ holds probe code but no family.toml" in one.stderr, one.stderr
     finally:
-        for path in aside.glob("*.toml"):
-            path.rename(folder / path.name)
+        for path in declarations:
+            if not path.exists():
+                (aside / f"{path.parent.name}.toml").rename(path)
 
 
 def test_the_demo_without_the_lab_extra_says_what_to_install_before_it_builds_anything(bare_venv, outside):
