@@ -213,9 +213,9 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
         alive = [part.process.pid for part in parts if part.process is not None and part.process.is_alive()]
         for pid in alive:
             os.kill(pid, signal.SIGSTOP)
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT (fg, bg)
-        signal.signal(signal.SIGTSTP, suspend)
+        # SIGSTOP, not the default action of SIGTSTP: the kernel discards SIGTSTP in an orphaned process group
+        # (a scan started from a script or CI job that has gone), and the parent would never stop.
+        os.kill(os.getpid(), signal.SIGSTOP)  # stopped here until SIGCONT (fg, bg)
         for pid in alive:
             os.kill(pid, signal.SIGCONT)
 
