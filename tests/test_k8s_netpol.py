@@ -10,9 +10,9 @@ from fnmatch import fnmatch
 
 import pytest
 
-from netaudit.errors import UsageError
-from netaudit.k8s.netpol import ExternalAddress, NodeTraffic, PolicyEngine, UnlabeledPod, Verdict, verdict
-from netaudit.k8s.snapshot import Snapshot, load_snapshot, snapshot_from_documents
+from netaudit.core.errors import UsageError
+from netaudit.policy.netpol import ExternalAddress, NodeTraffic, PolicyEngine, UnlabeledPod, Verdict, verdict
+from netaudit.targets.k8s_snapshot import Snapshot, load_snapshot, snapshot_from_documents
 
 A, D, U = "allowed", "denied", "unknown"
 NAMESPACES = ("x", "y", "z")

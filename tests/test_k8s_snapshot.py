@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from netaudit.errors import UsageError
-from netaudit.k8s import snapshot as snapshot_module
-from netaudit.k8s.snapshot import (
+from netaudit.core.errors import UsageError
+from netaudit.targets import k8s_snapshot as snapshot_module
+from netaudit.targets.k8s_snapshot import (
     ContainerPort, IPBlock, LabelSelector, OwnerRef, PolicyPeer, PolicyPort, PolicyRule, SelectorRequirement, ServicePort,
     load_snapshot, snapshot_from_documents,
 )

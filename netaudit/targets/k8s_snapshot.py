@@ -25,7 +25,7 @@ from functools import cache, cached_property
 from types import MappingProxyType
 from typing import Callable, Iterable, Literal, Mapping, NoReturn
 
-from ..errors import UsageError
+from netaudit.core.errors import UsageError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

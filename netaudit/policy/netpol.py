@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterable, Literal, Mapping
 
-from ..errors import UsageError
-from .snapshot import (
+from netaudit.core.errors import UsageError
+from netaudit.targets.k8s_snapshot import (
     PROTOCOLS, IPBlock, IPNetwork, LabelSelector, NetworkPolicy, Pod, PolicyPeer, PolicyPort, PolicyRule,
     SelectorRequirement, Snapshot,
 )
