@@ -68,6 +68,8 @@ class Container:
     name: str
     ports: tuple[ContainerPort, ...]
     env: Mapping[str, str]  # literal `value`s only: `valueFrom` (secrets, config maps) is not in a snapshot
+    image: str = ""
+    argv: tuple[str, ...] = ()  # command, then args: how a TF Serving container shows what it runs
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def load_snapshot(paths: list[str]) -> Snapshot:
     builder = _Builder()
     for path in paths:
         shown = _display(path)
-        documents = _read_documents(path, shown)
+        documents = read_documents(path, shown)
         for index, document in enumerate(documents):
             builder.add_document(document, shown, f"document {index + 1}" if len(documents) > 1 else "")
     return builder.build()
@@ -244,7 +246,9 @@ def _display(path: str) -> str:
     return path if path.isprintable() else repr(path)
 
 
-def _read_documents(path: str, shown: str) -> list[object]:
+def read_documents(path: str, shown: str | None = None) -> list[object]:
+    """The documents of one JSON or YAML file, bounded: what load_snapshot and `k8s expect` read."""
+    shown = shown or _display(path)
     try:
         with open(path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
@@ -637,6 +641,8 @@ def _container(at: _At) -> Container:
             host_port=p["hostPort"].integer(1, 65535, None),
         ) for p in at["ports"].items()),
         env=MappingProxyType(env),
+        image=at["image"].string(""),
+        argv=tuple(a.string() for a in at["command"].items()) + tuple(a.string() for a in at["args"].items()),
     )
 
 
