@@ -17,6 +17,7 @@ FOLDER = TREE / "docs" / "scheduling"
 
 
 def manifests() -> list[tuple[str, dict]]:
+    """Every document of every example manifest."""
     import yaml
 
     return [(path.name, doc) for path in sorted(FOLDER.glob("*.yaml"))
@@ -28,11 +29,20 @@ def test_each_manifest_passes_the_api_schema_and_runs_the_image_as_non_root(name
     import kubernetes_validate
 
     kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    if doc["kind"] not in ("Job", "CronJob"):
+        assert doc["kind"] in ("ClusterRole", "ClusterRoleBinding", "ServiceAccount"), doc["kind"]
+        if doc["kind"] == "ClusterRole":  # read-only, and never Secrets or ConfigMaps
+            for rule in doc["rules"]:
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}
+                assert not {"secrets", "configmaps"} & set(rule["resources"])
+        return
     spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     container = pod["containers"][0]
     assert container["image"].endswith("/netaudit:0.1.0")
+    if pod.get("serviceAccountName"):  # the in-cluster Job: its account is the one the binding names
+        assert pod["serviceAccountName"] == "netaudit"
     words = " ".join(container.get("command", []) + container.get("args", []))
     mounts = [m["mountPath"] for m in container["volumeMounts"]]
     env = {e["name"]: e["value"] for e in container.get("env", [])}

@@ -279,6 +279,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prepend this stock nmap-service-probes file (e.g. /usr/share/nmap/nmap-service-probes), "
                              "so one --versiondb file keeps nmap's own probes too")
 
+    k8s = sub.add_parser("k8s", help="Kubernetes: what a cluster's NetworkPolicies intend for its TF workloads",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="expect: for every TF workload pod in the snapshots and manifests (TFJob "
+                         "replicas, TF Serving, KServe predictors, TensorBoard, any pod with a port of the tf set), "
+                         "every port it serves and every source, what the NetworkPolicies intend: allowed, denied or "
+                         "unknown, with the policies and rules that decide. Nothing is sent. Manifests that are not "
+                         "deployed yet (TFJob, Deployment, StatefulSet, InferenceService) count with the pods they "
+                         "would make.",
+                         epilog="examples:\n  kubectl get namespaces,pods,services,networkpolicies -A -o json > "
+                                "cluster.json\n  netaudit k8s expect cluster.json\n"
+                                "  netaudit k8s expect cluster.json tfjob.yaml --from apps --from 10.0.0.0/8 "
+                                "--fail-on high\n\n" + EPILOG)
+    k8s.add_argument("action", choices=["expect"], help="expect: the intended reachability, from the snapshot alone")
+    k8s.add_argument("snapshots", nargs="+", metavar="SNAPSHOT",
+                     help="kubectl -o json or API list output, or YAML manifests (several merge)")
+    k8s.add_argument("--from", dest="sources", action="append", default=[], metavar="NS[/POD]|CIDR",
+                     help="a source: a namespace's unlabeled pod, one pod, or an address outside the cluster "
+                          "(default: every namespace's unlabeled pod and 0.0.0.0/0)")
+    k8s.add_argument("--format", choices=("text", "json"), help="text (default) or json (netaudit/k8s-expect-v1)")
+    k8s.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    k8s.add_argument("--fail-on", choices=SEVERITY_CHOICES, metavar="SEVERITY",
+                     help="exit 1 when any finding is at or above this severity")
+
     demo = sub.add_parser("demo", help="lab up -> scan from every vantage -> HTML, JSON, SARIF, JUnit -> lab down",
                           description="Bring the lab up (the segmented lab as root, else the loopback lab), scan it "
                           "from every vantage, merge the scans against the lab's policy, write report.html, "
@@ -761,8 +784,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), loopback=args.loopback, install=not args.no_install)
 
 
+def cmd_k8s(args: argparse.Namespace) -> int:
+    import json
+
+    from netaudit.core.model import severity_rank
+    from netaudit.policy.k8s_expect import default_sources, expect, load, parse_source, to_text
+
+    output = open_output(args)
+    snapshot = load(args.snapshots)
+    sources = [parse_source(text, snapshot) for text in args.sources] or default_sources(snapshot)
+    data = expect(snapshot, sources)
+    fmt = args.format or ("json" if (args.output or "").endswith(".json") else "text")
+    write_output(json.dumps(data, indent=2) + "\n" if fmt == "json" else to_text(data), output)
+    if args.fail_on and any(severity_rank(f["severity"]) >= severity_rank(args.fail_on) for f in data["findings"]):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
 COMMANDS = {"scan": cmd_scan, "report": cmd_report, "convert": cmd_convert, "history": cmd_history, "lab": cmd_lab,
-            "export": cmd_export, "demo": cmd_demo}
+            "export": cmd_export, "k8s": cmd_k8s, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

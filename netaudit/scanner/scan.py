@@ -14,6 +14,7 @@ port leaked on the host's other ports), which are few.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -151,6 +152,8 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
             endpoint.details["discovery"]["port_named"] = True
         if found.block.name:
             endpoint.details["target_name"] = found.block.name
+        if found.block.identity:
+            endpoint.details["k8s"] = json.loads(found.block.identity)
         if found.state != "open" or sink is None:
             result.endpoints.append(endpoint)
         if found.state == "open":

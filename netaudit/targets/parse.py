@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ class TargetBlock:
     ports: tuple[int, ...] | None = None
     name: str | None = None
     source: str | None = None  # the discovery file and its format, for blocks read from another scanner's output
+    identity: str | None = None  # JSON: who this address is in a cluster (k8s:), written as details.k8s
 
     def addresses(self) -> Iterator[IPAddress]:
         """Every address, network and broadcast included, as nmap does: a /24 can hide a server on .0."""
@@ -283,10 +285,35 @@ def _discovery_blocks(tool: str, path: str) -> list[TargetBlock]:
     return blocks
 
 
+def _k8s_blocks(text: str) -> list[TargetBlock]:
+    """Pod IPs and ports of the TF workloads in a snapshot, then the Service addresses in front of them."""
+    from netaudit.targets.k8s import service_addresses, workloads
+    from netaudit.targets.k8s_snapshot import load_snapshot
+
+    paths = [p for p in text[len("k8s:"):].split(",") if p]
+    if not paths:
+        raise UsageError("k8s: needs a snapshot: k8s:FILE[,FILE...] (kubectl get namespaces,pods,services,"
+                         "endpointslices,networkpolicies -A -o json > cluster.json); the live API is not read yet")
+    snapshot = load_snapshot(paths)
+    found = workloads(snapshot)
+    blocks = [TargetBlock(f"k8s:{w.pod.key}", (ipaddress.ip_network(ip),), w.ports, w.pod.key, "k8s snapshot",
+                          json.dumps(w.identity, sort_keys=True))
+              for w in found for ip in w.pod.ips]
+    blocks += [TargetBlock(f"k8s:{who['namespace']}/{who['service']}", (ipaddress.ip_network(host),), (port,),
+                           f"{who['namespace']}/{who['service']}", "k8s snapshot", json.dumps(who, sort_keys=True))
+               for host, port, who in service_addresses(snapshot, found)]
+    if not blocks:
+        raise UsageError(f"{text}: no pod in the snapshot runs TF code or serves TF models (and none declares a "
+                         "port of the tf set)")
+    return blocks
+
+
 def parse_target(text: str) -> list[TargetBlock]:
     text = text.strip()
     if text.startswith("tf-config:"):
         return _tf_config_blocks(text[len("tf-config:"):])
+    if text.startswith("k8s:"):
+        return _k8s_blocks(text)
     tool, sep, path = text.partition(":")
     if sep and tool in READERS and not path.isdigit():  # "nmap:2222" is still a host named nmap
         if not path:
