@@ -19,11 +19,11 @@ MAX_WORKERS = 64  # scan --workers N: scan processes on one host
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
-FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit", "prom")
+FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit", "prom", "ocsf")
 SCAN_FORMATS = FORMAT_CHOICES + ("jsonl",)
 ENGINES = ("connect", "syn", "nmap")
 SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".sarif": "sarif",
-                  ".xml": "junit", ".prom": "prom", ".jsonl": "jsonl"}
+                  ".xml": "junit", ".prom": "prom", ".ocsf": "ocsf", ".jsonl": "jsonl"}
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
@@ -119,7 +119,9 @@ def add_output_options(p: argparse.ArgumentParser, formats: tuple[str, ...] = FO
     extra = (" jsonl streams each endpoint as it is finished, so memory stays flat on large sweeps; build the "
              "other formats from it with convert or report.") if "jsonl" in formats else ""
     p.add_argument("--format", choices=formats,
-                   help="output format (default: text on the terminal, or taken from the -o file's suffix)." + extra)
+                   help="output format (default: text on the terminal, or taken from the -o file's suffix). ocsf "
+                        "writes one OCSF 1.5.0 Detection Finding per finding, one JSON object a line (suffix .ocsf)."
+                        + extra)
     p.add_argument("-o", "--output", metavar="FILE", help="write the output here instead of stdout")
     p.add_argument("--fail-on", choices=SEVERITY_CHOICES, metavar="SEVERITY",
                    help="exit 1 when any finding is at or above this severity: " + "|".join(SEVERITY_CHOICES))
@@ -249,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "or cut short by an interrupt), or a report's JSON, and write it in any output format. "
                              "Nothing is scanned and no history is recorded.",
                              epilog="examples:\n  netaudit convert scan.jsonl -o scan.json\n"
-                                    "  netaudit convert scan.jsonl --format html -o scan.html\n\n" + EPILOG)
+                                    "  netaudit convert scan.jsonl --format html -o scan.html\n"
+                                    "  netaudit convert scan.json --format ocsf -o findings.ocsf   (a SIEM's OCSF "
+                                    "intake)\n\n" + EPILOG)
     convert.add_argument("result", metavar="RESULT", help="a scan result (.jsonl stream or .json) or a report's .json")
     add_output_options(convert)
 
@@ -705,7 +709,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from netaudit.outputs.render import shard_note
 
     if output_format(args) == "jsonl":
-        raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom or text")
+        raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom, ocsf or "
+                         "text")
     policy = load_policy(args.policy) if args.policy else None
     scans = [load_scan(path) for path in args.results]
     output = open_output(args)
@@ -727,7 +732,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     fmt = output_format(args)
     if fmt == "jsonl":
-        raise UsageError("convert writes json, html, sarif, junit, prom or text; a jsonl stream is what it reads")
+        raise UsageError("convert writes json, html, sarif, junit, prom, ocsf or text; a jsonl stream is what it "
+                         "reads")
     data = load_scan_or_report(args.result, "result")
     write_output(FORMATS[fmt](Recorded(data)), open_output(args))
     return exit_code(data, args.fail_on)

@@ -336,5 +336,11 @@ def to_prom(result) -> str:
     return render(result)
 
 
+def to_ocsf(result) -> str:
+    from netaudit.outputs.ocsf import to_ocsf as render
+
+    return render(result)
+
+
 FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html, "sarif": to_sarif,
-                                            "junit": to_junit, "prom": to_prom}
+                                            "junit": to_junit, "prom": to_prom, "ocsf": to_ocsf}
