@@ -3,7 +3,7 @@
 Starts the families lab (KServe, MLServer, Triton when its venv can be built, TensorBoard, the TF Serving
 stand-in, a plain FastAPI app and grpcio server) plus one tf.distribute.Server on 127.0.0.1, then times per
 endpoint: the engine's fingerprint (first-bytes sniff, TLS check, the registry's probes), the family's own
-probe function (probes/tensorboard/rest.py, inference_v1.py, inference_v2.py) run on its own, and, with nmap
+probe function (probes/tensorboard/rest.py, inference_v1/rest.py, inference_v2/protocol.py) run on its own, and, with nmap
 installed, `nmap -sT -sV -n -Pn --versiondb FILE -p PORT` with the file `netaudit export nmap-probes`
 writes (wall time of the command, one port per run, and the service line nmap printed). Prints the
 figures; nothing is asserted.
@@ -32,7 +32,7 @@ from netaudit.outputs.nmap_probes import export  # noqa: E402
 from netaudit.lab.loopback import LoopbackLab  # noqa: E402
 from netaudit.lab.processes import free_port, module_argv, spawn, stop, wait_ready  # noqa: E402
 from netaudit.core.model import Endpoint  # noqa: E402
-from netaudit.probes import tensorboard  # noqa: E402
+from netaudit.probes.tensorboard import rest as tensorboard  # noqa: E402
 from netaudit.probes.inference_v1 import rest as inference_v1
 from netaudit.probes.inference_v2 import protocol as inference_v2
 from netaudit.probes.base import ProbeContext  # noqa: E402

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netaudit.transport.h2c import H2cConnection  # noqa: E402
 from netaudit.lab.processes import free_port  # noqa: E402
-from netaudit.probes import tf_runtime  # noqa: E402
+from netaudit.probes.tf_runtime import grpc as tf_runtime  # noqa: E402
 from netaudit.transport.sniff import answers_tls, tls_handshake  # noqa: E402
 from netaudit.transport.safety import MALFORMED, check_call  # noqa: E402
 

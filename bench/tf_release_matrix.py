@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netaudit import protowire  # noqa: E402
+from netaudit.transport import protowire  # noqa: E402
 from netaudit.lab.processes import LabError, free_port, spawn, stop, wait_ready  # noqa: E402
 from netaudit.transport.safety import MALFORMED  # noqa: E402
 from netaudit.transport.rpc import RpcSession  # noqa: E402

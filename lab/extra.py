@@ -22,6 +22,15 @@ def lab_requirements() -> list[str]:
             if re.search(r"""extra\s*==\s*["']lab["']""", req) and NAME.match(req)]
 
 
+# The import names of the [lab] extra's distributions (a missing one is the lab's, not a broken install).
+IMPORT_NAMES = {"tensorflow-serving-api": "tensorflow_serving", "grpcio-health-checking": "grpc_health",
+                "grpcio-reflection": "grpc_reflection"}
+
+
+def lab_modules() -> set[str]:
+    return {IMPORT_NAMES.get(name, name.replace("-", "_")) for name in lab_requirements()} | {"tensorflow"}
+
+
 def missing_lab_packages() -> list[str]:
     missing = []
     for name in lab_requirements():

@@ -111,3 +111,28 @@ def test_the_k8s_target_source_lists_pod_ips_ports_and_identity():
     assert sorted(b.networks[0].version for b in chief) == [4, 6]  # a dual-stack pod: both addresses
     service = [b for b in targets.blocks if b.spec.startswith("k8s:") and json.loads(b.identity).get("service")]
     assert service  # the addresses of the Services in front of the workloads are targets too
+
+
+def test_an_unprotected_pod_is_a_finding_whatever_the_chosen_sources(tmp_path):
+    manifest = tmp_path / "bert.yaml"
+    manifest.write_text(UNDEPLOYED)
+    proc = subprocess.run([*NETAUDIT, "k8s", "expect", str(manifest), "--from", "research", "--from", "10.0.0.0/8",
+                           "--format", "json", "--fail-on", "high"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "k8s-tf-pod-not-isolated" in {f["rule"] for f in json.loads(proc.stdout)["findings"]}
+
+
+def test_a_deployed_job_of_a_similar_name_does_not_hide_a_planned_one(tmp_path):
+    deployed = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bert-v2-worker-0
+  namespace: research
+  labels: {training.kubeflow.org/job-name: bert-v2}
+  ownerReferences: [{kind: TFJob, name: bert-v2, controller: true}]
+spec: {containers: [{name: tensorflow, image: tensorflow/tensorflow:2.16.1}]}
+"""
+    (tmp_path / "bert.yaml").write_text(UNDEPLOYED + "---\n" + deployed)
+    pods = {p.name for p in load([str(tmp_path / "bert.yaml")]).pods}
+    assert {"bert-chief-0", "bert-worker-0", "bert-worker-1", "bert-v2-worker-0"} <= pods

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from netaudit.core.model import Endpoint, Finding, ScanResult
 from netaudit.outputs.render import FORMATS
 from netaudit.results.history import Acceptance, Recorded, annotate
+from test_bad_inputs import MUTATIONS, paths
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]
 VERSION = "1.5.0"
@@ -415,21 +416,6 @@ def test_every_command_offers_ocsf(tmp_path):
         assert proc.returncode == 0 and "ocsf" in proc.stdout and "OCSF 1.5.0 Detection Finding" in " ".join(proc.stdout.split())
 
 
-MUTATIONS = st.recursive(st.none() | st.booleans() | st.integers(-3, 70000) | st.text(max_size=8),
-                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                     max_size=3), max_leaves=6)
-
-
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _paths(value, (*prefix, index))
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_result_netaudit_accepts_gives_valid_records(data, tmp_path_factory):
@@ -437,7 +423,7 @@ def test_any_result_netaudit_accepts_gives_valid_records(data, tmp_path_factory)
     from netaudit.cli.main import main
 
     scan = copy.deepcopy(MUTABLE)
-    where = data.draw(st.sampled_from(list(_paths(scan))[1:]))
+    where = data.draw(st.sampled_from(list(paths(scan))[1:]))
     node = scan
     for part in where[:-1]:
         node = node[part]

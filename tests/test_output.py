@@ -160,3 +160,21 @@ def test_an_unwritable_output_is_refused_before_the_first_packet(tmp_path):
         assert not store.parent.exists()
     finally:
         listener.close()
+
+
+def test_a_link_to_proc_self_fd_1_appends_to_the_file_stdout_is(tmp_path, result):
+    """`{ echo header; netaudit … -o /dev/stdout; echo footer; } >> log`: the log keeps its header and its
+    footer, and stays the same file (nothing renamed over it)."""
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    log = tmp_path / "log"
+    log.write_text("header\n")
+    inode = log.stat().st_ino
+    with open(log, "a") as out:
+        proc = subprocess.run([*NETAUDIT, "convert", str(result), "--format", "json", "-o", str(link)], stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+        out.write("footer\n")
+    assert proc.returncode == 0, proc.stderr
+    text = log.read_text()
+    assert text.startswith("header\n{") and text.endswith("}\nfooter\n") and '"netaudit/scan-v1"' in text
+    assert log.stat().st_ino == inode

@@ -17,7 +17,7 @@ from netaudit.transport.safety import MALFORMED, UnsafeCall, check_call, check_h
 
 DO_NOT_CALL, EMPTY_ONLY = do_not_call(), empty_only()
 
-# docs/wire-facts.md §4 "do NOT call", spelled out independently of the families' [safety] lists (probes/*.toml)
+# docs/wire-facts.md §4 "do NOT call", spelled out independently of the families' [safety] lists (probes/*/family.toml)
 # so that shrinking a list there fails here.
 REFERENCE_DO_NOT_CALL = {
     "/tensorflow.MasterService/CreateSession", "/tensorflow.MasterService/Reset", "/tensorflow.MasterService/RunStep",

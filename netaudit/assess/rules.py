@@ -1,5 +1,5 @@
 """Assessment: endpoint facts in, findings out. The rules are data, in one format: each family's rules in
-its declaration (probes/*.toml) and the policy's rules in data/policy_rules.toml. Every rule is checked
+its declaration (probes/*/family.toml) and the policy's rules in data/policy_rules.toml. Every rule is checked
 when it loads, so a misspelt key, severity, kind, family, fact or CVSS vector is an error naming the rule,
 not a surprise at the end of a scan.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netaudit import LAB_INSTALL
+from netaudit import DISTRIBUTION, LAB_INSTALL
 from netaudit.core.errors import UsageError
 from netaudit.core.textsafe import terminal_lines, terminal_safe
 
@@ -463,12 +463,10 @@ def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Na
     from netaudit.results.history import annotate, scope_key
     from netaudit.results.stream import StreamWriter
 
+    output = open_output(args)  # checked before anything is truncated or sent
+    history = open_history(args)
+    out = output.stream()
     try:
-        out = open(args.output, "w", encoding="utf-8", errors="replace") if args.output else sys.stdout
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
-    try:
-        history = open_history(args)
         writer = StreamWriter(out, policy, segment, result_options(targets, args))
         data = writer.summary(stream_scan(targets, opts, writer, args.workers))
         baseline, label = history.baseline, history.label
@@ -835,8 +833,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netaudit: broken install: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_INTERNAL
     except ModuleNotFoundError as exc:
-        print(f"netaudit: error: {exc.name} is not installed; the lab needs: {LAB_INSTALL}", file=sys.stderr)
-        return EXIT_USAGE
+        from netaudit.lab.extra import lab_modules
+
+        if (exc.name or "").split(".")[0] in lab_modules():
+            print(f"netaudit: error: {exc.name} is not installed; the lab needs: {LAB_INSTALL}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"netaudit: broken install: module {exc.name} is missing; reinstall it "
+              f"(pip install --force-reinstall {DISTRIBUTION})", file=sys.stderr)
+        return EXIT_INTERNAL
     except Exception as exc:  # exit code 4 (README, Exit codes): one line, the traceback only on request
         if os.environ.get("NETAUDIT_DEBUG"):
             raise

@@ -65,10 +65,3 @@ def check_keys(table: dict[str, Any], allowed: set[str] | dict[str, Any], path: 
         if key not in allowed:
             raise UsageError(f"{path}: {where}: unknown key {key!r}{nearest(key, allowed)} "
                              f"(allowed: {', '.join(sorted(allowed))})")
-
-
-def check_type(value: Any, kind: type | tuple[type, ...], path: str, where: str, wanted: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple)
-                                                                                  else (kind,))):
-        raise UsageError(f"{path}: {where}: expected {wanted}, got {type(value).__name__} {_short(repr(value), 60)}")
-    return value

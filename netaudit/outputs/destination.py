@@ -10,12 +10,14 @@ the machine's null device into a regular file.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TextIO
 
 from netaudit.core.errors import OutputError, UsageError
 
@@ -33,6 +35,12 @@ class Output:
         """Resolve and check the path now, before the first packet: exit 2 for a path that cannot be written."""
         if path in (None, "-"):
             return cls(None)
+        descriptor = _descriptor(path)
+        if descriptor is not None:  # /dev/stdout and the like: this process's own descriptor, written through
+            try:
+                return cls(path, path, False, None, os.fdopen(os.dup(descriptor), "wb", buffering=0))
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror}") from None
         try:
             st = os.stat(path)  # follows symlinks: /dev/stdout is judged by what it points at
         except FileNotFoundError:
@@ -89,9 +97,42 @@ class Output:
                 pass
             raise
 
+    def stream(self) -> TextIO:
+        """A text stream written in place as the work goes (scan --format jsonl): what an interrupted or
+        killed scan wrote stays there. Opened only now, after every other check."""
+        if self.path is None:
+            return sys.stdout
+        if self._held is not None:
+            return io.TextIOWrapper(io.BufferedWriter(self._held), encoding="utf-8", errors="replace",
+                                    write_through=True)
+        try:
+            return open(self.target, "w", encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+
     def close(self) -> None:
         if self._held is not None and not self._held.closed:
             self._held.close()
+
+
+# A descriptor of this process named as a path: /dev/fd/N, /proc/self/fd/N (what /dev/stdout links to).
+FD_PATH = re.compile(r"/(?:dev/fd|proc/self/fd|proc/thread-self/fd)/(\d+)")
+MAX_LINKS = 40  # the kernel's own limit on symlinks in one lookup
+
+
+def _descriptor(path: str) -> int | None:
+    """The open descriptor a path names, hop by hop through its symlinks. Its target may be a regular file
+    (`netaudit … -o /dev/stdout >> log`): renaming over it would leave the shell writing to a deleted file
+    and lose what came before, so it is written through the descriptor, at the shell's own offset."""
+    current = os.path.abspath(path)
+    for _ in range(MAX_LINKS):
+        named = FD_PATH.fullmatch(current)
+        if named:
+            return int(named[1])
+        if not os.path.islink(current):
+            return None
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return None
 
 
 def _umask() -> int:

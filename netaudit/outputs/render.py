@@ -157,7 +157,7 @@ def plural(count: int, noun: str) -> str:
 def to_text(result) -> str:
     data = as_dict(result)
     if "reachability" not in data:
-        stats = data["stats"]
+        stats = data.get("stats") or {}
         status = "complete" if data["complete"] else f"INCOMPLETE ({stats.get('incomplete_reason', 'stopped')})"
         lines = [f"netaudit scan  {data['started']} -> {data['finished'] or '(not finished)'}  "
                  f"vantage: {vantage_name(data)}  {status}",

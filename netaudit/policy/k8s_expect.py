@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -17,7 +18,7 @@ from typing import Any
 
 from netaudit.core.errors import UsageError
 from netaudit.policy.netpol import ExternalAddress, Source, UnlabeledPod, verdict
-from netaudit.targets.k8s import Workload, planned_pods, routing_services, workloads
+from netaudit.targets.k8s import KSERVE_LABEL, Workload, planned_pods, routing_services, workloads
 from netaudit.targets.k8s_snapshot import Snapshot, read_documents, snapshot_from_documents
 
 SCHEMA = "netaudit/k8s-expect-v1"
@@ -54,20 +55,31 @@ def load(paths: list[str]) -> Snapshot:
     documents = [doc for path in paths for doc in read_documents(path)]
     objects = [item for doc in documents for item in (doc.get("items", []) if isinstance(doc, dict) and
                                                        str(doc.get("kind", "")).endswith("List") else [doc])]
-    owners = set()  # (namespace, owner name) of the pods the files hold: those workloads are deployed
+    owners = set()  # (namespace, owner kind, owner name) of the pods the files hold: deployed workloads
     for doc in objects:
         meta = doc.get("metadata") if isinstance(doc, dict) and doc.get("kind") == "Pod" else None
         if isinstance(meta, dict):
             for ref in meta.get("ownerReferences") or []:
                 if isinstance(ref, dict) and isinstance(ref.get("name"), str):
-                    owners.add((meta.get("namespace") or "default", ref["name"]))
+                    owners.add((meta.get("namespace") or "default", ref.get("kind"), ref["name"]))
+            labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+            if isinstance(labels.get(KSERVE_LABEL), str):  # a predictor's pods belong to a ReplicaSet of Knative's
+                owners.add((meta.get("namespace") or "default", "InferenceService", labels[KSERVE_LABEL]))
     derived = []
     for pod in planned_pods(objects):
-        namespace, owner = pod["metadata"]["namespace"], pod["metadata"]["ownerReferences"][0]["name"]
-        # A Deployment's pods belong to its ReplicaSet, named `<deployment>-<hash>`.
-        if not any(ns == namespace and (name == owner or name.startswith(f"{owner}-")) for ns, name in owners):
+        namespace, ref = pod["metadata"]["namespace"], pod["metadata"]["ownerReferences"][0]
+        if not any(ns == namespace and _owns(ref["kind"], ref["name"], kind, name) for ns, kind, name in owners):
             derived.append(pod)
     return snapshot_from_documents([*objects, *derived], ", ".join(paths))
+
+
+def _owns(planned_kind: str, planned: str, kind: str | None, name: str) -> bool:
+    """Whether a pod owned by (kind, name) is one of the planned workload's: the same owner, or for a
+    Deployment its ReplicaSet `<deployment>-<pod-template-hash>` (apps/v1 names it so)."""
+    if kind == planned_kind and name == planned:
+        return True
+    return planned_kind == "Deployment" and kind == "ReplicaSet" and \
+        re.fullmatch(rf"{re.escape(planned)}-[a-z0-9]{{1,10}}", name) is not None
 
 
 def parse_source(text: str, snapshot: Snapshot) -> tuple[Source, dict[str, Any]]:
@@ -118,10 +130,12 @@ def expect(snapshot: Snapshot, sources: list[tuple[Source, dict[str, Any]]]) -> 
                         "reason": v.reason}
                 row.append(cell)
             cells += row
-            outside = next((c for c in row if c["from"].get("cidr") == EVERYWHERE), None)
-            isolated = not (outside is not None and outside["verdict"] == "allowed" and not outside["rules"])
+            # Whether any ingress policy selects the pod, asked from outside the cluster whatever the chosen
+            # sources: an outside address has no egress policy of its own, so only the pod's ingress decides.
+            probe = verdict(snapshot, ExternalAddress(EVERYWHERE), pod, port)
+            isolated = not (probe.value == "allowed" and not probe.rules)
             if not isolated:
-                not_isolated.append((port, outside["reason"]))
+                not_isolated.append((port, probe.reason))
             findings += _port_findings(table, work, port, row, words, isolated)
         if not_isolated:  # one finding per pod: no policy selects it, whatever the port
             findings.append(_finding(table["k8s-tf-pod-not-isolated"], pod.key, not_isolated[0][0],

@@ -183,21 +183,21 @@ class PolicyEngine:
         return Verdict("allowed", egress.rules + ingress.rules, "; ".join(reasons))
 
     def _egress(self, src: _End, dst: _End, port: int, protocol: str) -> _Side:
-        if src.kind != "pod":
+        if src.what != "pod":
             return _Side(True, (), "")  # NetworkPolicy governs pods only: nodes and outside hosts send freely
         policies = self._selecting_end(src).egress
         if not policies:
             return _Side(True, (), f"no NetworkPolicy selects {src.text} for egress")
-        own_node = _same_node(src, dst) if dst.kind == "node" else _FALSE
+        own_node = _same_node(src, dst) if dst.what == "node" else _FALSE
         return self._direction("egress", policies, own_node, src, dst, dst, port, protocol)
 
     def _ingress(self, src: _End, dst: _End, port: int, protocol: str) -> _Side:
-        if dst.kind == "node":
+        if dst.what == "node":
             return _Side(True, (), f"{dst.text} read as its node, which NetworkPolicy does not govern")
         policies = self._selecting_end(dst).ingress
         if not policies:
             return _Side(True, (), f"no NetworkPolicy selects {dst.text} for ingress")
-        own_node = _same_node(src, dst) if src.kind == "node" else _FALSE
+        own_node = _same_node(src, dst) if src.what == "node" else _FALSE
         return self._direction("ingress", policies, own_node, dst, src, dst, port, protocol)
 
     def _direction(self, direction: str, policies: tuple[NetworkPolicy, ...], own_node: _Tri, isolated: _End,
@@ -239,7 +239,7 @@ class PolicyEngine:
     def _peer(self, peer: PolicyPeer, namespace: str, end: _End) -> _Tri:
         if peer.ip_block is not None:
             return _ip_block(peer.ip_block, end)
-        if end.kind != "pod":
+        if end.what != "pod":
             return _FALSE  # selectors select pods; node and outside traffic is matched by ipBlock alone
         if peer.namespace_selector is None:
             in_namespace = _of(end.namespace == namespace)  # podSelector alone: the policy's own namespace
@@ -259,7 +259,7 @@ class PolicyEngine:
         if isinstance(rule_port.port, int):
             return _of(rule_port.port <= port <= (rule_port.port if rule_port.end_port is None else rule_port.end_port))
         name = rule_port.port
-        if dst.kind == "node" or dst.pod is None:
+        if dst.what == "node" or dst.pod is None:
             return _unknown(f"named port {name!r} cannot be resolved on {dst.text}")
         numbers = dst.pod.ports_named(name, protocol)
         if not numbers:
@@ -399,7 +399,7 @@ class _End:
     a pod (matched by selectors), a node, or an outside block (matched by ipBlock only)."""
 
     text: str
-    kind: Literal["pod", "node", "external"]
+    what: Literal["pod", "node", "external"]
     namespace: str | None = None
     labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)
     addresses: tuple[IPNetwork, ...] | None = ()  # None: unknown
@@ -438,7 +438,7 @@ def _ip_block(block: IPBlock, end: _End) -> _Tri:
     """Outside addresses are matched exactly. For in-cluster addresses (pods, nodes) ipBlock "should be
     cluster-external IPs" and plugins differ (some match pod and node IPs, some never do), so a hit there
     is unknown; a miss is a miss under every reading."""
-    if end.kind == "external":
+    if end.what == "external":
         (piece,) = end.addresses  # type: ignore[misc]
         return _of(_inside(piece, block))
     if not end.addresses:

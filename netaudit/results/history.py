@@ -176,6 +176,9 @@ def load_accept_list(path: str) -> list[Acceptance]:
     rules = {rule.id for rule in load_rules()}
     out = []
     for index, entry in enumerate(data.get("accept", []), 1):
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: entry #{index} must be a table ([[accept]] with id or rule, reason, owner, "
+                             "expires)")
         check_keys(entry, ACCEPT_KEYS, where, f"entry #{index}")
         missing = [k for k in ("reason", "owner", "expires") if not entry.get(k)]
         if missing or not (entry.get("id") or entry.get("rule")):

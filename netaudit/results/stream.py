@@ -149,36 +149,39 @@ def parse_stream(lines: Iterable[str], path: str) -> dict[str, Any]:
     header: dict[str, Any] | None = None
     trailer: dict[str, Any] | None = None
     cut = False
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if line.endswith("\n"):
-                raise UsageError(f"{path} line {number} is not JSON: not a netaudit stream") from None
-            cut = True
-            break
-        kind = record.get("type") if isinstance(record, dict) else None
-        if number == 1 and (kind != "header" or record.get("schema") != STREAM_SCHEMA):
-            raise UsageError(f"{path} is not a netaudit scan stream (schema {STREAM_SCHEMA!r} expected)")
-        if kind == "header":
-            header = record
-        elif kind == "endpoint":
-            endpoints.append(record["endpoint"])
-            findings += record["findings"]
-        elif kind == "trailer":
-            trailer = record
-    if header is None:
-        raise UsageError(f"{path} is empty: not a netaudit scan stream")
-    endpoints.sort(key=lambda e: endpoint_order(e["host"], e["port"]))
-    data = {"schema": SCHEMA, "vantage": header["vantage"], "started": header["started"],
-            "finished": trailer["finished"] if trailer else None, "complete": bool(trailer and trailer["complete"]),
-            "endpoints": endpoints, "findings": findings, "stats": dict(trailer["stats"]) if trailer else {},
-            "options": header["options"], "port_states": trailer["port_states"] if trailer else []}
-    if trailer is None:
-        data["stats"]["incomplete_reason"] = NO_TRAILER + (" (its last line was cut short)" if cut else "")
-    if "policy" in header:
-        data.update(policy=header["policy"], segment=header["segment"],
-                    expected_unreachable=trailer["expected_unreachable"] if trailer else [])
+    try:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if line.endswith("\n"):
+                    raise UsageError(f"{path} line {number} is not JSON: not a netaudit stream") from None
+                cut = True
+                break
+            kind = record.get("type") if isinstance(record, dict) else None
+            if number == 1 and (kind != "header" or record.get("schema") != STREAM_SCHEMA):
+                raise UsageError(f"{path} is not a netaudit scan stream (schema {STREAM_SCHEMA!r} expected)")
+            if kind == "header":
+                header = record
+            elif kind == "endpoint":
+                endpoints.append(record["endpoint"])
+                findings += record["findings"]
+            elif kind == "trailer":
+                trailer = record
+        if header is None:
+            raise UsageError(f"{path} is empty: not a netaudit scan stream")
+        endpoints.sort(key=lambda e: endpoint_order(e["host"], e["port"]))
+        data = {"schema": SCHEMA, "vantage": header["vantage"], "started": header["started"],
+                "finished": trailer["finished"] if trailer else None, "complete": bool(trailer and trailer["complete"]),
+                "endpoints": endpoints, "findings": findings, "stats": dict(trailer["stats"]) if trailer else {},
+                "options": header["options"], "port_states": trailer["port_states"] if trailer else []}
+        if trailer is None:
+            data["stats"]["incomplete_reason"] = NO_TRAILER + (" (its last line was cut short)" if cut else "")
+        if "policy" in header:
+            data.update(policy=header["policy"], segment=header["segment"],
+                        expected_unreachable=trailer["expected_unreachable"] if trailer else [])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record without what a stream holds
+        raise UsageError(f"{path}: a record of the stream is malformed ({type(exc).__name__}: {exc})") from None
     return data

@@ -139,6 +139,13 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
                 attribute_replies([endpoint], engine.sees_packets, frozenset(), ttls)
                 hand_on(endpoint)
 
+    failed: list[BaseException] = []  # a probe task's own failure: the sink could not write its endpoint
+
+    def settled(task: asyncio.Task) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failed.append(task.exception())
+
     def on_result(found: PortResult) -> None:
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
         note = f" ({found.note})" if found.note else ""
@@ -163,7 +170,7 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
                 probing[id(endpoint)] = endpoint
             task = asyncio.create_task(probe_open(found, endpoint))
             pending.add(task)
-            task.add_done_callback(pending.discard)
+            task.add_done_callback(settled)
 
     try:
         stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
@@ -177,6 +184,8 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
                 hand_on(endpoint)
             result.endpoints = [e for e in result.endpoints if e.state == "open"]
         await asyncio.gather(*pending)
+        if failed:
+            raise failed[0]
         if any(e.state == "open" for e in result.endpoints):
             from netaudit.fingerprint.runner import cross_reference
 

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from netaudit.core import registry
 from netaudit.targets.k8s_snapshot import Pod, Service, Snapshot
+from netaudit.targets.parse import named_port_sets
 
 TFJOB_LABELS = ("training.kubeflow.org/job-name", "training.kubeflow.org/replica-type",
                 "training.kubeflow.org/replica-index")
@@ -60,7 +60,7 @@ def _runs(pod: Pod, word: str) -> bool:
 
 
 def tf_ports() -> frozenset[int]:
-    return frozenset(port for kind in registry.kinds().values() if kind.sensitive for port in kind.ports)
+    return frozenset(named_port_sets()["tf"])
 
 
 def routing_services(snapshot: Snapshot, pod: Pod) -> list[Service]:

@@ -375,19 +375,25 @@ def _uncovered(networks: Iterable[IPNetwork], covered: list[IPNetwork]) -> tuple
 
 def distinct_blocks(blocks: list[TargetBlock], default_ports: tuple[int, ...]) -> list[TargetBlock]:
     """Each (address, port) once, in the order given: a repeated target, a line given twice on stdin and
-    overlapping CIDRs are probed and counted once. A named host:port is dropped when the same single host is
-    also a target of its own with that port among the default ports (it is listed either way)."""
+    overlapping CIDRs are probed and counted once. A named host:port is dropped when the same single host
+    stays a target of its own with that port among the default ports (it is listed either way); one inside a
+    swept range is kept, and probed by the sweep as well, so that its state is listed whatever it is."""
     swept: list[IPNetwork] = []
-    single_hosts = {b.networks[0].network_address for b in blocks
-                    if b.ports is None and b.address_count() == 1}
-    named: set[tuple[IPAddress, int]] = set()
-    out = []
+    reduced: dict[int, TargetBlock] = {}  # id of a default-port block -> what is left of it
     for block in blocks:
         if block.ports is None:
             networks = _uncovered(block.networks, swept)
             if networks:
                 swept.extend(networks)
-                out.append(replace(block, networks=networks))
+                reduced[id(block)] = replace(block, networks=networks)
+    # Single hosts that stay targets of their own (every port listed): a named port of one is probed there.
+    single_hosts = {b.networks[0].network_address for b in reduced.values() if b.address_count() == 1}
+    named: set[tuple[IPAddress, int]] = set()
+    out = []
+    for block in blocks:
+        if block.ports is None:
+            if id(block) in reduced:
+                out.append(reduced[id(block)])
         elif block.address_count() == 1:
             address = block.networks[0].network_address
             ports = tuple(p for p in dict.fromkeys(block.ports) if (address, p) not in named

@@ -1,5 +1,5 @@
 """The read-only contract every probe obeys. What each family's probes may never send is data in its
-declaration (probes/<family>.toml [safety]); this module enforces it at the two places requests leave:
+declaration (probes/<family>/family.toml [safety]); this module enforces it at the two places requests leave:
 the RPC session (every gRPC call) and the HTTP client (every request).
 
 A method on a family's `do_not_call` list changes server state or runs code. A probe may only ever send it
