@@ -98,6 +98,16 @@ def _shard_key(scan: dict[str, Any]) -> tuple | None:
             shard["count"])
 
 
+def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What one scan run in parts says as a whole, for shards (scan --shard, merged by report) and workers
+    (scan --workers) alike: stats added up, port_states regrouped into the groups one scan writes, finished
+    when the last part did, complete when every part did."""
+    return {"stats": merge_stats([p.get("stats") or {} for p in parts]),
+            "port_states": merge_groups(p.get("port_states") or [] for p in parts),
+            "finished": max((p.get("finished") or "" for p in parts), default="") or None,
+            "complete": bool(parts) and all(p.get("complete") for p in parts)}
+
+
 def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Shard results (scan --shard K/N) of one vantage and one sweep become one scan: endpoints, findings
     and port_states unioned. It is complete only when all N shards are there and each finished; the
@@ -132,14 +142,15 @@ def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for finding in part["findings"]:
                 findings.setdefault(finding["id"], finding)
         first = parts[0]
+        whole = merge_parts(parts)
         merged = {**first, "_path": ", ".join(p["_path"] for p in parts),
                   "started": min(p["started"] for p in parts),
-                  "finished": max((p["finished"] or "" for p in parts), default=None) or None,
-                  "complete": not missing and not unfinished,
+                  "finished": whole["finished"],
+                  "complete": not missing and whole["complete"],
                   "endpoints": sorted(endpoints.values(), key=lambda e: endpoint_order(e["host"], e["port"])),
                   "findings": list(findings.values()),
-                  "port_states": merge_groups(p.get("port_states") or [] for p in parts),
-                  "stats": merge_stats([p.get("stats", {}) for p in parts]),
+                  "port_states": whole["port_states"],
+                  "stats": whole["stats"],
                   "options": {**first["options"], "shard": None},
                   "shards": {"count": count, "present": sorted(indices), "missing": missing, "unfinished": unfinished}}
         out[next(i for i, scan in enumerate(out) if scan is placeholder)] = merged

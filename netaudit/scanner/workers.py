@@ -28,10 +28,9 @@ from typing import Any, BinaryIO
 
 from netaudit.core.errors import UsageError
 from netaudit.core.model import Endpoint, ScanResult
-from netaudit.discovery.portstates import merge_groups
 from netaudit.scanner.progress import Progress
 from netaudit.scanner.scan import ScanOptions, now, scan, scan_options
-from netaudit.policy.report import merge_stats
+from netaudit.policy.report import merge_parts
 from netaudit.results.stream import StreamWriter
 from netaudit.targets.parse import TargetSet
 
@@ -267,13 +266,13 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
 def _merge(result: ScanResult, parts: list[_Part], writer: StreamWriter) -> None:
     """The workers' trailers as one result: complete only when every worker finished its slice."""
     trailers = [part.trailer for part in parts if part.trailer is not None]
-    result.stats = merge_stats([t["stats"] for t in trailers])
-    result.port_states = merge_groups(t["port_states"] for t in trailers)
+    whole = merge_parts(trailers)
+    result.stats, result.port_states = whole["stats"], whole["port_states"]
     writer.expected_unreachable += [row for t in trailers for row in t["expected_unreachable"]]
     unfinished = [part for part in parts if part.trailer is None]
-    result.complete = not unfinished and all(t["complete"] for t in trailers)
+    result.complete = not unfinished and whole["complete"]
     if unfinished and "incomplete_reason" not in result.stats:
         part = unfinished[0]
         result.stats["incomplete_reason"] = (f"worker {part.index}/{len(parts)} ended before finishing its slice "
                                              f"(exit code {part.process.exitcode})")
-    result.finished = max((t["finished"] for t in trailers), default=None) or now()
+    result.finished = whole["finished"] or now()
