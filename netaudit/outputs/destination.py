@@ -26,9 +26,8 @@ from netaudit.core.errors import OutputError, UsageError
 class Output:
     path: str | None  # None or "-": standard output
     target: str = ""  # the file written: the path, or the end of its symlinks
-    atomic: bool = False
     mode: int | None = None  # the replaced file's permission bits, kept
-    _held: IO[bytes] | None = field(default=None, repr=False)
+    _held: IO[bytes] | None = field(default=None, repr=False)  # written in place: a device, FIFO, descriptor
 
     @classmethod
     def open(cls, path: str | None) -> "Output":
@@ -38,7 +37,7 @@ class Output:
         descriptor = _descriptor(path)
         if descriptor is not None:  # /dev/stdout and the like: this process's own descriptor, written through
             try:
-                return cls(path, path, False, None, os.fdopen(os.dup(descriptor), "wb", buffering=0))
+                return cls(path, path, None, os.fdopen(os.dup(descriptor), "wb", buffering=0))
             except OSError as exc:
                 raise UsageError(f"cannot write {path}: {exc.strerror}") from None
         try:
@@ -52,7 +51,7 @@ class Output:
                 held = open(path, "wb", buffering=0)  # noqa: SIM115 - kept for the final write
             except OSError as exc:
                 raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-            return cls(path, path, False, None, held)
+            return cls(path, path, None, held)
         target = os.path.realpath(path)  # a symlink's target, also a dangling one's
         folder = os.path.dirname(target) or "."
         try:
@@ -63,7 +62,7 @@ class Output:
         os.unlink(probe)
         if st is not None and not os.access(target, os.W_OK):
             raise UsageError(f"cannot write {path}: Permission denied")
-        return cls(path, target, True, stat.S_IMODE(st.st_mode) if st else None)
+        return cls(path, target, stat.S_IMODE(st.st_mode) if st else None)
 
     def write(self, data: bytes) -> None:
         try:
@@ -109,10 +108,6 @@ class Output:
             return open(self.target, "w", encoding="utf-8", errors="replace")
         except OSError as exc:
             raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
-
-    def close(self) -> None:
-        if self._held is not None and not self._held.closed:
-            self._held.close()
 
 
 # A descriptor of this process named as a path: /dev/fd/N, /proc/self/fd/N (what /dev/stdout links to).
