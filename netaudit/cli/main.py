@@ -362,6 +362,17 @@ class RunHistory:
     baseline: dict | None
     label: str | None
 
+    def annotate(self, data: dict) -> None:
+        """The diff against the baseline (the last comparable run when none was given) and the accept list."""
+        from netaudit.results.history import annotate, scope_key
+
+        baseline, label = self.baseline, self.label
+        if baseline is None and self.store is not None:
+            previous = self.store.previous(scope_key(data))
+            if previous is not None:
+                baseline, label = self.store.run(previous), f"run {previous}"
+        annotate(data, baseline, label, self.accepted)
+
 
 def open_history(args: argparse.Namespace) -> RunHistory:
     from netaudit.results.history import Store, default_store, load_accept_list
@@ -386,17 +397,12 @@ def open_history(args: argparse.Namespace) -> RunHistory:
 def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistory) -> int:
     """The baseline diff and the accept list, then the output; the run is recorded only if the output was
     written, and a result that could not be written is kept elsewhere and said so (exit 5)."""
-    from netaudit.results.history import Recorded, annotate, scope_key
+    from netaudit.results.history import Recorded
     from netaudit.core.errors import OutputError
     from netaudit.outputs.render import FORMATS
 
     fmt = output_format(args)
-    baseline, label = history.baseline, history.label
-    if baseline is None and history.store is not None:
-        previous = history.store.previous(scope_key(data))
-        if previous is not None:
-            baseline, label = history.store.run(previous), f"run {previous}"
-    annotate(data, baseline, label, history.accepted)
+    history.annotate(data)
     try:
         with recorded(history, data):
             write_output(FORMATS[fmt](Recorded(data)), output)
@@ -460,7 +466,6 @@ def stream_scan(targets, opts, writer, workers: int):
 def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
     """scan --format jsonl: endpoints are written as they are finished, the trailer after history. The file
     is written in place (not atomically), so what an interrupted or killed scan found is there."""
-    from netaudit.results.history import annotate, scope_key
     from netaudit.results.stream import StreamWriter
 
     output = open_output(args)  # checked before anything is truncated or sent
@@ -469,12 +474,7 @@ def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Na
     try:
         writer = StreamWriter(out, policy, segment, result_options(targets, args))
         data = writer.summary(stream_scan(targets, opts, writer, args.workers))
-        baseline, label = history.baseline, history.label
-        if baseline is None and history.store is not None:
-            previous = history.store.previous(scope_key(data))
-            if previous is not None:
-                baseline, label = history.store.run(previous), f"run {previous}"
-        annotate(data, baseline, label, history.accepted)
+        history.annotate(data)
         with recorded(history, data):
             writer.end(data)
     finally:
