@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -56,14 +57,23 @@ def tf_everywhere(rules: str):
     with Netns() as ns:
         ns.add_local_route("198.18.0.0/24")
         ns.nft(rules)
-        server = ns.popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster", '{"worker": ["localhost:2222"]}',
-                          "--job", "worker", "--task", "0", stdout=-1, stderr=-3, text=True)
-        try:
-            assert server.stdout.readline().startswith("READY"), "TF server in the namespace did not start"
+        with tf_worker(ns.popen, 2222):
             yield ns
-        finally:
-            server.kill()
-            server.wait(10)
+
+
+@contextmanager
+def tf_worker(popen, port: int):
+    """A real tf.distribute.Server worker on `port`, started by `popen` (subprocess.Popen, or a namespace's),
+    killed even when the test fails."""
+    server = popen(sys.executable, "-m", "netaudit.lab.tf_task", "--cluster",
+                   json.dumps({"worker": [f"localhost:{port}"]}), "--job", "worker", "--task", "0",
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout.readline().startswith("READY"), "the TF worker did not start"
+        yield server
+    finally:
+        server.kill()
+        server.wait(10)
 
 
 def require_root_tools(*tools: str) -> None:

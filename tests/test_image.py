@@ -8,13 +8,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from contextlib import contextmanager
 
 import pytest
 
 from conftest import TREE
+from conftest import tf_worker as start_tf_worker
 from netaudit import __version__
 
 BASE = "localhost/netaudit-base:bookworm"
@@ -80,15 +80,8 @@ def tf_worker():
     from netaudit.lab.processes import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "netaudit.lab.tf_task", "--cluster",
-                             json.dumps({"worker": [f"localhost:{port}"]}), "--job", "worker", "--task", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout.readline().startswith("READY"), "the TF worker did not start"
+    with start_tf_worker(lambda *argv, **kw: subprocess.Popen(argv, **kw), port):
         yield port
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_the_images_user_scans_a_real_tf_worker_and_names_it(image, tf_worker):

@@ -357,24 +357,24 @@ def _unknown(cause: str) -> _Tri:
     return _Tri(None, cause)
 
 
-def _any(values: Iterable[_Tri]) -> _Tri:
+def _settle(values: Iterable[_Tri], decisive: bool, otherwise: _Tri) -> _Tri:
+    """Three-valued or (decisive True) and and (decisive False): the first decisive value settles it, else the
+    first unknown (with its cause), else `otherwise`."""
     unknown = None
     for value in values:
-        if value.value is True:
+        if value.value is decisive:
             return value
         if value.value is None and unknown is None:
             unknown = value
-    return unknown or _FALSE
+    return unknown or otherwise
+
+
+def _any(values: Iterable[_Tri]) -> _Tri:
+    return _settle(values, True, _FALSE)
 
 
 def _all(values: Iterable[_Tri]) -> _Tri:
-    unknown = None
-    for value in values:
-        if value.value is False:
-            return value
-        if value.value is None and unknown is None:
-            unknown = value
-    return unknown or _TRUE
+    return _settle(values, False, _TRUE)
 
 
 # --- ends, labels, addresses ------------------------------------------------------------------------------
