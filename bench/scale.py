@@ -5,13 +5,15 @@ One real tf.distribute.Server answers on every address of 198.18.0.0/18 inside a
 endpoints. For each size it prints, all measured in this one run: wall time, peak RSS of the netaudit
 process (wait4's ru_maxrss), output bytes, the ratio to `nmap -sT -p 2222` of the same CIDR (its fastest of
 three runs), and the CPU seconds of netaudit, of the TF server answering it and of nmap (they share the
-cores). Each size runs `--format json` (everything held, then written) and `--format jsonl` (streamed),
-with the engine named on the command line (as root netaudit defaults to syn), once in one process and once
-with `--workers` (default 2: the processes share the cores with the TF server). Peak RSS is the largest of
+cores). Each size runs every format given (default json, jsonl, html and sarif: each is written from the one
+assessed stream, jsonl as it goes and the others from its spool afterwards), with the engine named on the
+command line (as root netaudit defaults to syn), once in one process and once with `--workers` (default 2:
+the processes share the cores with the TF server). Peak RSS is the largest of
 netaudit's processes (wait4's ru_maxrss); "all processes" is the peak of their summed PSS, sampled every
 50 ms, which counts a page forked workers share once.
 
-    sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect] [--workers 1,2]
+    sudo python bench/scale.py [--sizes 1024,4096,16384] [--engine connect] [--formats json,jsonl,html,sarif]
+                               [--workers 1,2]
 
 Needs root (a namespace), nmap, and the lab extra (tensorflow). Leaves nothing behind.
 """
@@ -107,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1024,4096,16384", help="endpoint counts, from 1024, 4096, 16384")
     parser.add_argument("--engine", default="connect", choices=["connect", "syn"])
-    parser.add_argument("--formats", default="json,jsonl")
+    parser.add_argument("--formats", default="json,jsonl,html,sarif")
     parser.add_argument("--workers", default="1,2", help="scan --workers counts to run each format with")
     args = parser.parse_args()
     if os.geteuid() != 0 or not shutil.which("nmap"):
@@ -130,8 +132,8 @@ def main() -> None:
             for size in sizes:
                 cidr = f"198.18.0.0/{PREFIX[size]}"
                 # nmap's time moves between runs (0.11-0.25 s for the /20): its best of NMAP_RUNS is the peer.
-                nmap = min((measure(ns, ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX", os.devnull, cidr],
-                                    server.pid) for _ in range(NMAP_RUNS)), key=lambda run: run.seconds)
+                nmap_argv = ["nmap", "-sT", "-n", "-Pn", "-T4", "-p", "2222", "-oX", str(Path(tmp) / "nmap.xml"), cidr]
+                nmap = min((measure(ns, nmap_argv, server.pid) for _ in range(NMAP_RUNS)), key=lambda run: run.seconds)
                 for fmt, workers in [(f, w) for f in args.formats.split(",") for w in args.workers.split(",")]:
                     out = Path(tmp) / f"scan.{fmt}"
                     run = measure(ns, [sys.executable, "-m", "netaudit", "scan", cidr, "-p", "2222",

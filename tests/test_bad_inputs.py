@@ -250,7 +250,8 @@ def paths(node, prefix=()):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_report_and_convert_answer_0_1_or_2_for_any_mutated_scan_never_4(data, tmp_path_factory):
+def test_report_and_convert_answer_0_to_3_for_any_mutated_scan_never_4(data, tmp_path_factory):
+    """3 is a scan marked incomplete, which a mutation of `complete` makes it."""
     from netaudit.cli.main import main
 
     scan = json.loads(scan_json())
@@ -264,4 +265,4 @@ def test_report_and_convert_answer_0_1_or_2_for_any_mutated_scan_never_4(data, t
     (folder / "r.json").write_text(json.dumps(scan))
     for argv in (["report", str(folder / "r.json"), "--no-history", "--format", "text", "-o", str(folder / "o.txt")],
                  ["convert", str(folder / "r.json"), "--format", "html", "-o", str(folder / "o.html")]):
-        assert main(argv) in (0, 1, 2), (argv, where, value)
+        assert main(argv) in (0, 1, 2, 3), (argv, where, value)

@@ -78,17 +78,15 @@ def test_accept_list_with_expiry_and_fail_on_new(small_lab, tmp_path):
     ps = next(e for e in small_lab.endpoints if e.name == "train/ps:0")
     code, data = scan_json(chief.target, ps.target, "--fail-on-new", "critical", store=store)
     assert code == 1  # another target set is another scope: its first run has no baseline, so all is new
-    code, data = scan_json(chief.target, "--fail-on-new", "critical", "--baseline", str(run_id_file(tmp_path, store)),
+    code, data = scan_json(chief.target, "--fail-on-new", "critical", "--baseline", str(baseline_file(tmp_path, data)),
                            store=store)
     assert code == 0
 
 
-def run_id_file(tmp_path: Path, store: Path) -> Path:
-    """A baseline given as a file: the latest stored run, exported."""
-    db = sqlite3.connect(store)
-    (result,) = db.execute("SELECT result FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+def baseline_file(tmp_path: Path, data: dict) -> Path:
+    """A baseline given as a file: an earlier run's JSON output."""
     path = tmp_path / "baseline.json"
-    path.write_text(result)
+    path.write_text(json.dumps(data))
     return path
 
 

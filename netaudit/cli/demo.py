@@ -17,6 +17,7 @@ from pathlib import Path
 from netaudit.core.errors import UsageError
 from netaudit.lab.extra import require_lab
 from netaudit.core.model import SEVERITIES
+from netaudit.outputs.destination import Output, write_text
 from netaudit.outputs.render import FORMATS
 from netaudit.core.textsafe import terminal_lines
 
@@ -116,7 +117,7 @@ def run_demo(out_dir: Path, loopback: bool = False, install: bool = True) -> int
         _say(f"cannot build network segments ({missing}); falling back to the loopback lab")
     result = _loopback() if loopback or missing else _segmented(out_dir)
     for name, fmt in OUTPUTS.items():
-        (out_dir / name).write_text(FORMATS[fmt](result), encoding="utf-8")
+        write_text(FORMATS[fmt](result), Output.open(str(out_dir / name)))
     counts = Counter(f.severity for f in result.findings)
     kinds = Counter(e["kind"] for e in result.to_dict()["endpoints"] if e["state"] == "open")
     print((out_dir / "summary.txt").read_text(encoding="utf-8"))

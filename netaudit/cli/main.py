@@ -394,20 +394,23 @@ def open_history(args: argparse.Namespace) -> RunHistory:
     return RunHistory(store, accepted, baseline, label)
 
 
-def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistory) -> int:
+def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistory, spool=None) -> int:
     """The baseline diff and the accept list, then the output; the run is recorded only if the output was
-    written, and a result that could not be written is kept elsewhere and said so (exit 5)."""
+    written, and a result that could not be written is kept elsewhere and said so (exit 5). With a spool,
+    `data` is the summary history keeps (findings compact) and the writers read the whole result from it."""
     from netaudit.results.history import Recorded
     from netaudit.core.errors import OutputError
     from netaudit.outputs.render import FORMATS
 
     fmt = output_format(args)
     history.annotate(data)
+    whole = data
     try:
         with recorded(history, data):
-            write_output(FORMATS[fmt](Recorded(data)), output)
+            whole = spool.view(data) if spool is not None else data
+            write_output(FORMATS[fmt](Recorded(whole)), output)
     except OutputError as exc:
-        raise OutputError(f"{exc}; the run is not recorded in history; {keep_result(data)}") from None
+        raise OutputError(f"{exc}; the run is not recorded in history; {keep_result(whole)}") from None
     return exit_code(data, args.fail_on, args.fail_on_new)
 
 
@@ -423,13 +426,14 @@ def recorded(history: RunHistory, data: dict):
 
 def keep_result(data: dict) -> str:
     """Where the result went when its output could not be written: a JSON file `convert` reads."""
-    import json
     import tempfile
+
+    from netaudit.outputs.json_pieces import iter_json
 
     try:
         fd, path = tempfile.mkstemp(prefix="netaudit-result-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({k: v for k, v in data.items() if k != "run_id"}, fh)
+            fh.writelines(iter_json({k: v for k, v in data.items() if k != "run_id"}))
     except OSError as exc:
         return f"the result could not be kept either ({exc.strerror})"
     return f"the result is kept in {path} (netaudit convert {path} -o FILE)"
@@ -447,23 +451,23 @@ def say_incomplete(stats: dict) -> None:
     print(f"netaudit: scan incomplete: {terminal_safe(str(stats.get('incomplete_reason')))}", file=sys.stderr)
 
 
-def stream_scan(targets, opts, writer, workers: int):
-    """The scan into a stream writer, in this process or in `workers` processes; the writer's trailer is
-    left to the caller (history annotates it first)."""
+def stream_scan(targets, opts, writer, assessor, workers: int):
+    """The scan, assessed, into a stream writer, in this process or in `workers` processes; the writer's
+    trailer is left to the caller (history annotates it first)."""
     if workers > 1:
         from netaudit.scanner.workers import run_workers
 
-        result = run_workers(targets, opts, workers, writer)
+        result = run_workers(targets, opts, workers, writer, assessor)
     else:
         from netaudit.scanner.scan import scan
 
-        result = scan(targets, opts, sink=writer)
+        result = scan(targets, opts, sink=writer, assessor=assessor)
     if not result.complete:
         say_incomplete(result.stats)
     return result
 
 
-def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Namespace) -> int:
+def scan_to_stream(targets, opts, assessor, args: argparse.Namespace) -> int:
     """scan --format jsonl: endpoints are written as they are finished, the trailer after history. The file
     is written in place (not atomically), so what an interrupted or killed scan found is there."""
     from netaudit.results.stream import StreamWriter
@@ -472,8 +476,8 @@ def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Na
     history = open_history(args)
     out = output.stream()
     try:
-        writer = StreamWriter(out, policy, segment, result_options(targets, args))
-        data = writer.summary(stream_scan(targets, opts, writer, args.workers))
+        writer = StreamWriter(out, result_options(targets, args))
+        data = writer.summary(stream_scan(targets, opts, writer, assessor, args.workers))
         history.annotate(data)
         with recorded(history, data):
             writer.end(data)
@@ -481,22 +485,6 @@ def scan_to_stream(targets, opts, policy, segment: str | None, args: argparse.Na
         if out is not sys.stdout:
             out.close()
     return exit_code(data, args.fail_on, args.fail_on_new)
-
-
-def scan_in_workers(targets, opts, policy, segment: str | None, args: argparse.Namespace, output,
-                    history: RunHistory) -> int:
-    """scan --workers N with a format other than jsonl: the workers' stream goes to a file without a name,
-    and the output is built from it as `convert` builds it."""
-    import tempfile
-
-    from netaudit.results.stream import StreamWriter, parse_stream
-
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
-        writer = StreamWriter(out, policy, segment, result_options(targets, args))
-        writer.end(writer.summary(stream_scan(targets, opts, writer, args.workers)))
-        out.seek(0)
-        data = parse_stream(out, "the workers' stream")
-    return finish_data(data, args, output, history)
 
 
 def read_model_names(path: str | None) -> tuple[str, ...]:
@@ -542,7 +530,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     import shutil
 
     from netaudit.discovery.engines import default_engine, raw_sockets_allowed
-    from netaudit.scanner.scan import ScanOptions, scan
+    from netaudit.scanner.scan import ScanOptions
     from netaudit.targets.parse import build_targets
 
     policy = None
@@ -579,21 +567,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
                        extra_model_names=read_model_names(args.model_names), tls=tls_options(args),
                        engine=engine, engine_reason=engine_reason,
                        **({"probe_concurrency": args.probe_concurrency} if args.probe_concurrency else {}))
+    from netaudit.policy.assessor import Assessor
+
+    assessor = Assessor(policy, segment)
     if output_format(args) == "jsonl":
-        return scan_to_stream(targets, opts, policy, segment, args)
+        return scan_to_stream(targets, opts, assessor, args)
+    from netaudit.results.spool import Spool
+    from netaudit.results.stream import StreamWriter
+
     output = open_output(args)
     history = open_history(args)
-    if args.workers > 1:
-        return scan_in_workers(targets, opts, policy, segment, args, output, history)
-    result = scan(targets, opts)
-    result.options.update(result_options(targets, args))
-    if policy is not None:
-        from netaudit.policy.reachability import apply_policy
-
-        apply_policy(result, segment, policy)
-    if not result.complete:
-        say_incomplete(result.stats)
-    return finish_data(result.to_dict(), args, output, history)
+    with Spool() as spool:  # the assessed stream, which every other format is written from
+        writer = StreamWriter(None, result_options(targets, args), spool)
+        data = writer.summary(stream_scan(targets, opts, writer, assessor, args.workers))
+        return finish_data(data, args, output, history, spool)
 
 
 def open_lab(args: argparse.Namespace):

@@ -45,13 +45,19 @@ class Group:
 def _groups(data: dict[str, Any]) -> list[Group]:
     policy = data.get("policy") or {}
     segments = policy.get("segments", {})
+    specs = registry.advice_groups()
+    exposed: list[list[tuple[str, int, str]]] = [[] for _ in specs]  # (host, port, kind): one pass, few fields
+    for e in data["endpoints"]:
+        if e["state"] == "open":
+            for index, spec in enumerate(specs):
+                if e.get("kind") in spec.kinds:
+                    exposed[index].append((e["host"], e["port"], e["kind"]))
     groups = []
-    for spec in registry.advice_groups():
-        exposed = [e for e in data["endpoints"] if e.get("kind") in spec.kinds and e["state"] == "open"]
-        if not exposed:
+    for spec, found in zip(specs, exposed, strict=True):
+        if not found:
             continue
-        group = Group(spec, ports=sorted({e["port"] for e in exposed}), hosts=sorted({e["host"] for e in exposed}))
-        grpc = [e["port"] for e in exposed if registry.kind(e["kind"]).uri_scheme == "grpc"]
+        group = Group(spec, ports=sorted({port for _, port, _ in found}), hosts=sorted({host for host, _, _ in found}))
+        grpc = [port for _, port, kind in found if registry.kind(kind).uri_scheme == "grpc"]
         group.grpc_port = grpc[0] if grpc else 8500
         allowed_segments = {s for rule in policy.get("allow", []) if set(rule["kinds"]) & set(spec.kinds)
                             for s in rule["from"]}

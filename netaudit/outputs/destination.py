@@ -17,7 +17,7 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, TextIO
+from typing import IO, Iterable, Iterator, TextIO
 
 from netaudit.core.errors import OutputError, UsageError
 
@@ -64,26 +64,32 @@ class Output:
             raise UsageError(f"cannot write {path}: Permission denied")
         return cls(path, target, stat.S_IMODE(st.st_mode) if st else None)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | Iterable[bytes]) -> None:
+        """The whole output, given at once or in pieces as a writer produces them (a report of thousands of
+        endpoints is never one string): a replaced file appears only once the last piece is in."""
+        pieces = _batches((data,) if isinstance(data, bytes) else data)
         try:
             if self.path is None:
                 sys.stdout.flush()
-                sys.stdout.buffer.write(data)
+                for piece in pieces:
+                    sys.stdout.buffer.write(piece)
                 sys.stdout.buffer.flush()  # out and checked now, not in the interpreter's teardown
             elif self._held is not None:
-                self._held.write(data)
+                for piece in pieces:
+                    self._held.write(piece)
                 self._held.close()
             else:
-                self._replace(data)
+                self._replace(pieces)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path or 'standard output'}: {exc.strerror}") from None
 
-    def _replace(self, data: bytes) -> None:
+    def _replace(self, pieces: Iterable[bytes]) -> None:
         folder = os.path.dirname(self.target) or "."
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.target)}.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for piece in pieces:
+                    fh.write(piece)
                 fh.flush()
                 os.fsync(fh.fileno())
                 mode = self.mode if self.mode is not None else 0o666 & ~_umask()
@@ -136,6 +142,21 @@ def _umask() -> int:
     return current
 
 
-def write_text(text: str, output: Output, encoding: str = "utf-8") -> None:
-    """`encoding` latin-1 writes back bytes that were read as latin-1 unchanged."""
-    output.write(text.encode(encoding, errors="replace"))
+BATCH = 1 << 20  # bytes per write(): a device or FIFO held unbuffered gets few large writes, not many pieces
+
+
+def _batches(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    batch = bytearray()
+    for piece in pieces:
+        batch += piece
+        if len(batch) >= BATCH:
+            yield bytes(batch)
+            batch.clear()
+    if batch:
+        yield bytes(batch)
+
+
+def write_text(text: str | Iterable[str], output: Output, encoding: str = "utf-8") -> None:
+    """The text, whole or in pieces; `encoding` latin-1 writes back bytes that were read as latin-1 unchanged."""
+    pieces = (text,) if isinstance(text, str) else text
+    output.write(piece.encode(encoding, errors="replace") for piece in pieces)

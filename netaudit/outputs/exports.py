@@ -11,14 +11,16 @@ https://docs.github.com/en/code-security/code-scanning/integrating-with-code-sca
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from typing import Any
 
 from netaudit import __version__
 from netaudit.core import registry
 from netaudit.core.model import SEVERITIES, vantage_name
+from netaudit.outputs.json_pieces import iter_json
+from netaudit.results.spool import briefs, sorted_items
 
 BASELINE_STATE = {"new": "new", "persisting": "unchanged"}
 SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
@@ -45,15 +47,23 @@ def _location(finding: dict[str, Any], kind: str | None) -> dict[str, Any]:
             "logicalLocations": [{"name": address, "kind": "resource"}]}
 
 
+def _score(finding: dict[str, Any]) -> float:
+    score = finding.get("cvss_score")
+    return DEFAULT_SCORE[finding["severity"]] if score is None else score  # None: an advisory summary's rule
+
+
 def to_sarif(result) -> str:
+    return "".join(sarif_pieces(result))
+
+
+def sarif_pieces(result) -> Iterator[str]:
+    """Written in pieces: a first pass over the findings makes the rules (each with the highest score of its
+    findings), a second writes the results, so no list of results is ever held."""
     data = result.to_dict()
     kinds = _kinds(data)
     rules: dict[str, dict[str, Any]] = {}
-    results = []
     for f in data["findings"]:
-        score = f.get("cvss_score")
-        if score is None:  # a rule without a CVSS vector (the advisory summaries)
-            score = DEFAULT_SCORE[f["severity"]]
+        score = _score(f)
         rule = rules.setdefault(f["rule"], {
             "id": f["rule"], "name": f["rule"].replace("-", " ").replace("@", " from "),
             "shortDescription": {"text": f["title"]}, "help": {"text": f["remediation"]},
@@ -61,28 +71,34 @@ def to_sarif(result) -> str:
             "properties": {"security-severity": f"{score:.1f}", "tags": ["security", "network", "tensorflow"]}})
         if float(rule["properties"]["security-severity"]) < score:
             rule["properties"]["security-severity"] = f"{score:.1f}"
-        results.append({
-            **({"baselineState": BASELINE_STATE[f["state"]]} if (data.get("diff") or {}).get("baseline") else {}),
-            "ruleId": f["rule"], "level": SARIF_LEVEL[f["severity"]], "message": {"text": f["title"]},
-            "locations": [_location(f, kinds.get((f["host"], f["port"])))],
-            "partialFingerprints": {"netauditFindingId/v1": f["id"]},
-            "properties": {"severity": f["severity"], "evidence": f["evidence"], "compliance": f.get("compliance", {}),
-                           **({"cvss": {"vector": f["cvss_vector"], "score": f["cvss_score"]}}
-                              if f.get("cvss_vector") else {})}})
-    for f in (data.get("diff") or {}).get("resolved", []):
-        if f["rule"] in rules:
-            results.append({"baselineState": "absent", "ruleId": f["rule"], "level": "none",
-                            "message": {"text": "resolved since the baseline: " + f["title"]},
-                            "locations": [_location(f, kinds.get((f["host"], f["port"])))],
-                            "partialFingerprints": {"netauditFindingId/v1": f["id"]}})
+
+    def results() -> Iterator[dict[str, Any]]:
+        for f in data["findings"]:
+            yield {
+                **({"baselineState": BASELINE_STATE[f["state"]]} if (data.get("diff") or {}).get("baseline") else {}),
+                "ruleId": f["rule"], "level": SARIF_LEVEL[f["severity"]], "message": {"text": f["title"]},
+                "locations": [_location(f, kinds.get((f["host"], f["port"])))],
+                "partialFingerprints": {"netauditFindingId/v1": f["id"]},
+                "properties": {"severity": f["severity"], "evidence": f["evidence"],
+                               "compliance": f.get("compliance", {}),
+                               **({"cvss": {"vector": f["cvss_vector"], "score": f["cvss_score"]}}
+                                  if f.get("cvss_vector") else {})}}
+        for f in (data.get("diff") or {}).get("resolved", []):
+            if f["rule"] in rules:
+                yield {"baselineState": "absent", "ruleId": f["rule"], "level": "none",
+                       "message": {"text": "resolved since the baseline: " + f["title"]},
+                       "locations": [_location(f, kinds.get((f["host"], f["port"])))],
+                       "partialFingerprints": {"netauditFindingId/v1": f["id"]}}
+
     vantage = vantage_name(data)
     run = {"tool": {"driver": {"name": "netaudit", "version": __version__, "informationUri": INFO_URI,
                                "rules": list(rules.values())}},
            "automationDetails": {"id": f"netaudit/{vantage}/{data.get('started') or data.get('generated')}"},
            "invocations": [{"executionSuccessful": bool(data["complete"])}],
-           "results": results}
-    return json.dumps({"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-                       "runs": [run]}, indent=2) + "\n"
+           "results": results()}
+    yield from iter_json({"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+                          "runs": [run]})
+    yield "\n"
 
 
 def xml_safe(text: str) -> str:
@@ -91,50 +107,60 @@ def xml_safe(text: str) -> str:
 
 
 def to_junit(result) -> str:
+    return "".join(junit_pieces(result))
+
+
+def junit_pieces(result) -> Iterator[str]:
     """One test case per finding (a failure) and one per open TF endpoint without findings (a pass); for a
-    merged report, also one per policy expectation: each vantage-to-endpoint cell the policy judges."""
+    merged report, also one per policy expectation: each vantage-to-endpoint cell the policy judges.
+    Written a test case at a time: the counts the suite opens with come from a first pass."""
     data = result.to_dict()
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-    suites = ET.Element("testsuites", name="netaudit")
     label = data.get("vantage") or ("report" if "reachability" in data else "scan")
-    suite = ET.SubElement(suites, "testsuite", name=xml_safe(f"netaudit:{label}"))
-    failing = {(f["host"], f["port"]) for f in data["findings"]}
-    cases = failures = 0
-    for f in sorted(data["findings"], key=lambda f: (order[f["severity"]], f["host"], f["port"])):
-        case = ET.SubElement(suite, "testcase", classname=xml_safe(f"{f['host']}:{f['port']}"),
-                             name=xml_safe(f"{f['rule']}: {f['title']}"))
-        failure = ET.SubElement(case, "failure", type=f["severity"], message=xml_safe(f["title"]))
-        failure.text = xml_safe("\n".join(f["evidence"]) + "\n\nRemediation: " + f["remediation"])
-        cases += 1
-        failures += 1
-    for ep in data["endpoints"]:
-        if ep["state"] == "open" and _identified(ep.get("kind")) and (ep["host"], ep["port"]) not in failing:
-            ET.SubElement(suite, "testcase", classname=xml_safe(f"{ep['host']}:{ep['port']}"),
-                          name=f"{ep['kind']}: no findings")
-            cases += 1
+    failing = {(f["host"], f["port"]) for f in briefs(data["findings"])}
+    passing = [(ep["host"], ep["port"], ep["kind"]) for ep in data["endpoints"]
+               if ep["state"] == "open" and _identified(ep.get("kind")) and (ep["host"], ep["port"]) not in failing]
+    expectations = []
     for row in data.get("reachability", []):
         if row["segment"] and row["kind"] in registry.sensitive_kinds():
+            expectations.append((row, next((f for f in data["findings"] if f["rule"].startswith("policy-") and
+                                            f["rule"].endswith("@" + row["segment"]) and
+                                            (f["host"], f["port"]) == (row["host"], row["port"])), None)))
+    cases = len(data["findings"]) + len(passing) + len(expectations) + (not data["complete"])
+    failures = len(data["findings"]) + sum(1 for _, violation in expectations if violation)
+
+    def cases_xml() -> Iterator[ET.Element]:
+        for f in sorted_items(data["findings"], lambda f: (order[f["severity"]], f["host"], f["port"])):
+            case = ET.Element("testcase", classname=xml_safe(f"{f['host']}:{f['port']}"),
+                              name=xml_safe(f"{f['rule']}: {f['title']}"))
+            failure = ET.SubElement(case, "failure", type=f["severity"], message=xml_safe(f["title"]))
+            failure.text = xml_safe("\n".join(f["evidence"]) + "\n\nRemediation: " + f["remediation"])
+            yield case
+        for host, port, kind in passing:
+            yield ET.Element("testcase", classname=xml_safe(f"{host}:{port}"), name=f"{kind}: no findings")
+        for row, violation in expectations:
             name = f"policy: {row['vantage']} -> {row['kind']} {row['host']}:{row['port']} ({row['state']})"
-            case = ET.SubElement(suite, "testcase", classname=xml_safe(f"policy.{row['vantage']}"), name=xml_safe(name))
-            violation = next((f for f in data["findings"] if f["rule"].startswith("policy-") and
-                              f["rule"].endswith("@" + row["segment"]) and (f["host"], f["port"]) == (row["host"], row["port"])),
-                             None)
+            case = ET.Element("testcase", classname=xml_safe(f"policy.{row['vantage']}"), name=xml_safe(name))
             if violation:
                 ET.SubElement(case, "failure", type=violation["severity"], message=xml_safe(violation["title"])).text = \
                     xml_safe("\n".join(violation["evidence"]))
-                failures += 1
-            cases += 1
-    errors = 0
-    if not data["complete"]:
-        case = ET.SubElement(suite, "testcase", classname="netaudit", name="scan completed")
-        ET.SubElement(case, "error", type="incomplete", message="the scan did not finish; results are partial")
-        cases += 1
-        errors = 1
-    suite.set("tests", str(cases))
-    suite.set("failures", str(failures))
-    suite.set("errors", str(errors))
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+            yield case
+        if not data["complete"]:
+            case = ET.Element("testcase", classname="netaudit", name="scan completed")
+            ET.SubElement(case, "error", type="incomplete", message="the scan did not finish; results are partial")
+            yield case
+
+    suite = ET.Element("testsuite", name=xml_safe(f"netaudit:{label}"), tests=str(cases), failures=str(failures),
+                       errors=str(int(not data["complete"])))
+    yield '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="netaudit">\n  '
+    if not cases:
+        yield ET.tostring(suite, encoding="unicode") + "\n</testsuites>\n"
+        return
+    yield ET.tostring(suite, encoding="unicode").removesuffix(" />") + ">"
+    for case in cases_xml():
+        ET.indent(case, level=2)
+        yield "\n    " + ET.tostring(case, encoding="unicode")
+    yield "\n  </testsuite>\n</testsuites>\n"
 
 
 def _label(value: Any) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-import json
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from netaudit.core import registry
@@ -18,6 +19,8 @@ from netaudit.core.bounds import more
 from netaudit.policy.reachability import VERDICTS
 from netaudit.core.model import SEVERITIES, severity_rank, vantage_name
 from netaudit.core.textsafe import terminal_lines, terminal_safe
+from netaudit.outputs.json_pieces import iter_json
+from netaudit.results.spool import briefs, sorted_items
 from netaudit.transport.transcript import sentences
 
 AUTH_TEXT = {True: "yes", False: "NO", None: "?"}
@@ -35,8 +38,13 @@ def as_dict(result) -> dict[str, Any]:
     return data
 
 
+def json_pieces(result) -> Iterator[str]:
+    yield from iter_json(as_dict(result))
+    yield "\n"
+
+
 def to_json(result) -> str:
-    return json.dumps(as_dict(result), indent=2) + "\n"
+    return "".join(json_pieces(result))
 
 
 def endpoint_summary(ep: dict[str, Any]) -> str:
@@ -101,9 +109,9 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _sorted_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _sorted_findings(findings: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-    return sorted(findings, key=lambda f: (order[f["severity"]], f["host"], f["port"], f["rule"]))
+    return sorted_items(findings, lambda f: (order[f["severity"]], f["host"], f["port"], f["rule"]))
 
 
 def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
@@ -114,9 +122,12 @@ def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
             rows.append([_address(ep["host"], ep["port"]), ep["state"], ep["kind"] or "-", ep["transport"] or "-",
                          AUTH_TEXT[ep["authenticated"]] if ep["state"] == "open" else "-", endpoint_summary(ep)])
         lines += _table(rows)
+    elif listed := (data.get("stream") or {}).get("endpoints"):  # a run as history keeps it (results.stream)
+        lines.append(f"{plural(listed, 'endpoint')} listed by the scan: its output holds them, history keeps the "
+                     "findings")
     else:
         lines.append("no open ports found")
-    counts = Counter(f["severity"] for f in data["findings"])
+    counts = Counter(f["severity"] for f in briefs(data["findings"]))
     diff = data.get("diff")
     if diff and diff["baseline"]:
         lines += ["", f"SINCE {diff['baseline']}: {len(diff['new'])} new, {len(diff['persisting'])} persisting, "
@@ -133,7 +144,7 @@ def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
                                                                not f["accepted"]["expired"] else "")
         lines.append(f"  {f['severity'].upper():8}  {marks}{f['title']}  [{f['rule']}]")
         if index < CARD_LIMIT:  # the evidence of the most severe, as the HTML report's cards
-            lines += [f"            {line}" for line in f["evidence"]]
+            lines += [f"            {line}" for line in f.get("evidence", ())]  # history keeps none
     return lines
 
 
@@ -223,7 +234,7 @@ def facets(data: dict[str, Any]) -> dict[tuple[str, int], dict[str, str]]:
             if r["state"] == "open":
                 reached.setdefault((r["host"], r["port"]), []).append(r["vantage"])
     worst: dict[tuple[str, int], str] = {}
-    for f in data["findings"]:
+    for f in briefs(data["findings"]):
         key = (f["host"], f["port"])
         if key not in worst or severity_rank(f["severity"]) > severity_rank(worst[key]):
             worst[key] = f["severity"]
@@ -253,6 +264,12 @@ def script_hash(script: str) -> str:
 
 
 def to_html(result) -> str:
+    return "".join(html_pieces(result))
+
+
+def html_pieces(result) -> Iterator[str]:
+    """The report as jinja renders it, a piece at a time: the template reads the endpoints and findings in
+    passes, and a spooled result (netaudit/results/spool.py) is never one list or one string."""
     from importlib import resources
 
     from jinja2 import Environment, FileSystemLoader
@@ -270,8 +287,8 @@ def to_html(result) -> str:
                ("kind", "family", "segment")}
     choices["vantage"] = vantages or sorted({v for t in tags.values() for v in t["vantage"].split()})
     script = templates.joinpath("report.js").read_text()
-    return env.get_template("report.html.j2").render(
-        result=data, findings=findings, counts=Counter(f["severity"] for f in data["findings"]),
+    return env.get_template("report.html.j2").generate(
+        result=data, findings=findings, counts=Counter(f["severity"] for f in briefs(data["findings"])),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
         exposed=exposed_kinds(data["endpoints"]),
@@ -308,24 +325,36 @@ def trend_svg(trend: list) -> dict | None:
     return {"bars": bars, "width": 20 + 24 * len(bars)}
 
 
-def by_control(findings: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """framework -> control id -> findings that map to it: the compliance view."""
-    view: dict[str, dict[str, list[dict[str, Any]]]] = {}
+@dataclass
+class ControlFindings:
+    """The findings that map to one compliance control: how many, and the first COMPLIANCE_LINKS of them
+    (what the report links), so thousands of findings are counted, not kept."""
+
+    total: int = 0
+    first: list[dict[str, Any]] = field(default_factory=list)
+
+
+def by_control(findings: Iterable[dict[str, Any]]) -> dict[str, dict[str, ControlFindings]]:
+    """framework -> control id -> the findings that map to it: the compliance view."""
+    view: dict[str, dict[str, ControlFindings]] = {}
     for f in findings:
         for framework, ids in f.get("compliance", {}).items():
             for control in ids:
-                view.setdefault(framework, {}).setdefault(control, []).append(f)
+                entry = view.setdefault(framework, {}).setdefault(control, ControlFindings())
+                entry.total += 1
+                if len(entry.first) < COMPLIANCE_LINKS:
+                    entry.first.append({k: f[k] for k in ("id", "severity", "host", "port", "rule")})
     return {fw: dict(sorted(controls.items())) for fw, controls in view.items()}
 
 
-def to_sarif(result) -> str:
-    from netaudit.outputs.exports import to_sarif as render
+def sarif_pieces(result) -> Iterator[str]:
+    from netaudit.outputs.exports import sarif_pieces as render
 
     return render(result)
 
 
-def to_junit(result) -> str:
-    from netaudit.outputs.exports import to_junit as render
+def junit_pieces(result) -> Iterator[str]:
+    from netaudit.outputs.exports import junit_pieces as render
 
     return render(result)
 
@@ -342,5 +371,8 @@ def to_ocsf(result) -> str:
     return render(result)
 
 
-FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html, "sarif": to_sarif,
-                                            "junit": to_junit, "prom": to_prom, "ocsf": to_ocsf}
+# Each writer gives its output whole (a string) or in pieces (an iterator of strings, for the formats whose size
+# follows the endpoints): destination.write_text takes both.
+FORMATS: dict[str, Callable[[Any], str | Iterable[str]]] = {
+    "json": json_pieces, "text": to_text, "html": html_pieces, "sarif": sarif_pieces, "junit": junit_pieces,
+    "prom": to_prom, "ocsf": to_ocsf}

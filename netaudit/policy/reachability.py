@@ -193,16 +193,3 @@ def locate_vantage(policy: Policy, targets, named: str | None) -> tuple[str, str
         return named or "unknown", None, (f"the source address {source} is in no segment of the policy: the vantage "
                                           f"is {named or 'unknown'}, and its reachability cannot be judged")
     return named or segment.name, segment.name, None
-
-
-def apply_policy(result, segment: str | None, policy: Policy) -> None:
-    """Give a one-vantage scan the verdicts `report` would give it: findings for reachability the policy
-    does not allow, what it allows but was unreachable, and contexts that name the segment's trust."""
-    data = result.to_dict()
-    result.policy, result.segment = policy.to_dict(), segment
-    if segment is None:
-        return
-    rows, found, result.expected_unreachable = assess_scan(data, result.vantage, segment, policy)
-    for finding in result.findings:
-        trust_context(finding, rows, policy)
-    result.findings += found

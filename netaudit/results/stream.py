@@ -13,10 +13,10 @@ import json
 from collections import Counter
 from typing import Any, Iterable, TextIO
 
-from netaudit.assess.rules import assess
-from netaudit.core.errors import UsageError
-from netaudit.core.model import SCHEMA, Endpoint, ScanResult, endpoint_order
-from netaudit.core.errors import OutputError
+from netaudit.core.errors import OutputError, UsageError
+from netaudit.core.model import SCHEMA, ScanResult, endpoint_order
+from netaudit.policy.assessor import Assessed
+from netaudit.results.spool import Spool
 
 STREAM_SCHEMA = "netaudit/scan-stream-v1"
 # What history and --fail-on need of a finding once its line is written; evidence stays in the stream.
@@ -25,13 +25,14 @@ NO_TRAILER = "the stream ends without a trailer: the scan was killed before it c
 
 
 class StreamWriter:
-    """A scan.Sink that writes each endpoint, assessed, the moment the scan hands it on."""
+    """A scan.Sink that writes each assessed endpoint the moment the scan hands it on: as a JSON line to `out`
+    (the stream), and into `spool` when an output is built from the stream afterwards. It only writes: what
+    an endpoint's findings are was settled before it came here (netaudit/policy/assessor.py)."""
 
-    def __init__(self, out: TextIO, policy=None, segment: str | None = None, options: dict[str, Any] | None = None):
+    def __init__(self, out: TextIO | None, options: dict[str, Any] | None = None, spool: Spool | None = None):
         self.out = out
         self.options = options or {}  # more for the result's options, such as the --ports spec as typed
-        self.policy = policy
-        self.segment = segment
+        self.spool = spool
         self.result: ScanResult | None = None
         self.endpoints = 0
         self.states: Counter = Counter()
@@ -44,12 +45,16 @@ class StreamWriter:
         self.flush()
 
     def _put(self, text: str) -> None:
+        if self.out is None:
+            return
         try:
             self.out.write(text)
         except OSError as exc:
             raise self._failed(exc) from None
 
     def flush(self) -> None:
+        if self.out is None:
+            return
         try:
             self.out.flush()
         except OSError as exc:
@@ -66,26 +71,16 @@ class StreamWriter:
         result.options.update(self.options)
         header = {"type": "header", "schema": STREAM_SCHEMA, "result_schema": SCHEMA, "vantage": result.vantage,
                   "started": result.started, "options": result.options}
-        if self.policy is not None:
-            header.update(policy=self.policy.to_dict(), segment=self.segment)
+        if result.policy is not None:
+            header.update(policy=result.policy, segment=result.segment)
         self._write(header)
 
-    def endpoint(self, endpoint: Endpoint) -> None:
+    def endpoint(self, assessed: Assessed) -> None:
         assert self.result is not None, "begin() comes first"
-        findings = assess([endpoint])
-        data = endpoint.to_dict()
-        if self.policy is not None and self.segment is not None:
-            from netaudit.policy.reachability import assess_scan, trust_context
-
-            scan = {"endpoints": [data], "options": self.result.options, "stats": self.result.stats}
-            rows, found, unreachable = assess_scan(scan, self.result.vantage, self.segment, self.policy)
-            for finding in findings:
-                trust_context(finding, rows, self.policy)
-            findings += found
-            self.expected_unreachable += unreachable
-        record = {"type": "endpoint", "endpoint": data, "findings": [f.to_dict() for f in findings]}
+        record = assessed.record()
         self._write(record)
         self._count(record)
+        self.expected_unreachable += assessed.unreachable
 
     def copy(self, line: str, record: dict[str, Any]) -> None:
         """An endpoint line of another stream of this scan (a worker's, scan --workers), written as it came;
@@ -98,15 +93,16 @@ class StreamWriter:
         self.states[record["endpoint"]["state"]] += 1
         self.kinds[record["endpoint"]["kind"] or "-"] += 1
         self.findings += [{k: f[k] for k in COMPACT_FINDING} for f in record["findings"]]
+        if self.spool is not None:
+            self.spool.take(record)
 
     def summary(self, result: ScanResult) -> dict[str, Any]:
         """The scan as history and the exit code see it: everything but the endpoints and the evidence."""
         data = result.to_dict()
         data.update(findings=self.findings, stream={"endpoints": self.endpoints, "states": dict(self.states),
                                                      "kinds": dict(self.kinds)})
-        if self.policy is not None:
-            data.update(policy=self.policy.to_dict(), segment=self.segment,
-                        expected_unreachable=self.expected_unreachable)
+        if result.policy is not None:
+            data.update(expected_unreachable=self.expected_unreachable)
         return data
 
     def end(self, data: dict[str, Any]) -> None:

@@ -1,14 +1,14 @@
-"""One scan from one vantage: targets -> discovery -> fingerprint -> assess -> ScanResult.
+"""One scan from one vantage: targets -> discovery -> fingerprint -> assessment -> a sink of finished endpoints.
 
 Fingerprinting starts the moment discovery finds an open port, so a sweep and its probes overlap.
 An interrupt or a spent time budget still returns everything gathered so far, marked incomplete.
 Whatever one server sends stays with its endpoint (netaudit/core/faults.py): a probe that breaks or runs out
 of its wall-clock budget leaves details.probe_error and what was proven before, and the scan goes on.
 
-With a Sink, each endpoint is handed on as soon as it is finished and then dropped, so memory follows the
-probes in flight, not the endpoints seen. Two kinds wait: ports that are not open (who answered them is
-known only once every SYN-ACK of their host is in), and ModelServer ports (cross_reference tries names one
-port leaked on the host's other ports), which are few.
+Each endpoint is assessed (netaudit/policy/assessor.py) and handed to the sink as soon as it is finished,
+then dropped, so memory follows the probes in flight, not the endpoints seen. Two kinds wait: ports that are
+not open (who answered them is known only once every SYN-ACK of their host is in), and ModelServer ports
+(cross_reference tries names one port leaked on the host's other ports), which are few.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from netaudit.assess.rules import assess
 from netaudit.core.bounds import bound_endpoint
 from netaudit.discovery.engines import ENGINES, DiscoveryOptions, PortResult
 from netaudit.core.faults import CURRENT, Step, budget as fingerprint_budget, probe_error
@@ -28,17 +27,18 @@ from netaudit.core.model import Endpoint, ScanResult, endpoint_order
 from netaudit.discovery.portstates import answered_by, received, target_ttls
 from netaudit.probes.base import ProbeContext
 from netaudit.probes.common import BUILTIN_MODEL_NAMES
+from netaudit.policy.assessor import Assessed, Assessor
 from netaudit.probes.transport.tls import TlsOptions
 from netaudit.scanner.progress import Progress
 from netaudit.targets.parse import TargetSet
 
 
 class Sink(Protocol):
-    """Where a streaming scan puts its endpoints (stream.StreamWriter writes them as JSON lines)."""
+    """Where a scan puts its assessed endpoints (results.stream.StreamWriter writes them as JSON lines)."""
 
     def begin(self, result: ScanResult) -> None: ...
 
-    def endpoint(self, endpoint: Endpoint) -> None: ...
+    def endpoint(self, assessed: Assessed) -> None: ...
 
 
 # Endpoints fingerprinted at once. More in flight means more calls answered per event-loop turn on both
@@ -102,57 +102,90 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress,
-                sink: Sink | None = None) -> None:
-    probe_slots = asyncio.Semaphore(opts.probe_concurrency)
-    ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
-    pending: set[asyncio.Task] = set()
-    seconds = fingerprint_budget(opts.timeout, opts.retries)
-    probing: dict[int, Endpoint] = {}  # with a sink: endpoints being fingerprinted, written as they are if stopped
-    ttls: dict[str, int] = {}  # per host, its SYN-ACKs' TTL: who answered, for endpoints handed on early
-    engine = ENGINES[opts.engine]
-    sends = engine.sends
+class Collector:
+    """The sink of scan() when its caller gives none: every endpoint kept in the result, sorted, with its
+    findings, for a library caller or a test that wants the result as objects."""
 
-    def hand_on(endpoint: Endpoint) -> None:
-        assert sink is not None
+    def __init__(self) -> None:
+        self.items: list[Assessed] = []
+
+    def begin(self, result: ScanResult) -> None:
+        pass
+
+    def endpoint(self, assessed: Assessed) -> None:
+        self.items.append(assessed)
+
+    def fill(self, result: ScanResult) -> None:
+        self.items.sort(key=lambda item: endpoint_order(item.endpoint.host, item.endpoint.port))
+        result.endpoints = [item.endpoint for item in self.items]
+        result.findings = [f for item in self.items for f in item.findings]
+        result.expected_unreachable += [row for item in self.items for row in item.unreachable]
+
+
+class _Run:
+    """One scan's moving parts. Discovery reports each port as it is settled; an open one is fingerprinted at
+    once, and every endpoint is assessed and handed to the sink when nothing more can change it:
+
+    - an open port when its fingerprint is done, unless it asks for model names (a ModelServer), which waits
+      for cross_reference, at the end, to try the names the host's other ports leaked;
+    - a port that is not open when discovery ends: who answered it is known only once every SYN-ACK of its
+      host is in.
+    """
+
+    def __init__(self, targets: TargetSet, opts: ScanOptions, result: ScanResult, progress: Progress, sink: Sink,
+                 assessor: Assessor):
+        self.targets, self.opts, self.result, self.progress = targets, opts, result, progress
+        self.sink, self.assessor = sink, assessor
+        self.engine = ENGINES[opts.engine]
+        self.probe_slots = asyncio.Semaphore(opts.probe_concurrency)
+        self.ctx = ProbeContext(tuple(dict.fromkeys(BUILTIN_MODEL_NAMES + opts.extra_model_names)), opts.retries)
+        self.seconds = fingerprint_budget(opts.timeout, opts.retries)
+        self.pending: set[asyncio.Task] = set()
+        self.probing: dict[int, Endpoint] = {}  # being fingerprinted: handed on as they are if the scan stops
+        self.unsettled: list[Endpoint] = []  # not open, until discovery ends
+        self.waiting: list[Endpoint] = []  # open and fingerprinted, until cross_reference
+        self.ttls: dict[str, int] = {}  # per host, its SYN-ACKs' lowest TTL so far: who answered
+        self.local: frozenset[str] = frozenset()  # this machine's source addresses, once discovery says them
+        self.failed: list[BaseException] = []  # a probe task's own failure: the sink could not write its endpoint
+        self.retried = self.errors = 0
+
+    def hand_on(self, endpoint: Endpoint) -> None:
+        attribute_replies([endpoint], self.engine.sees_packets, self.local, self.ttls)
         bound_endpoint(endpoint)
-        for key, counts in (("probe_retried", endpoint.details.get("probe_retries")),
-                            ("probe_errors", "probe_error" in endpoint.details)):
-            result.stats[key] = result.stats.get(key, 0) + bool(counts)
-        sink.endpoint(endpoint)
+        self.retried += bool(endpoint.details.get("probe_retries"))
+        self.errors += "probe_error" in endpoint.details
+        self.sink.endpoint(self.assessor.assess(endpoint, self.result))
 
-    async def probe_open(found: PortResult, endpoint: Endpoint) -> None:
+    async def probe_open(self, endpoint: Endpoint) -> None:
         # Imported on the first open port: grpc stays out of a sweep that finds nothing, and discovery's
         # worker processes are forked before grpc is loaded.
         from netaudit.fingerprint.runner import asks_for_models, fingerprint
         from netaudit.transport.rpc import hold_aio_engine
 
         hold_aio_engine()
-        async with probe_slots:
-            await isolated(endpoint, fingerprint(endpoint, opts.timeout, ctx, opts.tls), seconds, "sniff")
-        progress.fingerprinted(endpoint)
-        if sink is not None:
-            del probing[id(endpoint)]
-            if asks_for_models(endpoint):  # kept for cross-referencing model names at the end
-                result.endpoints.append(endpoint)
-            else:
-                attribute_replies([endpoint], engine.sees_packets, frozenset(), ttls)
-                hand_on(endpoint)
+        async with self.probe_slots:
+            await isolated(endpoint, fingerprint(endpoint, self.opts.timeout, self.ctx, self.opts.tls), self.seconds,
+                           "sniff")
+        self.progress.fingerprinted(endpoint)
+        del self.probing[id(endpoint)]
+        if asks_for_models(endpoint):
+            self.waiting.append(endpoint)
+        else:
+            self.hand_on(endpoint)
 
-    failed: list[BaseException] = []  # a probe task's own failure: the sink could not write its endpoint
-
-    def settled(task: asyncio.Task) -> None:
-        pending.discard(task)
+    def settled(self, task: asyncio.Task) -> None:
+        self.pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            failed.append(task.exception())
+            self.failed.append(task.exception())
 
-    def on_result(found: PortResult) -> None:
+    def on_result(self, found: PortResult) -> None:
+        sends = self.engine.sends
         rtt = f" in {found.rtt_ms:.1f} ms" if found.rtt_ms is not None else ""
         note = f" ({found.note})" if found.note else ""
         endpoint = Endpoint(found.host, found.port, found.state,
                             evidence=[f"{sends} to {found.host} port {found.port}: "
                                       f"{received(found.reason, found.responder)}{rtt}{note}"])
-        endpoint.details["discovery"] = {"engine": engine.name, "sent": sends, "reason": found.reason,
+        endpoint.details["discovery"] = {"engine": self.engine.name, "sent": sends, "reason": found.reason,
                                          "received": received(found.reason, found.responder), "ttl": found.ttl,
                                          "responder": found.responder}
         if found.block.ports is not None:
@@ -161,47 +194,44 @@ async def _scan(targets: TargetSet, opts: ScanOptions, result: ScanResult, progr
             endpoint.details["target_name"] = found.block.name
         if found.block.identity:
             endpoint.details["k8s"] = json.loads(found.block.identity)
-        if found.state != "open" or sink is None:
-            result.endpoints.append(endpoint)
-        if found.state == "open":
-            if found.reason == "syn-ack" and found.ttl is not None:
-                ttls[found.host] = min(ttls.get(found.host, 255), found.ttl)
-            if sink is not None:
-                probing[id(endpoint)] = endpoint
-            task = asyncio.create_task(probe_open(found, endpoint))
-            pending.add(task)
-            task.add_done_callback(settled)
+        if found.state != "open":
+            self.unsettled.append(endpoint)
+            return
+        if found.reason == "syn-ack" and found.ttl is not None:
+            self.ttls[found.host] = min(self.ttls.get(found.host, 255), found.ttl)
+        self.probing[id(endpoint)] = endpoint
+        task = asyncio.create_task(self.probe_open(endpoint))
+        self.pending.add(task)
+        task.add_done_callback(self.settled)
 
-    try:
-        stats = await engine.run(targets, opts.discovery, on_result, progress.discovered)
-        result.stats.update({"engine": opts.engine, "probes": stats.probes, "retried": stats.retried,
-                             "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
-                             "source_addresses": sorted(stats.sources)})
-        result.port_states = stats.summary.to_json()
-        attribute_replies(result.endpoints, engine.sees_packets, frozenset(stats.sources))
-        if sink is not None:
-            for endpoint in [e for e in result.endpoints if e.state != "open"]:
-                hand_on(endpoint)
-            result.endpoints = [e for e in result.endpoints if e.state == "open"]
-        await asyncio.gather(*pending)
-        if failed:
-            raise failed[0]
-        if any(e.state == "open" for e in result.endpoints):
-            from netaudit.fingerprint.runner import cross_reference
+    async def run(self) -> None:
+        result = self.result
+        try:
+            stats = await self.engine.run(self.targets, self.opts.discovery, self.on_result, self.progress.discovered)
+            result.stats.update({"engine": self.opts.engine, "probes": stats.probes, "retried": stats.retried,
+                                 "states": dict(stats.states), "discovery_seconds": round(stats.seconds, 3),
+                                 "source_addresses": sorted(stats.sources)})
+            result.port_states = stats.summary.to_json()
+            self.local = frozenset(stats.sources)
+            unsettled, self.unsettled = self.unsettled, []
+            for endpoint in unsettled:
+                self.hand_on(endpoint)
+            await asyncio.gather(*self.pending)
+            if self.failed:
+                raise self.failed[0]
+            if self.waiting:
+                from netaudit.fingerprint.runner import cross_reference
 
-            await cross_reference(result.endpoints, opts.timeout, ctx,
-                                  lambda ep, work: isolated(ep, work, seconds, "cross-reference"))
-    finally:
-        for task in list(pending):
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)  # cancelled probes close their channels
-        if sink is not None:
-            for endpoint in result.endpoints + list(probing.values()):
-                hand_on(endpoint)
-            result.endpoints = []
-    result.stats["probe_retried"] = result.stats.get("probe_retried", 0) + sum(
-        1 for e in result.endpoints if e.details.get("probe_retries"))
-    result.stats["fingerprint_budget_seconds"] = seconds
+                await cross_reference(self.waiting, self.opts.timeout, self.ctx,
+                                      lambda ep, work: isolated(ep, work, self.seconds, "cross-reference"))
+        finally:
+            for task in list(self.pending):
+                task.cancel()
+            await asyncio.gather(*self.pending, return_exceptions=True)  # cancelled probes close their channels
+            held, self.waiting = self.unsettled + self.waiting + list(self.probing.values()), []
+            self.unsettled, self.probing = [], {}
+            for endpoint in sorted(held, key=lambda e: endpoint_order(e.host, e.port)):
+                self.hand_on(endpoint)
 
 
 def scan_options(targets: TargetSet, opts: ScanOptions) -> dict:
@@ -216,11 +246,17 @@ def scan_options(targets: TargetSet, opts: ScanOptions) -> dict:
 
 
 async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress | None = None,
-                     sink: Sink | None = None) -> ScanResult:
+                     sink: Sink | None = None, assessor: Assessor | None = None) -> ScanResult:
+    """The scan, each endpoint assessed (`assessor`: the rules, and the policy when it has one) and handed to
+    `sink` as soon as it is finished. Without a sink the result holds every endpoint and finding; with one it
+    holds none of them (they are in the sink) and says only how the scan went."""
     progress = progress or Progress(total=targets.probe_count())
+    assessor = assessor or Assessor()
+    collector = Collector() if sink is None else None
     result = ScanResult(vantage=opts.vantage, started=now(), options=scan_options(targets, opts))
-    if sink is not None:
-        sink.begin(result)
+    assessor.begin(result)
+    run = _Run(targets, opts, result, progress, sink or collector, assessor)
+    run.sink.begin(result)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -244,7 +280,7 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
     budget = loop.call_later(opts.max_time, stop, f"time budget of {opts.max_time:g}s spent") \
         if opts.max_time else None
     try:
-        await _scan(targets, opts, result, progress, sink)
+        await run.run()
         result.complete = True
     except asyncio.CancelledError:
         if not stopped:
@@ -258,12 +294,9 @@ async def scan_async(targets: TargetSet, opts: ScanOptions, progress: Progress |
         for sig in handled:
             loop.remove_signal_handler(sig)
         progress.done()
-    result.endpoints.sort(key=lambda e: endpoint_order(e.host, e.port))
-    for endpoint in result.endpoints:
-        bound_endpoint(endpoint)
-    result.stats["probe_errors"] = result.stats.get("probe_errors", 0) + sum(
-        1 for e in result.endpoints if "probe_error" in e.details)
-    result.findings = assess(result.endpoints)
+    result.stats.update(probe_retried=run.retried, fingerprint_budget_seconds=run.seconds, probe_errors=run.errors)
+    if collector is not None:
+        collector.fill(result)
     result.finished = now()
     return result
 
@@ -280,5 +313,5 @@ def attribute_replies(endpoints: list[Endpoint], sees_packets: bool, local: froz
 
 
 def scan(targets: TargetSet, opts: ScanOptions | None = None, progress: Progress | None = None,
-         sink: Sink | None = None) -> ScanResult:
-    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress, sink))
+         sink: Sink | None = None, assessor: Assessor | None = None) -> ScanResult:
+    return asyncio.run(scan_async(targets, opts or ScanOptions(), progress, sink, assessor))

@@ -31,6 +31,7 @@ from netaudit.core.model import Endpoint, ScanResult
 from netaudit.scanner.progress import Progress
 from netaudit.scanner.scan import ScanOptions, now, scan, scan_options
 from netaudit.policy.report import merge_parts
+from netaudit.policy.assessor import Assessor
 from netaudit.results.stream import StreamWriter
 from netaudit.targets.parse import TargetSet
 
@@ -91,8 +92,8 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, counts: Any, slot: int,
-          parent: int) -> None:
+def _work(targets: TargetSet, opts: ScanOptions, options: dict[str, Any], assessor: Assessor, fd: int, counts: Any,
+          slot: int, parent: int) -> None:
     """A worker's scan of its slice into its stream. Its stop signals are blocked (STOP_SIGNALS) but while
     its scan runs, so a stop ends the scan, never its start-up or its trailer. An error ends the stream
     with an error record, which the parent raises as its own: the scan fails as one process fails."""
@@ -104,8 +105,8 @@ def _work(targets: TargetSet, opts: ScanOptions, writer_args: tuple, fd: int, co
     with open(fd, "w", encoding="utf-8", closefd=False) as out:
         try:
             _die_with_parent(parent)
-            writer = StreamWriter(out, *writer_args)
-            result = scan(targets, opts, _Counted(counts, slot), sink=writer)
+            writer = StreamWriter(out, options)
+            result = scan(targets, opts, _Counted(counts, slot), sink=writer, assessor=assessor)
             writer.end(writer.summary(result))
         except Exception as exc:  # main() says it in one line (exit 2 or 4); the parent does, once
             if os.environ.get("NETAUDIT_DEBUG"):
@@ -189,12 +190,16 @@ def _share(opts: ScanOptions, count: int) -> ScanOptions:
                    probe_concurrency=math.ceil(opts.probe_concurrency / count), rate=opts.rate / count)
 
 
-def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: StreamWriter) -> ScanResult:
-    """Scan with `count` worker processes into `writer`; returns the result without endpoints (they are in
-    the stream), ready for writer.summary() and writer.end(), as scan() with a sink returns it."""
+def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: StreamWriter,
+                assessor: Assessor | None = None) -> ScanResult:
+    """Scan with `count` worker processes into `writer`, each assessing its endpoints with `assessor`; returns
+    the result without endpoints (they are in the stream), ready for writer.summary() and writer.end(), as
+    scan() with a sink returns it."""
+    assessor = assessor or Assessor()
     ctx = multiprocessing.get_context("fork")  # before grpc is loaded, as discovery's sweep processes are
     counts = ctx.RawArray("q", 2 * count)
     result = ScanResult(vantage=opts.vantage, started=now(), options={**scan_options(targets, opts), "workers": count})
+    assessor.begin(result)
     writer.begin(result)
     progress = Progress(total=targets.probe_count())
     stopped: list[tuple[float, int]] = []  # (when, signal) of the first stop signal, or of a worker's failure
@@ -224,7 +229,7 @@ def run_workers(targets: TargetSet, opts: ScanOptions, count: int, writer: Strea
         for part in parts:
             part.process = ctx.Process(target=_work, name=f"netaudit worker {part.index}/{count}",
                                        args=(replace(targets, worker=(part.index, count)), _share(opts, count),
-                                             (writer.policy, writer.segment, writer.options), part.file.fileno(),
+                                             writer.options, assessor, part.file.fileno(),
                                              counts, part.index - 1, os.getpid()))
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
