@@ -64,9 +64,12 @@ def tf_ports() -> frozenset[int]:
 
 
 def routing_services(snapshot: Snapshot, pod: Pod) -> list[Service]:
-    """The Services whose selector picks this pod (a Service without a selector routes to no pod here)."""
-    return [s for s in snapshot.services if s.namespace == pod.namespace and s.selector
-            and all(pod.labels.get(k) == v for k, v in s.selector.items())]
+    """The Services whose selector picks this pod, and those without a selector whose EndpointSlices name it
+    (Knative's revision Services, manual endpoints)."""
+    sliced = {(s.namespace, s.service) for s in snapshot.endpoint_slices if s.service and pod.name in s.pods}
+    return [s for s in snapshot.services if s.namespace == pod.namespace and (
+        all(pod.labels.get(k) == v for k, v in s.selector.items()) if s.selector else
+        (s.namespace, s.name) in sliced)]
 
 
 def workload(snapshot: Snapshot, pod: Pod) -> Workload | None:
@@ -137,6 +140,14 @@ def service_addresses(snapshot: Snapshot, found: list[Workload]) -> list[tuple[s
     return out
 
 
+def read_snapshot(spec: str) -> Snapshot:
+    """`k8s:FILE[,FILE...]` reads snapshot files; `k8s:` alone the live API (targets/k8s_live.py), once per
+    process, so the targets and the policy of one scan see the same moment of the cluster."""
+    from netaudit.targets.k8s_live import live_snapshot
+    from netaudit.targets.k8s_snapshot import load_snapshot
+
+    paths = [p for p in spec.removeprefix("k8s:").split(",") if p]
+    return load_snapshot(paths) if paths else live_snapshot()
 
 
 def planned_pods(documents: list[object]) -> list[dict[str, Any]]:
