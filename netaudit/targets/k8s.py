@@ -104,7 +104,10 @@ def workload(snapshot: Snapshot, pod: Pod) -> Workload | None:
                                                                                    pod.owner.kind == "TFJob" else None),
                         replica_type=labels.get("training.kubeflow.org/replica-type") or task.get("type"),
                         replica_index=_index(labels.get("training.kubeflow.org/replica-index"), task.get("index")),
-                        tf_config_task={"type": task.get("type"), "index": task.get("index")} if task else None)
+                        tf_config_task={"type": task.get("type"), "index": task.get("index")} if task else None,
+                        replica_labels={"type": labels.get("training.kubeflow.org/replica-type"),
+                                        "index": _index(labels.get("training.kubeflow.org/replica-index"), None)}
+                        if any(k in labels for k in TFJOB_LABELS[1:]) else None)
     if role == "kserve":
         identity["inferenceservice"] = labels[KSERVE_LABEL]
     wanted = set(declared) | set(ROLE_PORTS.get(role, ()))
