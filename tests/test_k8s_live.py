@@ -211,3 +211,19 @@ def test_the_in_cluster_role_grants_every_list_the_reader_makes():
                for group in rule["apiGroups"] for resource in rule["resources"]}
     for resource in k8s_live.RESOURCES:
         assert (resource.group, resource.plural) in granted, resource.qualified
+
+
+def test_k8s_expect_without_a_file_reads_the_live_api(cluster_files, ca, tmp_path):
+    documents, spec = cluster_files
+    authority, cert, key = ca
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    with ApiServer(documents, cert, key, TOKEN) as server:
+        env.update(HOME=str(tmp_path), KUBECONFIG=str(kubeconfig(tmp_path / "config", server.url,
+                                                                 authority.cert_path, TOKEN)))
+        live = subprocess.run([*NETAUDIT, "k8s", "expect", "--format", "json"], capture_output=True, text=True,
+                              timeout=120, env=env)
+    assert live.returncode == 0, live.stderr
+    files = subprocess.run([*NETAUDIT, "k8s", "expect", *spec.removeprefix("k8s:").split(","), "--format", "json"],
+                           capture_output=True, text=True, timeout=120)
+    assert json.loads(live.stdout)["cells"] == json.loads(files.stdout)["cells"]
+    assert json.loads(live.stdout)["workloads"] == 6

@@ -300,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "  netaudit k8s expect cluster.json tfjob.yaml --from apps --from 10.0.0.0/8 "
                                 "--fail-on high\n\n" + EPILOG)
     k8s.add_argument("action", choices=["expect"], help="expect: the intended reachability, from the snapshot alone")
-    k8s.add_argument("snapshots", nargs="+", metavar="SNAPSHOT",
-                     help="kubectl -o json or API list output, or YAML manifests (several merge)")
+    k8s.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
+                     help="kubectl -o json or API list output, or YAML manifests (several merge); none: the live "
+                          "API (kubeconfig, else the pod's service account)")
     k8s.add_argument("--from", dest="sources", action="append", default=[], metavar="NS[/POD]|CIDR",
                      help="a source: a namespace's unlabeled pod, one pod, or an address outside the cluster "
                           "(default: every namespace's unlabeled pod and 0.0.0.0/0)")
