@@ -297,7 +297,7 @@ class K8sPolicy:
                         ) -> list[Finding]:
         out = []
         for r in rows:
-            if not r.get("judged"):
+            if not r.get("judged") or r.get("reason") == "not-probed":
                 continue
             rule = next((x for x in intent_rules() if x.intent == r["intent"] and r["state"] in x.states), None)
             if rule is None:
