@@ -186,12 +186,22 @@ class K8sPolicy:
         else its vantage name if that names a pod, else its source address."""
         name = scan.get("vantage")
         for key in (scan.get("segment"), (name or "").removeprefix("k8s:")):
-            if key and self.source(key) is not None:
+            if key and self._names_a_source(key) and self.source(key) is not None:
                 return name or key, key
         for address in scan.get("stats", {}).get("source_addresses", []):
             key, _ = self._key_of_address(address)
             return name or key, key
         return name or "(unnamed)", None
+
+    def _names_a_source(self, key: str) -> bool:
+        """A bare word is a vantage's label (`--vantage corp`) unless it is a namespace of the snapshot."""
+        if "/" in key or key.startswith("node ") or key in self.snapshot.namespaces:
+            return True
+        try:
+            ipaddress.ip_network(key)
+        except ValueError:
+            return False
+        return True
 
     # --- destinations ------------------------------------------------------------------------------------
 

@@ -211,7 +211,7 @@ def locate_vantage(policy: AnyPolicy, targets, named: str | None) -> tuple[str, 
     return named or segment.name, segment.name, None
 
 
-def apply_policy(result, segment: str | None, policy: AnyPolicy) -> None:
+def apply_policy(result, segment: str | None, policy: Policy) -> None:
     """Give a one-vantage scan the verdicts `report` would give it: findings for reachability the policy
     does not allow, what it allows but was unreachable, and contexts that name the segment's trust."""
     data = result.to_dict()
