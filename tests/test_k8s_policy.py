@@ -161,3 +161,53 @@ def test_the_rules_are_data_and_cover_every_intent():
     assert {r.intent for r in intent_rules()} == {"allowed", "denied", "unknown"}
     denied = next(r for r in intent_rules() if r.intent == "denied")
     assert denied.severity == "critical" and denied.states == ("open",)
+
+
+# --- where an address lands: the pod and pod port NetworkPolicy judges (no traffic) -------------------------
+
+ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
+    namespace("ml", team="ml"), namespace("apps", team="apps"),
+    pod("ml", "tf-0", "198.18.9.10", {"app": "tf", "tier": "a"}, [{"name": "grpc", "containerPort": 2222}]),
+    pod("ml", "tf-1", "198.18.9.11", {"app": "tf", "tier": "b"}, [{"name": "grpc", "containerPort": 2223}]),
+    {**pod("ml", "host-tf", "198.18.0.11", {"app": "host"}, [{"containerPort": 6006}]),
+     "spec": {"nodeName": "node-1", "hostNetwork": True,
+              "containers": [{"name": "tb", "ports": [{"containerPort": 6006}]}]}},
+    pod("ml", "hp", "198.18.9.12", {"app": "hp"}, [{"containerPort": 8500, "hostPort": 18500}]),
+    pod("apps", "client", "198.18.9.20", {"app": "client"}, []),
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf"},
+     "spec": {"type": "NodePort", "clusterIP": "198.18.40.1", "selector": {"app": "tf"},
+              "ports": [{"port": 80, "targetPort": "grpc", "nodePort": 30222}]}},
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-a"},
+     "spec": {"clusterIP": "198.18.40.2", "selector": {"tier": "a"}, "ports": [{"port": 2222}]}},
+    {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "only-b-from-apps"},
+     "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"],
+              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}]}},
+    {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "deny-a"},
+     "spec": {"podSelector": {"matchLabels": {"tier": "a"}}, "policyTypes": ["Ingress"]}},
+]}
+
+
+@pytest.mark.parametrize("host, port, via, to, value", [
+    ("198.18.9.10", 2222, "pod IP", ["ml/tf-0:2222"], "denied"),
+    ("198.18.9.11", 2223, "pod IP", ["ml/tf-1:2223"], "allowed"),
+    # The Service's named targetPort resolves on each pod behind it; they disagree, so the Service is unknown.
+    ("198.18.40.1", 80, "Service ml/tf ClusterIP address", ["ml/tf-0:2222", "ml/tf-1:2223"], "unknown"),
+    ("198.18.0.11", 30222, "NodePort 30222 of Service ml/tf", ["ml/tf-0:2222", "ml/tf-1:2223"], "unknown"),
+    ("198.18.40.2", 2222, "Service ml/tf-a ClusterIP address", ["ml/tf-0:2222"], "denied"),
+    ("198.18.40.2", 2223, "Service ml/tf-a", [], "unknown"),
+    ("198.18.0.11", 6006, "hostNetwork pod on the node's address", ["ml/host-tf:6006"], "allowed"),
+    ("198.18.0.11", 18500, "hostPort 18500 of a pod on node node-1", ["ml/hp:8500"], "allowed"),
+    ("198.18.0.11", 9999, "node node-1", [], "unknown"),
+    ("203.0.113.9", 2222, "address", [], "unknown"),
+])
+def test_where_an_address_lands(tmp_path, host, port, via, to, value):
+    from netaudit.policy.k8s_policy import load_policy_spec
+
+    path = tmp_path / "routed.json"
+    path.write_text(json.dumps(ROUTED))
+    policy = load_policy_spec(f"k8s:{path}")
+    where, decided = policy.intent(policy.source("apps/client"), host, port)
+    assert where.via == via and [f"{p.key}:{n}" for p, n in where.targets] == to
+    assert decided.value == value, decided.reason
+    if value == "unknown":
+        assert decided.reason  # always said why

@@ -228,7 +228,8 @@ class K8sPolicy:
             if ip in (*service.cluster_ips, *service.external_ips, *service.load_balancer_ips):
                 for sp in service.ports:
                     if sp.port == port and sp.protocol == "TCP":
-                        return self._through(service, sp.target_port, f"Service {service.key} {service.type} address")
+                        kind = "ClusterIP" if ip in service.cluster_ips else "external or load-balancer"
+                        return self._through(service, sp.target_port, f"Service {service.key} {kind} address")
                 return Destination(f"Service {service.key}", (), f"Service {service.key} has no TCP port {port}")
         node = {p.node for p in self.snapshot.pods if ip in p.host_ips or (p.host_network and ip in p.ips)}
         if node:
