@@ -169,6 +169,11 @@ MALFORMED = [
      "Service x/s: spec.type: must be one of ClusterIP, NodePort, LoadBalancer, ExternalName, got 'Ingress'"),
     ('{"kind": "Service", "metadata": {"name": "s", "namespace": "x"}, "spec": {"ports": [{"port": 70000}]}}',
      "Service x/s: spec.ports[0].port: must be an integer 1-65535, got 70000"),
+    ('{"kind": "EndpointSlice", "metadata": {"name": "e", "namespace": "x"}, "addressType": "ipv4"}',
+     "EndpointSlice x/e: addressType: must be one of IPv4, IPv6, FQDN, got 'ipv4'"),
+    ('{"kind": "EndpointSlice", "metadata": {"name": "e", "namespace": "x"}, "addressType": "IPv4", '
+     '"endpoints": [{"addresses": ["10.1.2.300"]}]}',
+     "EndpointSlice x/e: endpoints[0].addresses[0]: not an IP address: '10.1.2.300'"),
 ]
 NETPOL_MALFORMED = [
     ({"policyTypes": ["ingress"]}, "spec.policyTypes[0]: must be one of Ingress, Egress, got 'ingress'"),

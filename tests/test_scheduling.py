@@ -45,7 +45,7 @@ def test_each_manifest_passes_the_api_schema_and_runs_the_image_as_non_root(name
         assert pod["serviceAccountName"] == "netaudit"
     words = " ".join(container.get("command", []) + container.get("args", []))
     mounts = [m["mountPath"] for m in container["volumeMounts"]]
-    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}  # valueFrom (downward API): None
     written = re.findall(r"(?:-o|--store)[ ,\"]+([^\" ,\]]+)", words) + ([env["NETAUDIT_STORE"]]
                                                                         if "NETAUDIT_STORE" in env else [])
     assert written, words

@@ -186,5 +186,8 @@ def policy_rule(verdict: str) -> Rule:
 
 
 def assess(endpoints: list[Endpoint]) -> list[Finding]:
+    from netaudit.assess.k8s_identity import identity_findings
+
     rules = [r for r in load_rules() if r.scope == "endpoint"]
-    return [rule.finding(ep) for ep in endpoints if ep.state == "open" for rule in rules if rule.matches(ep)]
+    found = [rule.finding(ep) for ep in endpoints if ep.state == "open" for rule in rules if rule.matches(ep)]
+    return found + identity_findings(endpoints)  # a rule compares a fact with a value, this two facts

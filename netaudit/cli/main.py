@@ -151,9 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="addresses this scan may touch; any target outside is refused before a packet is sent. "
                            "Required for more than a /16")
     scan.add_argument("--vantage", metavar="NAME", help="name of the place this scan runs from (a policy segment; "
-                      "with --policy and no --vantage, the segment that holds this machine's source address)")
+                      "with --policy and no --vantage, the segment that holds this machine's source address). With "
+                      "--policy k8s:, k8s:NS/POD names the scanning pod (default: POD_NAMESPACE and POD_NAME, else "
+                      "the pod or node with this machine's source address)")
     scan.add_argument("--policy", metavar="FILE",
-                      help="segments and allowed reachability (TOML): the result then carries this vantage's policy "
+                      help="segments and allowed reachability (TOML), or k8s:SNAPSHOT[,...] (k8s: alone: the live API) "
+                           "for the cluster's NetworkPolicies: the result then carries this vantage's policy "
                            "findings (reachable but not allowed; allowed but unreachable), which --fail-on and "
                            "--fail-on-new gate on: a pre-deployment check in one command")
     scan.add_argument("--timeout", type=positive_float, default=2.0, metavar="SECONDS",
@@ -241,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", metavar="RESULT.json",
                         help="scan results (netaudit scan --format json or jsonl); shard results of one vantage "
                              "(scan --shard K/N) merge into one column")
-    report.add_argument("--policy", metavar="FILE", help="segments, trust and allowed reachability (TOML)")
+    report.add_argument("--policy", metavar="FILE", help="segments, trust and allowed reachability (TOML), or "
+                        "k8s:SNAPSHOT[,...] / k8s: for the cluster's NetworkPolicies")
     add_output_options(report)
     add_history_options(report)
 
@@ -296,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "  netaudit k8s expect cluster.json tfjob.yaml --from apps --from 10.0.0.0/8 "
                                 "--fail-on high\n\n" + EPILOG)
     k8s.add_argument("action", choices=["expect"], help="expect: the intended reachability, from the snapshot alone")
-    k8s.add_argument("snapshots", nargs="+", metavar="SNAPSHOT",
-                     help="kubectl -o json or API list output, or YAML manifests (several merge)")
+    k8s.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
+                     help="kubectl -o json or API list output, or YAML manifests (several merge); none: the live "
+                          "API (kubeconfig, else the pod's service account)")
     k8s.add_argument("--from", dest="sources", action="append", default=[], metavar="NS[/POD]|CIDR",
                      help="a source: a namespace's unlabeled pod, one pod, or an address outside the cluster "
                           "(default: every namespace's unlabeled pod and 0.0.0.0/0)")
@@ -535,9 +540,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     policy = None
     if args.policy:
-        from netaudit.policy.segments import load_policy
+        from netaudit.policy.k8s_policy import load_policy_spec
 
-        policy = load_policy(args.policy)
+        policy = load_policy_spec(args.policy)
     targets = build_targets(args.targets, ports=args.ports, scope=args.scope, shard=args.shard)
     engine, engine_reason = (args.engine, "chosen with --engine") if args.engine else default_engine(targets)
     if engine == "nmap" and targets.shard:
@@ -687,7 +692,7 @@ def print_lab(status: dict) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from netaudit.policy.segments import load_policy
+    from netaudit.policy.k8s_policy import load_policy_spec
     from netaudit.policy.report import build_report
     from netaudit.results.load import load_scan
 
@@ -696,7 +701,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if output_format(args) == "jsonl":
         raise UsageError("--format jsonl is the output of scan; report writes json, html, sarif, junit, prom, ocsf or "
                          "text")
-    policy = load_policy(args.policy) if args.policy else None
+    policy = load_policy_spec(args.policy) if args.policy else None
     scans = [load_scan(path) for path in args.results]
     output = open_output(args)
     history = open_history(args)

@@ -64,7 +64,7 @@ def _groups(data: dict[str, Any]) -> list[Group]:
         group.allowed = sorted({c for s in allowed_segments for c in segments[s]["cidrs"]}) or [PLACEHOLDER]
         reached = {r["segment"] for r in data.get("reachability", []) if r["state"] == "open" and r["segment"]
                    and r["kind"] in spec.kinds}
-        group.denied = sorted({c for s in reached - allowed_segments for c in segments[s]["cidrs"]})
+        group.denied = sorted({c for s in reached - allowed_segments for c in segments.get(s, {}).get("cidrs", ())})
         groups.append(group)
     return groups
 

@@ -211,7 +211,7 @@ def shard_note(shards: dict[str, Any]) -> str:
 
 # How a matrix cell reads in text: the verdict's mark, then the state and the reply.
 CELL_MARKS = {"open-not-allowed": "OPEN!", "open-allowed": "open+", "open": "open", "blocked": "blocked",
-              "expected-unreachable": "UNREACHABLE!", "unknown": "?"}
+              "expected-unreachable": "UNREACHABLE!", "unknown": "?", "intent-unknown": "?policy"}
 
 
 def cell_label(cell: dict[str, Any]) -> str:

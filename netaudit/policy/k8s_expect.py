@@ -51,7 +51,11 @@ def checks() -> dict[str, Check]:
 
 def load(paths: list[str]) -> Snapshot:
     """Snapshots and manifests together: a TFJob, Deployment or InferenceService whose pods the files do not
-    hold gets the pods it would make."""
+    hold gets the pods it would make. No file: the live API."""
+    if not paths:
+        from netaudit.targets.k8s_live import live_snapshot
+
+        return live_snapshot()
     documents = [doc for path in paths for doc in read_documents(path)]
     objects = [item for doc in documents for item in (doc.get("items", []) if isinstance(doc, dict) and
                                                        str(doc.get("kind", "")).endswith("List") else [doc])]

@@ -5,7 +5,7 @@ policy says of it, and the findings that follow. One scan (`scan --policy`) and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from netaudit.core import registry
 from netaudit.assess.rules import FROM_KIND, policy_rule
@@ -14,6 +14,13 @@ from netaudit.core.model import Finding
 from netaudit.policy.segments import Policy, Segment
 from netaudit.discovery.portstates import answered_by, lookup, received, target_ttls
 from netaudit.assess.scoring import scores, with_context
+
+if TYPE_CHECKING:
+    from netaudit.policy.k8s_policy import K8sPolicy
+
+# Network segments (policy/segments.py) or a cluster's NetworkPolicies (policy/k8s_policy.py, which judges
+# its own cells: row, policy_findings, trust_context and locate_vantage hand a K8sPolicy its part).
+AnyPolicy = Union[Policy, "K8sPolicy"]
 
 
 # A cell's verdict, for the matrix legend. Without a policy (or for a vantage in no segment) an open cell
@@ -25,6 +32,7 @@ VERDICTS = {
     "blocked": "closed or filtered, as the policy wants",
     "expected-unreachable": "the policy allows it, but it was closed or filtered",
     "unknown": "undetermined, or not probed from this vantage",
+    "intent-unknown": "the policy cannot decide it (a NetworkPolicy verdict of unknown; the row says why)",
 }
 
 
@@ -79,9 +87,11 @@ def verdict(state: str, allowed: bool | None) -> str:
     return "unknown"
 
 
-def row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], policy: Policy | None,
+def row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], policy: AnyPolicy | None,
         kind: str | None = None) -> dict[str, Any]:
     """One matrix cell. `kind` is the endpoint's kind as the report knows it (from any vantage)."""
+    if policy is not None and not isinstance(policy, Policy):  # a policy of another kind judges its own cells
+        return policy.row(vantage, segment, view, ep, kind)
     cell = view.cell(ep["host"], ep["port"])
     kind = kind or ep.get("kind")
     allowed = bool(kind and policy.rules_for(kind, segment)) if policy is not None and segment else None
@@ -89,8 +99,10 @@ def row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], p
             **cell, "allowed": allowed, "verdict": verdict(cell["state"], allowed)}
 
 
-def trust_context(finding: Finding, rows: list[dict[str, Any]], policy: Policy) -> None:
+def trust_context(finding: Finding, rows: list[dict[str, Any]], policy: AnyPolicy) -> None:
     """The finding's context from the segments that reached its endpoint."""
+    if not isinstance(policy, Policy):
+        return policy.trust_context(finding, rows)
     reached = sorted({r["segment"] for r in rows if r["segment"] and r["state"] == "open"
                       and (r["host"], r["port"]) == (finding.host, finding.port)})
     with_context(finding, [policy.segments[s] for s in reached])
@@ -104,8 +116,10 @@ def _firewall_seen(rows: list[dict[str, Any]], host: str, port: int) -> str:
 
 
 def policy_findings(rows: list[dict[str, Any]], endpoints: dict[tuple[str, int], dict[str, Any]],
-                    policy: Policy) -> list[Finding]:
+                    policy: AnyPolicy) -> list[Finding]:
     """A finding for each open cell the policy does not allow, or allows only with TLS/mTLS it lacks."""
+    if not isinstance(policy, Policy):
+        return policy.policy_findings(rows, endpoints)
     out = []
     for r in rows:
         ep = endpoints[(r["host"], r["port"])]
@@ -155,7 +169,7 @@ def _ports_named(scan: dict[str, Any]) -> bool:
     return not any(part.strip() in named_port_sets() for part in spec.split(","))
 
 
-def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy: Policy) -> tuple[
+def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy: AnyPolicy) -> tuple[
         list[dict[str, Any]], list[Finding], list[dict[str, Any]]]:
     """One vantage against the policy: its matrix rows, the policy findings, and what it expects but could
     not reach. A port this vantage could not reach was never fingerprinted, so its kind is the one usually
@@ -176,11 +190,13 @@ def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy:
     return rows, policy_findings(rows, endpoints, policy), expected_unreachable(rows)
 
 
-def locate_vantage(policy: Policy, targets, named: str | None) -> tuple[str, str | None, str | None]:
+def locate_vantage(policy: AnyPolicy, targets, named: str | None) -> tuple[str, str | None, str | None]:
     """(vantage, its policy segment, what to tell the user). Without a name the vantage is the segment
     that holds the address this machine sends from (the kernel's route choice; nothing is sent)."""
     from netaudit.discovery.engines import source_address
 
+    if not isinstance(policy, Policy):
+        return policy.locate(targets, named)
     if named in policy.segments:
         return named, named, None
     first = next(iter(targets.blocks[0].addresses()))

@@ -11,7 +11,8 @@ from typing import Any
 
 from netaudit.core.errors import UsageError
 from netaudit.core import registry
-from netaudit.policy.reachability import ScanView, expected_unreachable, policy_findings, row, trust_context
+from netaudit.policy.reachability import (AnyPolicy, ScanView, expected_unreachable, policy_findings, row,
+                                          trust_context)
 from netaudit.core.model import Finding, endpoint_order, severity_rank
 from netaudit.discovery.portstates import merge_groups
 from netaudit.policy.segments import Policy
@@ -60,11 +61,13 @@ class Report:
 
 
 
-def _vantage(scan: dict[str, Any], policy: Policy | None) -> tuple[str, str | None]:
+def _vantage(scan: dict[str, Any], policy: AnyPolicy | None) -> tuple[str, str | None]:
     """(vantage name, policy segment): the named vantage, else the segment holding the scan's source address."""
     name = scan.get("vantage")
     if policy is None:
         return name or "(unnamed)", None
+    if not isinstance(policy, Policy):
+        return policy.place(scan)
     if name in policy.segments:
         return name, name
     if scan.get("segment") in policy.segments:  # scan --policy placed it
@@ -157,7 +160,7 @@ def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def build_report(scans: list[dict[str, Any]], policy: Policy | None) -> Report:
+def build_report(scans: list[dict[str, Any]], policy: AnyPolicy | None) -> Report:
     scans = merge_shards(scans)
     vantages = [(_vantage(scan, policy), scan) for scan in scans]
     views: dict[tuple[str, int], list[dict[str, Any]]] = {}

@@ -27,10 +27,13 @@ TFJOB_LABELS = ("training.kubeflow.org/job-name", "training.kubeflow.org/replica
 KSERVE_LABEL = "serving.kserve.io/inferenceservice"
 SERVING_IMAGE = re.compile(r"(^|/)tensorflow/serving([:@]|$)")
 KSERVE_TF_GRPC = 9000  # the KServe TF runtime's gRPC port, declared by no Service
-# Ports a role's server listens on whether or not the pod declares them: the TFJob default port
-# (training-operator TFJobDefaultPort), TF Serving's defaults (--port 8500, --rest_api_port 8501),
-# KServe's container port 8080 and its TF runtime's 9000, TensorBoard's 6006.
-ROLE_PORTS = {"tfjob": (2222,), "tf-serving": (8500, 8501), "kserve": (8080, KSERVE_TF_GRPC), "tensorboard": (6006,)}
+# Ports a role's server listens on whether or not the pod declares them: TF Serving's defaults (--port 8500,
+# --rest_api_port 8501), KServe's container port 8080 and its TF runtime's 9000, TensorBoard's 6006.
+ROLE_PORTS = {"tf-serving": (8500, 8501), "kserve": (8080, KSERVE_TF_GRPC), "tensorboard": (6006,)}
+# A TFJob replica listens where its own TF_CONFIG entry says, on the `tfjob-port` the operator's defaulting
+# always declares (training-operator tensorflow_defaults.go setTensorflowDefaultPort); the operator's default
+# port (TFJobDefaultPort) only when the pod says neither.
+TFJOB_DEFAULT_PORT = 2222
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,12 @@ def tf_ports() -> frozenset[int]:
 
 
 def routing_services(snapshot: Snapshot, pod: Pod) -> list[Service]:
-    """The Services whose selector picks this pod (a Service without a selector routes to no pod here)."""
-    return [s for s in snapshot.services if s.namespace == pod.namespace and s.selector
-            and all(pod.labels.get(k) == v for k, v in s.selector.items())]
+    """The Services whose selector picks this pod, and those without a selector whose EndpointSlices name it
+    (Knative's revision Services, manual endpoints)."""
+    sliced = {(s.namespace, s.service) for s in snapshot.endpoint_slices if s.service and pod.name in s.pods}
+    return [s for s in snapshot.services if s.namespace == pod.namespace and (
+        all(pod.labels.get(k) == v for k, v in s.selector.items()) if s.selector else
+        (s.namespace, s.name) in sliced)]
 
 
 def workload(snapshot: Snapshot, pod: Pod) -> Workload | None:
@@ -98,11 +104,34 @@ def workload(snapshot: Snapshot, pod: Pod) -> Workload | None:
                                                                                    pod.owner.kind == "TFJob" else None),
                         replica_type=labels.get("training.kubeflow.org/replica-type") or task.get("type"),
                         replica_index=_index(labels.get("training.kubeflow.org/replica-index"), task.get("index")),
-                        tf_config_task={"type": task.get("type"), "index": task.get("index")} if task else None)
+                        tf_config_task={"type": task.get("type"), "index": task.get("index")} if task else None,
+                        replica_labels={"type": labels.get("training.kubeflow.org/replica-type"),
+                                        "index": _index(labels.get("training.kubeflow.org/replica-index"), None)}
+                        if any(k in labels for k in TFJOB_LABELS[1:]) else None)
     if role == "kserve":
         identity["inferenceservice"] = labels[KSERVE_LABEL]
-    ports = tuple(sorted(set(declared) | set(ROLE_PORTS.get(role, ())))) or tuple(sorted(tf_ports()))
+    wanted = set(declared) | set(ROLE_PORTS.get(role, ()))
+    if role == "tfjob":
+        wanted |= _own_port(tf_config or {}, task)
+        wanted = wanted or {TFJOB_DEFAULT_PORT}
+    ports = tuple(sorted(wanted)) or tuple(sorted(tf_ports()))
     return Workload(pod, role, ports, identity)
+
+
+def _own_port(tf_config: dict[str, Any], task: dict[str, Any]) -> set[int]:
+    """The port of this task's own address in TF_CONFIG (`cluster[type][index]`, a list or, in the sparse
+    form of enableDynamicWorker, a mapping of index strings)."""
+    cluster = tf_config.get("cluster")
+    members = cluster.get(task.get("type")) if isinstance(cluster, dict) else None
+    index = task.get("index")
+    if isinstance(members, list) and isinstance(index, int) and 0 <= index < len(members):
+        address = members[index]
+    elif isinstance(members, dict):
+        address = members.get(str(index))
+    else:
+        return set()
+    port = address.rpartition(":")[2] if isinstance(address, str) else ""
+    return {int(port)} if port.isdigit() and 0 < int(port) < 65536 else set()
 
 
 def _index(label: str | None, task_index: Any) -> int | None:
@@ -137,6 +166,14 @@ def service_addresses(snapshot: Snapshot, found: list[Workload]) -> list[tuple[s
     return out
 
 
+def read_snapshot(spec: str) -> Snapshot:
+    """`k8s:FILE[,FILE...]` reads snapshot files; `k8s:` alone the live API (targets/k8s_live.py), once per
+    process, so the targets and the policy of one scan see the same moment of the cluster."""
+    from netaudit.targets.k8s_live import live_snapshot
+    from netaudit.targets.k8s_snapshot import load_snapshot
+
+    paths = [p for p in spec.removeprefix("k8s:").split(",") if p]
+    return load_snapshot(paths) if paths else live_snapshot()
 
 
 def planned_pods(documents: list[object]) -> list[dict[str, Any]]:

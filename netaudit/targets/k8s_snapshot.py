@@ -1,4 +1,4 @@
-"""A cluster snapshot: namespaces, pods, Services, NetworkPolicies and a few ML custom objects, read from files.
+"""A cluster snapshot: namespaces, pods, Services, EndpointSlices, NetworkPolicies and a few ML custom objects.
 
 Why a typed copy instead of the raw JSON: everything downstream (target lists, the NetworkPolicy engine)
 reads the same few fields, and checking every one of them here, once, turns a malformed file into one
@@ -129,6 +129,18 @@ class Service:
 
 
 @dataclass(frozen=True)
+class EndpointSlice:
+    """discovery.k8s.io/v1 EndpointSlice: which pods a Service routes to, also for a Service without a
+    selector (Knative's revision Services, manual endpoints), whose pods no label names."""
+
+    namespace: str
+    name: str
+    service: str | None  # label kubernetes.io/service-name
+    pods: tuple[str, ...]  # names of the pods the endpoints' targetRefs point at, in the slice's namespace
+    addresses: tuple[IPAddress, ...]  # of every IPv4/IPv6 endpoint (FQDN slices have none)
+
+
+@dataclass(frozen=True)
 class SelectorRequirement:
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
@@ -207,6 +219,7 @@ class Snapshot:
     services: tuple[Service, ...]
     network_policies: tuple[NetworkPolicy, ...]
     custom_objects: Mapping[str, tuple[CustomObject, ...]]  # by kind
+    endpoint_slices: tuple[EndpointSlice, ...]
     ignored_kinds: Mapping[str, int]  # objects of kinds this module does not read, counted
 
     @cached_property
@@ -340,6 +353,7 @@ class _Builder:
         self._services: list[Service] = []
         self._policies: list[NetworkPolicy] = []
         self._custom: dict[str, list[CustomObject]] = {}
+        self._slices: list[EndpointSlice] = []
         self._ignored: Counter[str] = Counter()
 
     def add_document(self, document: object, source: str, where: str) -> None:
@@ -406,6 +420,7 @@ class _Builder:
             network_policies=tuple(sorted(self._policies, key=_by_key)),
             custom_objects=MappingProxyType({kind: tuple(sorted(objects, key=_by_key))
                                              for kind, objects in sorted(self._custom.items())}),
+            endpoint_slices=tuple(sorted(self._slices, key=_by_key)),
             ignored_kinds=MappingProxyType(dict(sorted(self._ignored.items()))),
         )
 
@@ -468,6 +483,24 @@ class _Builder:
             spec=MappingProxyType(spec.mapping()),
         ))
 
+    def _endpoint_slice(self, root: _At, namespace: str, name: str, api_version: str | None) -> None:
+        kind = root["addressType"].choice(("IPv4", "IPv6", "FQDN"))
+        pods, addresses = [], []
+        for endpoint in root["endpoints"].items():
+            ref = endpoint["targetRef"]
+            if not ref.absent and ref["kind"].string(None) == "Pod" and \
+                    ref["namespace"].string(namespace) == namespace:
+                pods.append(ref["name"].string())
+            if kind != "FQDN":
+                addresses += [a.address() for a in endpoint["addresses"].items()]
+        self._slices.append(EndpointSlice(
+            namespace=namespace,
+            name=name,
+            service=root["metadata"]["labels"].string_map().get("kubernetes.io/service-name"),
+            pods=tuple(dict.fromkeys(pods)),
+            addresses=tuple(dict.fromkeys(addresses)),
+        ))
+
     def _custom_object(self, root: _At, namespace: str, name: str, api_version: str | None) -> None:
         kind = root.obj.kind
         raw = MappingProxyType(root.mapping())
@@ -479,11 +512,12 @@ _PARSERS: dict[str, Callable[[_Builder, _At, str, str, str | None], None]] = {
     "Pod": _Builder._pod,
     "Service": _Builder._service,
     "NetworkPolicy": _Builder._network_policy,
+    "EndpointSlice": _Builder._endpoint_slice,
     **{kind: _Builder._custom_object for kind in CUSTOM_KINDS},
 }
 
 
-def _by_key(obj: Pod | Service | NetworkPolicy | CustomObject) -> tuple[str, str]:
+def _by_key(obj: Pod | Service | NetworkPolicy | CustomObject | EndpointSlice) -> tuple[str, str]:
     return obj.namespace, obj.name
 
 

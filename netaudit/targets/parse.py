@@ -15,11 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from functools import cache, cached_property
-from typing import Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, Iterable, Iterator, TextIO
 
 from netaudit.core.errors import UsageError
 from netaudit.core.files import read_json
 from netaudit.targets.scanfiles import READERS
+
+if TYPE_CHECKING:
+    from netaudit.targets.k8s_snapshot import Snapshot
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -286,24 +289,24 @@ def _discovery_blocks(tool: str, path: str) -> list[TargetBlock]:
 
 
 def _k8s_blocks(text: str) -> list[TargetBlock]:
+    from netaudit.targets.k8s import read_snapshot
+
+    return k8s_blocks(read_snapshot(text), text, "k8s snapshot" if text != "k8s:" else "k8s API")
+
+
+def k8s_blocks(snapshot: "Snapshot", text: str, source: str) -> list[TargetBlock]:
     """Pod IPs and ports of the TF workloads in a snapshot, then the Service addresses in front of them."""
     from netaudit.targets.k8s import service_addresses, workloads
-    from netaudit.targets.k8s_snapshot import load_snapshot
 
-    paths = [p for p in text[len("k8s:"):].split(",") if p]
-    if not paths:
-        raise UsageError("k8s: needs a snapshot: k8s:FILE[,FILE...] (kubectl get namespaces,pods,services,"
-                         "endpointslices,networkpolicies -A -o json > cluster.json); the live API is not read yet")
-    snapshot = load_snapshot(paths)
     found = workloads(snapshot)
-    blocks = [TargetBlock(f"k8s:{w.pod.key}", (ipaddress.ip_network(ip),), w.ports, w.pod.key, "k8s snapshot",
+    blocks = [TargetBlock(f"k8s:{w.pod.key}", (ipaddress.ip_network(ip),), w.ports, w.pod.key, source,
                           json.dumps(w.identity, sort_keys=True))
               for w in found for ip in w.pod.ips]
     blocks += [TargetBlock(f"k8s:{who['namespace']}/{who['service']}", (ipaddress.ip_network(host),), (port,),
-                           f"{who['namespace']}/{who['service']}", "k8s snapshot", json.dumps(who, sort_keys=True))
+                           f"{who['namespace']}/{who['service']}", source, json.dumps(who, sort_keys=True))
                for host, port, who in service_addresses(snapshot, found)]
     if not blocks:
-        raise UsageError(f"{text}: no pod in the snapshot runs TF code or serves TF models (and none declares a "
+        raise UsageError(f"{text if text != 'k8s:' else 'k8s: (the live API)'}: no pod in the snapshot runs TF code or serves TF models (and none declares a "
                          "port of the tf set)")
     return blocks
 

@@ -1,0 +1,213 @@
+"""`scan --policy k8s:` and `report --policy k8s:`: the NetworkPolicy engine's intent for the scanning pod, next
+to what a real scan measured. The "cluster" is a snapshot whose TF pod has the loopback address, served by a
+real tf.distribute.Server; the policies intend what a non-enforcing CNI (this machine's loopback) does not do,
+so every denied port that is open is the finding a cluster without NetworkPolicy enforcement gets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tf_worker
+from netaudit.lab.processes import free_port
+from netaudit.policy.k8s_policy import intent_rules
+
+NETAUDIT = [sys.executable, "-m", "netaudit"]
+
+
+def namespace(name: str, **labels: str) -> dict:
+    return {"kind": "Namespace", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}}
+
+
+def pod(ns: str, name: str, ip: str, labels: dict, ports: list[dict], node: str = "node-1") -> dict:
+    return {"kind": "Pod", "metadata": {"namespace": ns, "name": name, "labels": labels},
+            "spec": {"nodeName": node, "containers": [{"name": "tensorflow", "image": "tensorflow/tensorflow:2.16.1",
+                                                       "ports": ports}]},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "198.18.0.11"}}
+
+
+def snapshot(tf: int, closed: int) -> dict:
+    """ml/trainer-worker-0 at 127.0.0.1 declares the TF port `tf` and a port `closed` nothing listens on.
+    ml admits only its own namespace, and corp on a named port the pod does not declare (unknown)."""
+    items = [
+        namespace("ml", team="ml"), namespace("apps", team="apps"), namespace("corp", team="corp"),
+        pod("ml", "trainer-worker-0", "127.0.0.1",
+            {"training.kubeflow.org/job-name": "trainer", "training.kubeflow.org/replica-type": "worker",
+             "training.kubeflow.org/replica-index": "0"},
+            [{"name": "tfjob-port", "containerPort": tf}, {"name": "debug", "containerPort": closed}]),
+        pod("ml", "peer", "198.18.9.2", {"app": "peer"}, []),
+        pod("apps", "scanner", "198.18.9.3", {"app": "netaudit"}, []),
+        {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "ml-only"},
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                  "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
+                              {"from": [{"namespaceSelector": {"matchLabels": {"team": "corp"}}}],
+                               "ports": [{"port": "metrics"}]}]}},
+    ]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(snapshot path, TF port, closed port), with the TF worker running and the closed port held."""
+    tmp = tmp_path_factory.mktemp("k8s-policy")
+    with socket.socket() as held:  # bound, never listening: the pod port that answers RST
+        held.bind(("127.0.0.1", 0))
+        closed = held.getsockname()[1]
+        tf = free_port()
+        path = tmp / "cluster.json"
+        path.write_text(json.dumps(snapshot(tf, closed)))
+        with tf_worker(lambda *argv, **kw: subprocess.Popen(argv, **kw), tf):
+            yield path, tf, closed
+
+
+def scan(cluster, tmp_path: Path, *extra: str, env: dict | None = None, fmt: str = "json") -> tuple[int, dict]:
+    path, _, _ = cluster
+    out = tmp_path / f"scan.{fmt}"
+    environ = {k: v for k, v in os.environ.items() if k not in ("POD_NAMESPACE", "POD_NAME")}
+    proc = subprocess.run([*NETAUDIT, "scan", f"k8s:{path}", "--scope", "127.0.0.1/32", "--engine", "connect",
+                           "--policy", f"k8s:{path}", "--format", fmt, "-o", str(out), "--store",
+                           str(tmp_path / "history.sqlite"), "--timeout", "3", *extra],
+                          capture_output=True, text=True, timeout=180, env={**environ, **(env or {})})
+    assert proc.returncode in (0, 1), proc.stderr
+    if fmt == "jsonl":
+        from netaudit.results.stream import read_stream
+
+        return proc.returncode, read_stream(str(out))
+    return proc.returncode, json.loads(out.read_text())
+
+
+def rules(data: dict) -> dict[tuple[str, int], dict]:
+    return {(f["rule"], f["port"]): f for f in data["findings"] if f["rule"].startswith("k8s-netpol-")}
+
+
+def test_denied_but_open_from_another_namespace(cluster, tmp_path):
+    _, tf, closed = cluster
+    code, data = scan(cluster, tmp_path, "--vantage", "k8s:apps/scanner", "--fail-on", "critical")
+    assert code == 1 and data["segment"] == "apps/scanner" and data["vantage"] == "apps/scanner"
+    assert data["policy"]["type"] == "k8s-networkpolicy" and data["policy"]["network_policies"] == ["ml/ml-only"]
+    found = rules(data)
+    assert set(found) == {("k8s-netpol-denied-but-open@apps/scanner", tf)}, found
+    finding = found["k8s-netpol-denied-but-open@apps/scanner", tf]
+    assert finding["severity"] == "critical" and finding["cvss_vector"]  # the tf-server kind's policy vector
+    assert "ml/trainer-worker-0" in finding["title"] and "tf.distribute.Server" not in finding["title"]
+    assert any("ml/ml-only#ingress" in line and "denied" in line for line in finding["evidence"])
+    assert any(line.startswith("measured from apps/scanner through pod IP: open") for line in finding["evidence"])
+    assert "does not enforce NetworkPolicy" in finding["remediation"]
+    # The closed port is denied too, and blocked: as the policy wants, so no finding.
+    assert not any(f["port"] == closed for f in data["findings"] if f["rule"].startswith("k8s-netpol-"))
+
+
+def test_allowed_from_its_own_namespace_through_the_downward_api_in_a_stream(cluster, tmp_path):
+    _, tf, closed = cluster
+    code, data = scan(cluster, tmp_path, env={"POD_NAMESPACE": "ml", "POD_NAME": "peer"}, fmt="jsonl")
+    assert data["segment"] == "ml/peer" and data["policy"]["type"] == "k8s-networkpolicy"
+    found = rules(data)
+    assert set(found) == {("k8s-netpol-allowed-but-closed@ml/peer", closed)}, found
+    assert found["k8s-netpol-allowed-but-closed@ml/peer", closed]["severity"] == "info"
+    assert [r["port"] for r in data["expected_unreachable"]] == []  # `debug` is no kind the policy judges
+
+
+def test_unknown_is_listed_with_its_reason_also_with_workers(cluster, tmp_path):
+    _, tf, closed = cluster
+    code, data = scan(cluster, tmp_path, "--vantage", "k8s:corp", "--workers", "2")
+    found = rules(data)
+    assert set(found) == {("k8s-netpol-unknown@corp/(any pod)", tf), ("k8s-netpol-unknown@corp/(any pod)", closed)}
+    reason = found["k8s-netpol-unknown@corp/(any pod)", tf]["remediation"]
+    assert "declares no TCP port named 'metrics'" in reason
+
+
+def test_report_applies_the_policy_to_scans_taken_without_it(cluster, tmp_path):
+    path, tf, closed = cluster
+    results = []
+    for vantage in ("apps/scanner", "ml/peer"):
+        out = tmp_path / f"{vantage.replace('/', '-')}.json"
+        proc = subprocess.run([*NETAUDIT, "scan", f"k8s:{path}", "--scope", "127.0.0.1/32", "--engine", "connect",
+                               "--vantage", f"k8s:{vantage}", "--format", "json", "-o", str(out), "--store",
+                               str(tmp_path / "h.sqlite")], capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        results.append(str(out))
+    report = tmp_path / "report.json"
+    proc = subprocess.run([*NETAUDIT, "report", *results, "--policy", f"k8s:{path}", "--format", "json", "-o",
+                           str(report), "--store", str(tmp_path / "h.sqlite")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    cells = {(r["vantage"], r["port"]): r for r in data["reachability"]}
+    assert cells["k8s:apps/scanner", tf]["verdict"] == "open-not-allowed"
+    assert cells["k8s:apps/scanner", tf]["intent"] == "denied"
+    assert cells["k8s:ml/peer", tf]["verdict"] == "open-allowed"
+    assert cells["k8s:ml/peer", tf]["rules"] == ["ml/ml-only#ingress[0]"]
+    assert {f["rule"] for f in data["findings"] if f["rule"].startswith("k8s-")} == {
+        "k8s-netpol-denied-but-open@apps/scanner"}
+    text = subprocess.run([*NETAUDIT, "convert", str(report), "--format", "text"], capture_output=True, text=True,
+                          timeout=60)
+    assert "OPEN!" in text.stdout and "open+" in text.stdout, text.stdout
+
+
+def test_a_vantage_not_in_the_snapshot_is_one_line(cluster, tmp_path):
+    path, _, _ = cluster
+    proc = subprocess.run([*NETAUDIT, "scan", f"k8s:{path}", "--scope", "127.0.0.1/32", "--policy", f"k8s:{path}",
+                           "--vantage", "k8s:apps/nope"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "apps/nope" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_rules_are_data_and_cover_every_intent():
+    assert {r.intent for r in intent_rules()} == {"allowed", "denied", "unknown"}
+    denied = next(r for r in intent_rules() if r.intent == "denied")
+    assert denied.severity == "critical" and denied.states == ("open",)
+
+
+# --- where an address lands: the pod and pod port NetworkPolicy judges (no traffic) -------------------------
+
+ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
+    namespace("ml", team="ml"), namespace("apps", team="apps"),
+    pod("ml", "tf-0", "198.18.9.10", {"app": "tf", "tier": "a"}, [{"name": "grpc", "containerPort": 2222}]),
+    pod("ml", "tf-1", "198.18.9.11", {"app": "tf", "tier": "b"}, [{"name": "grpc", "containerPort": 2223}]),
+    {**pod("ml", "host-tf", "198.18.0.11", {"app": "host"}, [{"containerPort": 6006}]),
+     "spec": {"nodeName": "node-1", "hostNetwork": True,
+              "containers": [{"name": "tb", "ports": [{"containerPort": 6006}]}]}},
+    pod("ml", "hp", "198.18.9.12", {"app": "hp"}, [{"containerPort": 8500, "hostPort": 18500}]),
+    pod("apps", "client", "198.18.9.20", {"app": "client"}, []),
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf"},
+     "spec": {"type": "NodePort", "clusterIP": "198.18.40.1", "selector": {"app": "tf"},
+              "ports": [{"port": 80, "targetPort": "grpc", "nodePort": 30222}]}},
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-a"},
+     "spec": {"clusterIP": "198.18.40.2", "selector": {"tier": "a"}, "ports": [{"port": 2222}]}},
+    {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "only-b-from-apps"},
+     "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"],
+              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}]}},
+    {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "deny-a"},
+     "spec": {"podSelector": {"matchLabels": {"tier": "a"}}, "policyTypes": ["Ingress"]}},
+]}
+
+
+@pytest.mark.parametrize("host, port, via, to, value", [
+    ("198.18.9.10", 2222, "pod IP", ["ml/tf-0:2222"], "denied"),
+    ("198.18.9.11", 2223, "pod IP", ["ml/tf-1:2223"], "allowed"),
+    # The Service's named targetPort resolves on each pod behind it; they disagree, so the Service is unknown.
+    ("198.18.40.1", 80, "Service ml/tf ClusterIP address", ["ml/tf-0:2222", "ml/tf-1:2223"], "unknown"),
+    ("198.18.0.11", 30222, "NodePort 30222 of Service ml/tf", ["ml/tf-0:2222", "ml/tf-1:2223"], "unknown"),
+    ("198.18.40.2", 2222, "Service ml/tf-a ClusterIP address", ["ml/tf-0:2222"], "denied"),
+    ("198.18.40.2", 2223, "Service ml/tf-a", [], "unknown"),
+    ("198.18.0.11", 6006, "hostNetwork pod on the node's address", ["ml/host-tf:6006"], "allowed"),
+    ("198.18.0.11", 18500, "hostPort 18500 of a pod on node node-1", ["ml/hp:8500"], "allowed"),
+    ("198.18.0.11", 9999, "node node-1", [], "unknown"),
+    ("203.0.113.9", 2222, "address", [], "unknown"),
+])
+def test_where_an_address_lands(tmp_path, host, port, via, to, value):
+    from netaudit.policy.k8s_policy import load_policy_spec
+
+    path = tmp_path / "routed.json"
+    path.write_text(json.dumps(ROUTED))
+    policy = load_policy_spec(f"k8s:{path}")
+    where, decided = policy.intent(policy.source("apps/client"), host, port)
+    assert where.via == via and [f"{p.key}:{n}" for p, n in where.targets] == to
+    assert decided.value == value, decided.reason
+    if value == "unknown":
+        assert decided.reason  # always said why
