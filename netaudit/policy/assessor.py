@@ -13,8 +13,7 @@ from typing import Any
 
 from netaudit.assess.rules import assess
 from netaudit.core.model import Endpoint, Finding, ScanResult
-from netaudit.policy.reachability import assess_scan, trust_context
-from netaudit.policy.segments import Policy
+from netaudit.policy.reachability import AnyPolicy, assess_scan, trust_context
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Assessed:
 
 @dataclass
 class Assessor:
-    policy: Policy | None = None
+    policy: AnyPolicy | None = None  # network segments or a cluster's NetworkPolicies
     segment: str | None = None  # the vantage's segment of the policy; None: in none, so nothing is judged
 
     def begin(self, result: ScanResult) -> None:
