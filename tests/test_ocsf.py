@@ -404,7 +404,7 @@ def test_a_report_with_policy_findings(tmp_path):
 
 
 def test_every_command_offers_ocsf(tmp_path):
-    from netaudit.cli.main import FORMAT_CHOICES, SCAN_FORMATS, SUFFIX_FORMATS, build_parser
+    from netaudit.cli.parser import FORMAT_CHOICES, SCAN_FORMATS, SUFFIX_FORMATS, build_parser
 
     assert "ocsf" in FORMAT_CHOICES and "ocsf" in SCAN_FORMATS and SUFFIX_FORMATS[".ocsf"] == "ocsf"
     parser = build_parser()
