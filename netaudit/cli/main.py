@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from netaudit import DISTRIBUTION, LAB_INSTALL
-from netaudit.core.errors import UsageError
-from netaudit.cli.parser import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, MAX_WORKERS,
-                                 SUFFIX_FORMATS, build_parser)
+from netaudit.cli.parser import MAX_WORKERS, build_parser
+from netaudit.core.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError
 from netaudit.core.textsafe import terminal_lines, terminal_safe
+from netaudit.outputs.formats import BY_SUFFIX
 
 
 def write_output(text: str, output, encoding: str = "utf-8") -> None:
@@ -46,7 +46,7 @@ def exit_code(data: dict, fail_on: str | None, fail_on_new: str | None = None) -
 
 
 def output_format(args: argparse.Namespace) -> str:
-    return args.format or (SUFFIX_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
+    return args.format or (BY_SUFFIX.get(Path(args.output).suffix.lower()) if args.output else None) or "text"
 
 
 @dataclass
@@ -96,7 +96,7 @@ def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistor
     written, and a result that could not be written is kept elsewhere and said so (exit 5)."""
     from netaudit.results.history import Recorded
     from netaudit.core.errors import OutputError
-    from netaudit.outputs.render import FORMATS
+    from netaudit.outputs.formats import FORMATS
 
     fmt = output_format(args)
     history.annotate(data)
@@ -422,7 +422,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from netaudit.results.history import Recorded
-    from netaudit.outputs.render import FORMATS
+    from netaudit.outputs.formats import FORMATS
     from netaudit.results.load import load_scan_or_report
 
     fmt = output_format(args)

@@ -8,16 +8,14 @@ import argparse
 from typing import Any
 
 from netaudit import LAB_INSTALL
+from netaudit.core.errors import EXIT_OK, EXIT_USAGE
+from netaudit.core.model import SEVERITIES
+from netaudit.outputs.formats import FORMATS, WHOLE
 
 MAX_WORKERS = 64  # scan --workers N: scan processes on one host
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
-SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
-FORMAT_CHOICES = ("text", "json", "html", "sarif", "junit", "prom", "ocsf")
-SCAN_FORMATS = FORMAT_CHOICES + ("jsonl",)
+SEVERITY_CHOICES = tuple(reversed(SEVERITIES))  # most severe first, as --help lists them
 ENGINES = ("connect", "syn", "nmap")
-SUFFIX_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".txt": "text", ".sarif": "sarif",
-                  ".xml": "junit", ".prom": "prom", ".ocsf": "ocsf", ".jsonl": "jsonl"}
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
@@ -112,7 +110,7 @@ def add_history_options(p: argparse.ArgumentParser) -> None:
                    "owner, expires): accepted findings stay visible but do not fail --fail-on")
 
 
-def add_output_options(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMAT_CHOICES) -> None:
+def add_output_options(p: argparse.ArgumentParser, formats: tuple[str, ...] = WHOLE) -> None:
     extra = (" jsonl streams each endpoint as it is finished, so memory stays flat on large sweeps; build the "
              "other formats from it with convert or report.") if "jsonl" in formats else ""
     p.add_argument("--format", choices=formats,
@@ -189,7 +187,7 @@ def add_scan(sub: Subcommands) -> None:
     scan.add_argument("--shard", metavar="K/N",
                       help="scan only the K-th of N slices of the target x port space (a stable hash of address "
                            "and port, as zmap's --shards); run the N shards on N machines and merge them with report")
-    add_output_options(scan, SCAN_FORMATS)
+    add_output_options(scan, tuple(FORMATS))
     add_history_options(scan)
 
 

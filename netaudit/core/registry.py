@@ -18,9 +18,9 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-
-from netaudit.core.model import SEVERITIES
 from typing import Any, Callable
+
+from netaudit.core.model import SEVERITIES, TRANSPORTS
 
 TRUST_LEVELS = ("trusted", "untrusted")
 CHANNELS = ("grpc", "http")
@@ -28,7 +28,7 @@ SNIFFED = ("h2", "http", "tls", "banner", "silent")
 # Fact types a family may declare; an enum is written as a list of its values.
 FACT_TYPES = ("bool", "int", "str", "list", "table")
 # Endpoint fields every rule may match besides the facts.
-ENDPOINT_FIELDS = {"kind": "str", "transport": ["plaintext", "tls", "mtls", "unknown"], "authenticated": "bool",
+ENDPOINT_FIELDS = {"kind": "str", "transport": list(TRANSPORTS), "authenticated": "bool",
                    "service": "str", "family": "str", "sensitive": "bool", "product": "str"}
 
 

@@ -1,4 +1,5 @@
-"""Output formats for a scan result or a merged report: the scan-v1/report-v1 JSON, a terminal summary, and HTML.
+"""Three of the output formats (netaudit/outputs/formats.py lists them all) for a scan result or a merged
+report: the scan-v1/report-v1 JSON, a terminal summary, and HTML.
 
 JSON keeps every string exactly as the server sent it; the terminal summary shows each control
 character as an escape (netaudit/core/textsafe.py), so no server can write to the user's terminal."""
@@ -10,7 +11,7 @@ import hashlib
 import ipaddress
 import json
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 from netaudit.core import registry
 from netaudit.outputs.advice import build_advice
@@ -316,31 +317,3 @@ def by_control(findings: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[
             for control in ids:
                 view.setdefault(framework, {}).setdefault(control, []).append(f)
     return {fw: dict(sorted(controls.items())) for fw, controls in view.items()}
-
-
-def to_sarif(result) -> str:
-    from netaudit.outputs.exports import to_sarif as render
-
-    return render(result)
-
-
-def to_junit(result) -> str:
-    from netaudit.outputs.exports import to_junit as render
-
-    return render(result)
-
-
-def to_prom(result) -> str:
-    from netaudit.outputs.exports import to_prom as render
-
-    return render(result)
-
-
-def to_ocsf(result) -> str:
-    from netaudit.outputs.ocsf import to_ocsf as render
-
-    return render(result)
-
-
-FORMATS: dict[str, Callable[[Any], str]] = {"json": to_json, "text": to_text, "html": to_html, "sarif": to_sarif,
-                                            "junit": to_junit, "prom": to_prom, "ocsf": to_ocsf}
