@@ -20,7 +20,7 @@ import pytest
 from netaudit.transport import h2c
 from netaudit.outputs import nmap_probes
 from netaudit.core import registry
-from netaudit.discovery.engines import parse_nmap_xml
+from netaudit.discovery.nmap import parse_nmap_xml
 from netaudit.lab.peer_servers import triton_version
 from netaudit.probes.inference_v1 import rest as inference_v1
 from netaudit.probes.inference_v2 import protocol as inference_v2

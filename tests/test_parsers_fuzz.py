@@ -16,7 +16,8 @@ from netaudit.core import bounds
 from netaudit.transport import h2c
 from netaudit.transport import httpwire
 from netaudit.transport import protowire
-from netaudit.discovery.engines import NmapXmlError, parse_nmap_xml
+from netaudit.discovery.nmap import parse_nmap_xml
+from netaudit.targets.nmap_xml import NmapXmlError
 from netaudit.core.model import Endpoint, ScanResult
 from netaudit.probes.generic import grpc as grpc_generic
 from netaudit.probes.tf_serving import grpc as modelserver_grpc

@@ -10,12 +10,12 @@ from typing import Any
 from netaudit import LAB_INSTALL
 from netaudit.core.errors import EXIT_OK, EXIT_USAGE
 from netaudit.core.model import SEVERITIES
+from netaudit.discovery.engines import ENGINES
 from netaudit.outputs.formats import FORMATS, WHOLE
 
 MAX_WORKERS = 64  # scan --workers N: scan processes on one host
 
 SEVERITY_CHOICES = tuple(reversed(SEVERITIES))  # most severe first, as --help lists them
-ENGINES = ("connect", "syn", "nmap")
 
 EPILOG = """\
 exit codes: 0 finished, nothing at or above --fail-on; 1 a finding at or above --fail-on;
@@ -142,7 +142,7 @@ def add_scan(sub: Subcommands) -> None:
     scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see targets below)")
     scan.add_argument("-p", "--ports", default="tf", metavar="SPEC",
                       help="ports: 2222,8500-8501 or the named set 'tf' (default), or a mix")
-    scan.add_argument("--engine", choices=ENGINES,
+    scan.add_argument("--engine", choices=tuple(ENGINES),
                       help="discovery engine: connect (TCP connect, no privileges), syn (raw SYN packets with "
                            "scapy, needs CAP_NET_RAW: closed vs filtered, with the ICMP reason and who answered), nmap "
                            "(the nmap binary, -sS with CAP_NET_RAW, else -sT). Default: syn with CAP_NET_RAW on "
@@ -225,7 +225,7 @@ def add_lab(sub: Subcommands) -> None:
                      help="up --hostile: this many extra tarpit ports (default 0)")
     lab.add_argument("--ruleset", default="leaky", choices=["leaky", "isolated"],
                      help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
-    lab.add_argument("--engine", choices=ENGINES,
+    lab.add_argument("--engine", choices=tuple(ENGINES),
                      help="scan: discovery engine (default as for scan: syn as root on IPv4)")
     lab.add_argument("-o", "--output", metavar="FILE", help="scan: write the JSON result here (default stdout)")
     lab.add_argument("--delay", type=int, default=200, metavar="MS", help="impair: added delay (default 200 ms)")
