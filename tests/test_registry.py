@@ -11,6 +11,7 @@ import pytest
 
 from netaudit.core import registry
 from netaudit.core.registry import RegistryError, _family
+from netaudit.fingerprint import loader
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [p for folder in ("netaudit", "probes", "lab", "bench") for p in (ROOT / folder).rglob("*.py")]
@@ -94,7 +95,7 @@ def test_every_family_is_complete():
                 assert kind.ports and kind.policy_cvss, kind.name
                 assert any(kind.name in (a.kinds or ()) for a in registry.advice_groups()), kind.name
         for probe in family.probes:
-            assert callable(probe.run), (family.name, probe.module, probe.function)
+            assert callable(loader.function(probe)), (family.name, probe.module, probe.function)
 
 
 @pytest.mark.parametrize("text, message", [

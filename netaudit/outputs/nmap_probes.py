@@ -17,13 +17,13 @@ can match the empty string is rejected.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from netaudit.core import registry
 from netaudit.core.errors import UsageError
+from netaudit.fingerprint import loader
 from netaudit.transport.h2wire import (DATA, END_HEADERS, END_STREAM, EMPTY_SETTINGS, FRAME_HEADER, GRPC_CODES,
                                        HEADERS, INDEXED_HTTP, INDEXED_POST, PREFACE, STATIC_NAMES, WITHOUT_INDEXING,
                                        frame, frame_header, grpc_message, literal)
@@ -288,9 +288,8 @@ def http_probe(sig: HttpSignature, model: str) -> NmapProbe:
 
 def signatures() -> tuple[GrpcSignature | HttpSignature, ...]:
     """Every family module's NMAP declaration, for every family the registry lists, in declared order."""
-    modules = dict.fromkeys(p.qualified for family in registry.families() for p in family.probes)
-    found = [sig for module in modules
-             for sig in getattr(importlib.import_module(module), "NMAP", ())]
+    modules = {p.qualified: p for family in registry.families() for p in family.probes}
+    found = [sig for probe in modules.values() for sig in getattr(loader.module(probe), "NMAP", ())]
     return tuple(sorted(found, key=lambda s: (s.order, s.name)))
 
 
