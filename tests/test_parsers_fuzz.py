@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from netaudit.core import bounds
+from netaudit.core import bounds, caps
 from netaudit.transport import h2c, h2wire
 from netaudit.transport import httpwire
 from netaudit.transport import protowire
@@ -57,7 +57,7 @@ def test_device_lists_are_capped_and_counted(names):
     body = b"".join(protowire.field(1, protowire.field(1, n)) for n in names)
     truncated: dict[str, int] = {}
     devices = tf_runtime.decode_devices(body, truncated)
-    assert len(devices) == min(len(names), bounds.CAPS["devices"])
+    assert len(devices) == min(len(names), caps.CAPS["devices"])
     assert truncated.get("devices", 0) == len(names) - len(devices)
 
 
@@ -69,7 +69,7 @@ def test_first_bytes_sniff_gives_a_result(data):
     found = sniff._classify_reply(data, "on connect")
     assert found is None or found.protocol in ("h2", "http")
     if found and found.http_status:
-        assert len(found.http_status) < bounds.STRING_MAX + 40
+        assert len(found.http_status) < caps.STRING_MAX + 40
     assert isinstance(sniff.printable(data), str)
 
 
@@ -100,8 +100,8 @@ def test_http_reply_reader_gives_a_reply_or_http_error(data):
     except httpwire.HttpError:
         return
     assert 100 <= reply.status <= 999
-    assert len(reply.headers) <= bounds.HEADERS_MAX and len(reply.body) <= httpwire.MAX_BODY
-    assert all(len(v) <= bounds.HEADER_VALUE_MAX + 40 for v in reply.headers.values())
+    assert len(reply.headers) <= caps.HEADERS_MAX and len(reply.body) <= httpwire.MAX_BODY
+    assert all(len(v) <= caps.HEADER_VALUE_MAX + 40 for v in reply.headers.values())
 
 
 @given(st.one_of(st.text(max_size=4096), st.lists(st.text(max_size=30), max_size=200).map(
@@ -109,7 +109,7 @@ def test_http_reply_reader_gives_a_reply_or_http_error(data):
 def test_metrics_parser_gives_bounded_names(text):
     truncated: dict[str, int] = {}
     names = modelserver_rest.names_in_metrics(text, truncated)
-    assert len(names) <= bounds.CAPS["metrics_model_names"]
+    assert len(names) <= caps.CAPS["metrics_model_names"]
 
 
 @given(st.one_of(st.binary(max_size=2048), st.recursive(
@@ -196,7 +196,7 @@ DETAILS = st.recursive(st.one_of(st.text(max_size=300), st.integers(), st.none()
 def test_one_endpoint_json_stays_under_64_kib(details, evidence):
     endpoint = Endpoint("127.0.0.1", 1, "open", "unknown", details=details, evidence=evidence)
     bounds.bound_endpoint(endpoint)
-    assert len(json.dumps(endpoint.to_dict())) < bounds.ENDPOINT_JSON_MAX
+    assert len(json.dumps(endpoint.to_dict())) < caps.ENDPOINT_JSON_MAX
 
 
 @given(DETAILS, st.integers(min_value=0, max_value=4096))

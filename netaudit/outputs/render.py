@@ -15,7 +15,7 @@ from typing import Any
 
 from netaudit.core import registry
 from netaudit.outputs.advice import build_advice
-from netaudit.core.bounds import more
+from netaudit.core.caps import more
 from netaudit.policy.reachability import VERDICTS
 from netaudit.core.model import SEVERITIES, severity_rank, vantage_name
 from netaudit.core.textsafe import terminal_lines, terminal_safe

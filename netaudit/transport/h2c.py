@@ -26,7 +26,7 @@ from urllib.parse import unquote
 
 import hpack.exceptions
 
-from netaudit.core.bounds import GRPC_RECEIVE_MAX, RELAY_INBOUND_MAX as INBOUND_MAX, STRING_MAX, clip
+from netaudit.core.caps import GRPC_RECEIVE_MAX, RELAY_INBOUND_MAX as INBOUND_MAX, STRING_MAX, clip
 from netaudit.transport.h2wire import (ACK, CANCEL, CLIENT_SETTINGS, CONTINUATION, DATA, END_HEADERS, END_STREAM,
                                        FRAME_HEADER, FRAME_MAX, GOAWAY, GRPC_CODES, HEADER_BLOCK_MAX, HEADERS,
                                        HTTP_TO_GRPC, MAX_CONCURRENT_STREAMS, PING, PREFACE, PRIORITY, PUSH_PROMISE,

@@ -14,7 +14,7 @@ import ssl
 from dataclasses import dataclass, field
 from functools import cache
 
-from netaudit.core.bounds import clip
+from netaudit.core.caps import clip
 from netaudit.core.deadlines import deadlines
 from netaudit.transport.h2c import H2cConnection
 from netaudit.transport.h2wire import CLIENT_SETTINGS, FRAME_HEADER, FRAME_MAX, PREFACE, SETTINGS, frame, frame_header

@@ -23,7 +23,7 @@ from importlib import resources
 
 from netaudit.core import advisories
 from netaudit.transport import protowire
-from netaudit.core.bounds import cap_list
+from netaudit.core.caps import cap_list
 from netaudit.transport.rpc import Reply, RpcSession
 
 from netaudit.probes.base import Expect, GrpcSignature, Naming, Outcome, ProbeContext, methods_agree, registered_methods

@@ -19,7 +19,7 @@ from importlib import resources
 
 from netaudit.core import advisories
 from netaudit.transport import protowire
-from netaudit.core.bounds import cap_list
+from netaudit.core.caps import cap_list
 from netaudit.transport.rpc import Reply, RpcSession
 from netaudit.transport.safety import MALFORMED
 
