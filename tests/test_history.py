@@ -172,7 +172,7 @@ def test_scheduling_examples_use_real_options():
     import shlex
 
     from netaudit.cli.parser import build_parser
-    from netaudit.results.history import load_accept_list
+    from netaudit.results.accept import load_accept_list
 
     folder = Path(__file__).resolve().parents[1] / "docs" / "scheduling"
     commands = []

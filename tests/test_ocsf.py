@@ -34,7 +34,9 @@ from hypothesis import strategies as st
 
 from netaudit.core.model import Endpoint, Finding, ScanResult
 from netaudit.outputs.formats import FORMATS
-from netaudit.results.history import Acceptance, Recorded, annotate
+from netaudit.results.accept import Acceptance
+from netaudit.results.diff import annotate
+from netaudit.results.history import Recorded
 from test_bad_inputs import MUTATIONS, paths
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]

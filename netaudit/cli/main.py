@@ -33,7 +33,7 @@ def open_output(args: argparse.Namespace):
 
 
 def exit_code(data: dict, fail_on: str | None, fail_on_new: str | None = None) -> int:
-    from netaudit.results.history import gating
+    from netaudit.results.accept import gating
     from netaudit.core.model import severity_rank
 
     if not data["complete"]:
@@ -61,7 +61,8 @@ class RunHistory:
 
     def annotate(self, data: dict) -> None:
         """The diff against the baseline (the last comparable run when none was given) and the accept list."""
-        from netaudit.results.history import annotate, scope_key
+        from netaudit.results.diff import annotate
+        from netaudit.results.history import scope_key
 
         baseline, label = self.baseline, self.label
         if baseline is None and self.store is not None:
@@ -72,7 +73,8 @@ class RunHistory:
 
 
 def open_history(args: argparse.Namespace) -> RunHistory:
-    from netaudit.results.history import Store, default_store, load_accept_list
+    from netaudit.results.accept import load_accept_list
+    from netaudit.results.history import Store, default_store
     from netaudit.results.load import load_scan_or_report
 
     accepted = load_accept_list(args.accept) if args.accept else []
@@ -435,7 +437,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from netaudit.results.history import Recorded, Store, annotate, default_store
+    from netaudit.results.diff import annotate
+    from netaudit.results.history import Recorded, Store, default_store
     from netaudit.outputs.render import to_text
 
     if len(args.runs) > 2 or not all(r.isdigit() for r in args.runs):
