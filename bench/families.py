@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netaudit.discovery.engines import parse_nmap_xml  # noqa: E402
+from netaudit.discovery.nmap import parse_nmap_xml  # noqa: E402
 from netaudit.fingerprint.runner import fingerprint  # noqa: E402
 from netaudit.outputs.nmap_probes import export  # noqa: E402
 from netaudit.lab.loopback import LoopbackLab  # noqa: E402

@@ -27,6 +27,7 @@ from urllib.parse import unquote
 
 from netaudit.lab.base import Lab, LabEndpoint
 from netaudit.lab.processes import module_argv, spawn
+from netaudit.transport.h2wire import EMPTY_SETTINGS, MAX_CONCURRENT_STREAMS, PING, SETTINGS, WINDOW_UPDATE, frame
 
 LOCALHOST = "127.0.0.1"
 # Every string a hostile server controls carries this: it retitles (OSC 0), clears (ED 2J), recolours,
@@ -66,16 +67,13 @@ CASES: dict[str, tuple[str, str]] = {
 }
 
 
-# ---- HTTP/2 frames, raw --------------------------------------------------------------------------
+# ---- HTTP/2 frames, raw (netaudit/transport/h2wire.py builds them) ------------------------------------
 
-def h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-
-
-SETTINGS = h2_frame(0x4, 0, 0, b"")
-FLOOD = b"".join(h2_frame(0x8, 0, 0, struct.pack(">I", 1)) + h2_frame(0xEE, 0, 0, b"x" * 32) for _ in range(256))
-PING_FLOOD = b"".join(h2_frame(0x4, 0, 0, struct.pack(">HI", 0x3, 100)) + h2_frame(0x6, 0, 0, b"pingpong")
-                      for _ in range(256))
+UNKNOWN_FRAME = 0xEE  # a frame type no RFC defines: a client must ignore it (RFC 9113 §4.1)
+FLOOD = b"".join(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)) + frame(UNKNOWN_FRAME, 0, 0, b"x" * 32)
+                 for _ in range(256))
+PING_FLOOD = b"".join(frame(SETTINGS, 0, 0, struct.pack(">HI", MAX_CONCURRENT_STREAMS, 100))
+                      + frame(PING, 0, 0, b"pingpong") for _ in range(256))
 
 
 async def _hold(reader: asyncio.StreamReader) -> None:
@@ -98,7 +96,7 @@ async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 
 async def _flood(writer: asyncio.StreamWriter, chunk: bytes) -> None:
-    writer.write(SETTINGS)
+    writer.write(EMPTY_SETTINGS)
     while True:
         writer.write(chunk)
         await writer.drain()
@@ -114,7 +112,7 @@ async def settings_ping_flood(reader: asyncio.StreamReader, writer: asyncio.Stre
 
 
 async def reset_mid_rpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(SETTINGS)
+    writer.write(EMPTY_SETTINGS)
     data = b""
     while True:
         chunk = await reader.read(65536)

@@ -169,8 +169,8 @@ def test_scheduling_examples_use_real_options():
     import re
     import shlex
 
-    from netaudit.cli.main import build_parser
-    from netaudit.results.history import load_accept_list
+    from netaudit.cli.parser import build_parser
+    from netaudit.results.accept import load_accept_list
 
     folder = Path(__file__).resolve().parents[1] / "docs" / "scheduling"
     commands = []

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from netaudit.core.bounds import ENDPOINT_JSON_MAX
+from netaudit.core.caps import ENDPOINT_JSON_MAX
 from netaudit.outputs.exports import to_junit
 from netaudit.core.faults import budget
 from netaudit.results.history import Recorded

@@ -17,10 +17,10 @@ import h2.events
 from hpack.hpack import encode_integer
 import pytest
 
-from netaudit.transport import h2c
+from netaudit.transport import h2wire
 from netaudit.outputs import nmap_probes
 from netaudit.core import registry
-from netaudit.discovery.engines import parse_nmap_xml
+from netaudit.discovery.nmap import parse_nmap_xml
 from netaudit.lab.peer_servers import triton_version
 from netaudit.probes.inference_v1 import rest as inference_v1
 from netaudit.probes.inference_v2 import protocol as inference_v2
@@ -88,7 +88,7 @@ def h2_server_view(payload: bytes) -> tuple[dict[str, str], bytes, bool]:
 @pytest.mark.parametrize("prefix", [4, 5, 6, 7])
 def test_hpack_integers_round_trip_across_the_prefix_boundary(prefix):
     for value in (0, 1, (1 << prefix) - 2, (1 << prefix) - 1, 1 << prefix, 127, 128, 300, 16383, 70000):
-        encoded = h2c.hpack_int(value, prefix)
+        encoded = h2wire.hpack_int(value, prefix)
         assert nmap_probes._hpack_int_at(encoded, 0, prefix) == (value, len(encoded))
         assert encoded == bytes(encode_integer(value, prefix))  # the hpack library's own encoder
 
@@ -113,7 +113,7 @@ def test_long_paths_use_multi_byte_lengths_and_still_decode():
 
 def test_decoder_refuses_what_it_did_not_write():
     good = nmap_probes.grpc_request("/a.B/C", b"")
-    for bad in (good[:-3], good.replace(h2c.PREFACE, b"GET / HTTP/1.1\r\n\r\n"), h2c.PREFACE):
+    for bad in (good[:-3], good.replace(h2wire.PREFACE, b"GET / HTTP/1.1\r\n\r\n"), h2wire.PREFACE):
         with pytest.raises(nmap_probes.H2DecodeError):
             nmap_probes.decode_grpc_request(bad)
 
@@ -126,7 +126,7 @@ def test_every_probe_request_passes_the_safety_check():
     for name, payload in probe_lines(text).items():
         if name == "NULL":
             assert payload == b""
-        elif payload.startswith(h2c.PREFACE):
+        elif payload.startswith(h2wire.PREFACE):
             path, message = nmap_probes.decode_grpc_request(payload)
             headers, body, _ = h2_server_view(payload)
             assert headers[":path"] == path and body[5:] == message
@@ -225,7 +225,7 @@ def test_a_v2_reply_message_is_named_by_the_grpc_match():
     probe = next(p for p in nmap_probes.build_probes(MODEL) if p.name == "NetauditInferenceV2ServerMetadata")
     for name, product in (("triton", "NVIDIA Triton Inference Server"), ("acme-infer", "$1")):
         message = pb.ServerMetadataResponse(name=name, version="2.51.0", extensions=["a"]).SerializeToString()
-        frame = nmap_probes.h2_frame(nmap_probes.FRAME_DATA, 0, 1, b"\x00" + len(message).to_bytes(4, "big") + message)
+        frame = h2wire.frame(h2wire.DATA, 0, 1, h2wire.grpc_message(message))
         buffer = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + frame + b"\x00\x00\x10\x01\x05\x00\x00\x00\x01grpc-status\x010"
         hit = next(m for m in probe.matches if re.search(m.pattern.encode("latin-1"), buffer, re.S))
         found = re.search(hit.pattern.encode("latin-1"), buffer, re.S)

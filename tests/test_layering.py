@@ -1,9 +1,11 @@
 """The data flow is the folder structure: a stage imports only the stages below it, and a server family
-imports no other family. Read from the source with ast, so a lazy import inside a function counts too."""
+imports no other family. Read from the source with ast, so a lazy import inside a function counts too,
+and so does a module loaded by name (importlib.import_module)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from conftest import TREE
@@ -35,6 +37,35 @@ def imports(path: Path) -> list[str]:
     return [name for name in found if name.startswith(("netaudit", "(relative"))]
 
 
+MODULE_NAME = re.compile(r"netaudit(\.\w+)+")
+
+
+def _names_a_module(node: ast.AST) -> str | None:
+    """A string that spells a netaudit module: "netaudit.x.y", "netaudit.x.y:function", or the constant
+    head of an f-string, f"netaudit.probes.{folder}.{module}"."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value.split(":")[0]
+    elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        text = str(node.values[0].value).rstrip(".")
+    else:
+        return None
+    return text if MODULE_NAME.fullmatch(text) else None
+
+
+def string_imports(path: Path) -> list[str]:
+    """Modules a file loads by name with importlib.import_module (or __import__). A literal argument names
+    its module; a computed one (a table's entry, a declaration's attribute) counts as every netaudit module
+    name the file spells, since that is where such a table lives."""
+    tree = ast.parse(path.read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+        isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
+        or isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__"))]
+    found = [name for call in calls if call.args and (name := _names_a_module(call.args[0]))]
+    if any(not call.args or _names_a_module(call.args[0]) is None for call in calls):
+        found += [name for node in ast.walk(tree) if (name := _names_a_module(node))]
+    return found
+
+
 def stage(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in STAGES else None
@@ -49,7 +80,7 @@ def test_no_stage_imports_a_higher_one():
     wrong = []
     for module, path in modules():
         own = stage(module)
-        for name in imports(path):
+        for name in imports(path) + string_imports(path):
             assert not name.startswith("(relative"), f"{module}: use absolute imports ({name})"
             other = stage(name)
             if name.startswith("netaudit.lab"):
@@ -78,3 +109,16 @@ def test_each_family_is_one_folder_with_its_declaration():
     folders = [p for p in ROOTS["probes"].iterdir() if p.is_dir() and not p.name.startswith("_")]
     assert folders and all((p / "family.toml").is_file() and (p / "__init__.py").is_file() for p in folders)
     assert sorted(p.name for p in ROOTS["probes"].glob("*.py")) == ["__init__.py", "base.py", "common.py"]
+
+
+def test_a_module_loaded_by_name_counts_as_an_import(tmp_path):
+    """The check reads importlib's string imports, a literal one or one from a table in the same file."""
+    literal = tmp_path / "literal.py"
+    literal.write_text('import importlib\nimportlib.import_module("netaudit.fingerprint.loader")\n')
+    table = tmp_path / "table.py"
+    table.write_text('import importlib\nPROBES = f"netaudit.probes.{1}"\n'
+                     'WRITERS = {"x": "netaudit.outputs.render:to_text"}\n'
+                     'def load(name):\n    return importlib.import_module(name)\n')
+    assert string_imports(literal) == ["netaudit.fingerprint.loader"]
+    assert sorted(string_imports(table)) == ["netaudit.outputs.render", "netaudit.probes"]
+    assert [stage(m) for m in string_imports(literal)] == ["fingerprint"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from netaudit.transport import h2c, httpwire
+from netaudit.transport import h2wire, httpwire
 from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver
 from netaudit.lab.processes import free_port, stop, wait_ready
 from netaudit.probes.tf_serving import grpc as modelserver_grpc
@@ -54,7 +54,7 @@ def test_enum_tables_match_tensorflow():
         assert types_pb2.DataType.Name(number) == name
     for number, name in serving.MODEL_STATES.items():
         assert get_model_status_pb2.ModelVersionStatus.State.Name(number) == name
-    for number, name in enumerate(h2c.GRPC_CODES):
+    for number, name in enumerate(h2wire.GRPC_CODES):
         assert error_codes_pb2.Code.Name(number) == name
 
 

@@ -33,8 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netaudit.core.model import Endpoint, Finding, ScanResult
-from netaudit.outputs.render import FORMATS
-from netaudit.results.history import Acceptance, Recorded, annotate
+from netaudit.outputs.formats import FORMATS
+from netaudit.results.accept import Acceptance
+from netaudit.results.diff import annotate
+from netaudit.results.history import Recorded
 from test_bad_inputs import MUTATIONS, paths
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]
@@ -404,9 +406,10 @@ def test_a_report_with_policy_findings(tmp_path):
 
 
 def test_every_command_offers_ocsf(tmp_path):
-    from netaudit.cli.main import FORMAT_CHOICES, SCAN_FORMATS, SUFFIX_FORMATS, build_parser
+    from netaudit.cli.parser import build_parser
+    from netaudit.outputs.formats import BY_SUFFIX, WHOLE
 
-    assert "ocsf" in FORMAT_CHOICES and "ocsf" in SCAN_FORMATS and SUFFIX_FORMATS[".ocsf"] == "ocsf"
+    assert "ocsf" in WHOLE and BY_SUFFIX[".ocsf"] == "ocsf"
     parser = build_parser()
     for argv in (["scan", "198.18.1.10", "--format", "ocsf"], ["report", "a.json", "--format", "ocsf"],
                  ["convert", "a.json", "--format", "ocsf"]):

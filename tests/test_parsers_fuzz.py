@@ -12,11 +12,12 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from netaudit.core import bounds
-from netaudit.transport import h2c
+from netaudit.core import bounds, caps
+from netaudit.transport import h2c, h2wire
 from netaudit.transport import httpwire
 from netaudit.transport import protowire
-from netaudit.discovery.engines import NmapXmlError, parse_nmap_xml
+from netaudit.discovery.nmap import parse_nmap_xml
+from netaudit.targets.nmap_xml import NmapXmlError
 from netaudit.core.model import Endpoint, ScanResult
 from netaudit.probes.generic import grpc as grpc_generic
 from netaudit.probes.tf_serving import grpc as modelserver_grpc
@@ -56,7 +57,7 @@ def test_device_lists_are_capped_and_counted(names):
     body = b"".join(protowire.field(1, protowire.field(1, n)) for n in names)
     truncated: dict[str, int] = {}
     devices = tf_runtime.decode_devices(body, truncated)
-    assert len(devices) == min(len(names), bounds.CAPS["devices"])
+    assert len(devices) == min(len(names), caps.CAPS["devices"])
     assert truncated.get("devices", 0) == len(names) - len(devices)
 
 
@@ -68,7 +69,7 @@ def test_first_bytes_sniff_gives_a_result(data):
     found = sniff._classify_reply(data, "on connect")
     assert found is None or found.protocol in ("h2", "http")
     if found and found.http_status:
-        assert len(found.http_status) < bounds.STRING_MAX + 40
+        assert len(found.http_status) < caps.STRING_MAX + 40
     assert isinstance(sniff.printable(data), str)
 
 
@@ -99,8 +100,8 @@ def test_http_reply_reader_gives_a_reply_or_http_error(data):
     except httpwire.HttpError:
         return
     assert 100 <= reply.status <= 999
-    assert len(reply.headers) <= bounds.HEADERS_MAX and len(reply.body) <= httpwire.MAX_BODY
-    assert all(len(v) <= bounds.HEADER_VALUE_MAX + 40 for v in reply.headers.values())
+    assert len(reply.headers) <= caps.HEADERS_MAX and len(reply.body) <= httpwire.MAX_BODY
+    assert all(len(v) <= caps.HEADER_VALUE_MAX + 40 for v in reply.headers.values())
 
 
 @given(st.one_of(st.text(max_size=4096), st.lists(st.text(max_size=30), max_size=200).map(
@@ -108,7 +109,7 @@ def test_http_reply_reader_gives_a_reply_or_http_error(data):
 def test_metrics_parser_gives_bounded_names(text):
     truncated: dict[str, int] = {}
     names = modelserver_rest.names_in_metrics(text, truncated)
-    assert len(names) <= bounds.CAPS["metrics_model_names"]
+    assert len(names) <= caps.CAPS["metrics_model_names"]
 
 
 @given(st.one_of(st.binary(max_size=2048), st.recursive(
@@ -195,7 +196,7 @@ DETAILS = st.recursive(st.one_of(st.text(max_size=300), st.integers(), st.none()
 def test_one_endpoint_json_stays_under_64_kib(details, evidence):
     endpoint = Endpoint("127.0.0.1", 1, "open", "unknown", details=details, evidence=evidence)
     bounds.bound_endpoint(endpoint)
-    assert len(json.dumps(endpoint.to_dict())) < bounds.ENDPOINT_JSON_MAX
+    assert len(json.dumps(endpoint.to_dict())) < caps.ENDPOINT_JSON_MAX
 
 
 @given(DETAILS, st.integers(min_value=0, max_value=4096))
@@ -244,16 +245,16 @@ class _Sent:
 
 
 def _block(fields: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(h2c._literal(name, value) for name, value in fields)
+    return b"".join(h2wire.literal(name, value) for name, value in fields)
 
 
 H2_FRAMES = st.lists(st.tuples(
-    st.sampled_from([h2c.DATA, h2c.HEADERS, h2c.RST_STREAM, h2c.SETTINGS, h2c.PUSH_PROMISE, h2c.PING, h2c.GOAWAY,
-                     h2c.WINDOW_UPDATE, h2c.CONTINUATION, 0x2, 0xFA]),
+    st.sampled_from([h2wire.DATA, h2wire.HEADERS, h2wire.RST_STREAM, h2wire.SETTINGS, h2wire.PUSH_PROMISE, h2wire.PING, h2wire.GOAWAY,
+                     h2wire.WINDOW_UPDATE, h2wire.CONTINUATION, 0x2, 0xFA]),
     st.integers(0, 255), st.sampled_from([0, 1, 3, 2**31 - 1]),
     st.one_of(st.binary(max_size=64), st.just(_block([(b":status", b"200"), (b"grpc-status", b"0")])),
               st.just(_block([(b":status", b"404")])), st.just(b"\x00\x00\x00\x00\x02\x08\x01")),
-), max_size=12).map(lambda frames: b"".join(h2c.frame(*f) for f in frames))
+), max_size=12).map(lambda frames: b"".join(h2wire.frame(*f) for f in frames))
 
 
 async def _answer_to(server_bytes: bytes, chunks: int = 1, deadline: float = 0.5) -> h2c.Answer:
@@ -273,30 +274,30 @@ async def _answer_to(server_bytes: bytes, chunks: int = 1, deadline: float = 0.5
 
 
 @given(st.one_of(st.binary(max_size=2048), H2_FRAMES), st.integers(1, 4))
-@example(h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 1, _block([(b":status", b"\xb2")])), 1)
+@example(h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS, 1, _block([(b":status", b"\xb2")])), 1)
 def test_any_server_bytes_give_the_call_a_grpc_answer(server_bytes, chunks):
     """Whatever the server sends, in whatever pieces, the call ends with a gRPC code: no exception, no hang."""
     answer = asyncio.run(_answer_to(server_bytes, chunks))
-    assert answer.code in h2c.GRPC_CODES
+    assert answer.code in h2wire.GRPC_CODES
 
 
 def test_a_reply_in_pieces_with_padding_and_continuation_is_read():
     headers = _block([(b":status", b"200"), (b"content-type", b"application/grpc")])
     trailers = _block([(b"grpc-status", b"5"), (b"grpc-message", b"not%20here")])
-    reply = (h2c.frame(h2c.SETTINGS, 0, 0, b"") + h2c.frame(h2c.PING, 0, 0, b"8 bytes!")
-             + h2c.frame(h2c.HEADERS, h2c.PADDED, 1, b"\x03" + headers[:5] + b"pad")
-             + h2c.frame(h2c.CONTINUATION, h2c.END_HEADERS, 1, headers[5:])
-             + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, 1, trailers))
+    reply = (h2wire.frame(h2wire.SETTINGS, 0, 0, b"") + h2wire.frame(h2wire.PING, 0, 0, b"8 bytes!")
+             + h2wire.frame(h2wire.HEADERS, h2wire.PADDED, 1, b"\x03" + headers[:5] + b"pad")
+             + h2wire.frame(h2wire.CONTINUATION, h2wire.END_HEADERS, 1, headers[5:])
+             + h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, 1, trailers))
     assert asyncio.run(_answer_to(reply, chunks=7)) == h2c.Answer("NOT_FOUND", "not here")
     body = b"\x00\x00\x00\x00\x03abc"
-    ok = (h2c.frame(h2c.SETTINGS, 0, 0, b"") + h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 1, headers)
-          + h2c.frame(h2c.DATA, 0, 1, body)
-          + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, 1, _block([(b"grpc-status", b"0")])))
+    ok = (h2wire.frame(h2wire.SETTINGS, 0, 0, b"") + h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS, 1, headers)
+          + h2wire.frame(h2wire.DATA, 0, 1, body)
+          + h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, 1, _block([(b"grpc-status", b"0")])))
     assert asyncio.run(_answer_to(ok, chunks=3)) == h2c.Answer("OK", "", b"abc")
 
 
 def test_a_flood_is_cut_at_the_inbound_limit():
-    ping = h2c.frame(h2c.PING, 0, 0, b"8 bytes!")
+    ping = h2wire.frame(h2wire.PING, 0, 0, b"8 bytes!")
     flood = ping * (h2c.INBOUND_MAX // len(ping) + 2)
     # A deadline the parse of 4 MiB never meets, even on a slow shared core (0.58 s measured at 0.5 s).
     answer = asyncio.run(_answer_to(flood, chunks=64, deadline=60))
@@ -316,7 +317,7 @@ def test_request_headers_decode_with_pseudo_headers_first(path, timeout):
     """Strict HTTP/2 servers reset a request whose pseudo-headers follow a regular header (RFC 9113 §8.3)."""
     import hpack
 
-    fields = hpack.Decoder().decode(h2c.request_headers(path, "[2001:db8::1]:8500", timeout))
+    fields = hpack.Decoder().decode(h2wire.request_headers(path, "[2001:db8::1]:8500", timeout))
     names = [name for name, _ in fields]
     assert names[:4] == [":method", ":scheme", ":path", ":authority"]
     assert not any(name.startswith(":") for name in names[4:])
@@ -336,11 +337,11 @@ def test_remembered_header_blocks_decode_as_a_fresh_decoder_would(connections, s
     hpack decoder reads, and fail where it fails, whatever earlier connections taught the memo."""
     import hpack
 
-    h2c._memo.clear()
+    h2wire._memo.clear()
     prefix = connections[0][:shared]
     for blocks in connections:
-        encoder, mine = hpack.Encoder(), h2c.HeaderDecoder()
-        fresh = hpack.Decoder(max_header_list_size=h2c.HEADER_BLOCK_MAX)
+        encoder, mine = hpack.Encoder(), h2wire.HeaderDecoder()
+        fresh = hpack.Decoder(max_header_list_size=h2wire.HEADER_BLOCK_MAX)
         for what, content in prefix + blocks:  # connections often start the same way, as one server's do
             block = encoder.encode(content) if what == "headers" else content
             try:
@@ -359,12 +360,12 @@ def test_the_header_memo_stays_small_whatever_blocks_decode_to():
     stay near what real replies need, however many entries one hostile server fills it with."""
     import tracemalloc
 
-    expanding = b"\x40" + h2c.hpack_int(1, 7) + b"a" + h2c.hpack_int(4000, 7) + b"v" * 4000
+    expanding = b"\x40" + h2wire.hpack_int(1, 7) + b"a" + h2wire.hpack_int(4000, 7) + b"v" * 4000
     resize = b"\x3f\xe1\x1f"  # a dynamic table size update (to 4096), allowed again and again at a block's start
-    for setup, block in ((expanding, b"\xbe" * 16), (b"", b"\x88" * h2c.MEMO_BLOCK_MAX),
+    for setup, block in ((expanding, b"\xbe" * 16), (b"", b"\x88" * h2wire.MEMO_BLOCK_MAX),
                          (b"", resize * 333 + b"\x88" * 24)):
-        h2c._memo.clear()
-        decoder = h2c.HeaderDecoder()
+        h2wire._memo.clear()
+        decoder = h2wire.HeaderDecoder()
         if setup:
             decoder.decode(setup)
         tracemalloc.start()
@@ -375,20 +376,20 @@ def test_the_header_memo_stays_small_whatever_blocks_decode_to():
             per_entry = (tracemalloc.get_traced_memory()[0] - before) / 200
         finally:
             tracemalloc.stop()
-        assert per_entry * h2c.MEMO_ENTRIES_MAX < 32 << 20, f"{per_entry:,.0f} bytes per remembered block"
-    h2c._memo.clear()
+        assert per_entry * h2wire.MEMO_ENTRIES_MAX < 32 << 20, f"{per_entry:,.0f} bytes per remembered block"
+    h2wire._memo.clear()
 
 
 def test_a_connection_replaying_remembered_blocks_keeps_a_bounded_path():
     """Blocks answered from the memo are kept to replay into a real decoder at the first miss; a server
     that taught the memo a long path must not make every later connection hold all of it."""
-    h2c._memo.clear()
-    blocks = [h2c._literal(b"x-n", b"%04d" % n + b"v" * 900) for n in range(1000)]
-    teacher = h2c.HeaderDecoder()
+    h2wire._memo.clear()
+    blocks = [h2wire.literal(b"x-n", b"%04d" % n + b"v" * 900) for n in range(1000)]
+    teacher = h2wire.HeaderDecoder()
     for block in blocks:
         teacher.decode(block)
-    learner = h2c.HeaderDecoder()
+    learner = h2wire.HeaderDecoder()
     for block in blocks:
         learner.decode(block)
     assert sum(map(len, learner.seen)) <= 64 * 1024
-    h2c._memo.clear()
+    h2wire._memo.clear()

@@ -11,6 +11,7 @@ import pytest
 
 from netaudit.core import registry
 from netaudit.core.registry import RegistryError, _family
+from netaudit.fingerprint import loader
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [p for folder in ("netaudit", "probes", "lab", "bench") for p in (ROOT / folder).rglob("*.py")]
@@ -94,7 +95,7 @@ def test_every_family_is_complete():
                 assert kind.ports and kind.policy_cvss, kind.name
                 assert any(kind.name in (a.kinds or ()) for a in registry.advice_groups()), kind.name
         for probe in family.probes:
-            assert callable(probe.run), (family.name, probe.module, probe.function)
+            assert callable(loader.function(probe)), (family.name, probe.module, probe.function)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -113,3 +114,20 @@ def test_a_broken_family_declaration_is_a_clear_error(text, message):
     with pytest.raises(RegistryError) as err:
         _family(text, "probes/x/family.toml", "x")
     assert message in str(err.value) and "probes/x/family.toml" in str(err.value)
+
+
+def test_the_published_schemas_repeat_the_models_tables():
+    """The schemas are for other tools and cannot import the model, so they hold a copy of its tables;
+    this keeps each copy equal to the one home (netaudit/core/model.py)."""
+    import json
+    from typing import get_args
+
+    from netaudit.core.model import SEVERITIES, TRANSPORTS, State
+
+    for name in ("scan-v1", "report-v1"):
+        schema = json.loads((ROOT / "netaudit" / "data" / "schemas" / f"{name}.json").read_text())
+        assert schema["properties"]["findings"]["items"]["properties"]["severity"]["enum"] == list(SEVERITIES)
+    endpoint = json.loads((ROOT / "netaudit" / "data" / "schemas" / "scan-v1.json").read_text())[
+        "properties"]["endpoints"]["items"]["properties"]
+    assert endpoint["state"]["enum"] == list(get_args(State))
+    assert endpoint["transport"]["enum"] == [*TRANSPORTS, None]

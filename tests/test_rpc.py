@@ -220,25 +220,25 @@ def test_calls_ride_on_the_sniffs_connection_to_a_server_that_waits_for_the_pref
 
 def _frames(data: bytearray) -> list[tuple[int, int, int, bytes]]:
     """Complete HTTP/2 frames taken off the front of `data` (after the client's preface)."""
-    from netaudit.transport import h2c
+    from netaudit.transport import h2wire
 
     found = []
-    if data.startswith(h2c.PREFACE):
-        del data[:len(h2c.PREFACE)]
-    while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
-        length = int.from_bytes(data[:3], "big")
-        found.append((data[3], data[4], int.from_bytes(data[5:9], "big"), bytes(data[9:9 + length])))
-        del data[:9 + length]
+    if data.startswith(h2wire.PREFACE):
+        del data[:len(h2wire.PREFACE)]
+    while len(data) >= h2wire.FRAME_HEADER and len(data) >= h2wire.FRAME_HEADER + h2wire.frame_header(data)[0]:
+        length, kind, flags, stream = h2wire.frame_header(data)
+        found.append((kind, flags, stream, bytes(data[h2wire.FRAME_HEADER:h2wire.FRAME_HEADER + length])))
+        del data[:h2wire.FRAME_HEADER + length]
     return found
 
 
 def _flooder(chunk: bytes, times: int, release: asyncio.Event):
     """A server handler that sends SETTINGS, then `chunk` `times` times as fast as the client reads, and
     holds the connection until `release` is set."""
-    from netaudit.transport import h2c
+    from netaudit.transport import h2wire
 
     async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+        writer.write(h2wire.frame(h2wire.SETTINGS, 0, 0))
         try:
             for _ in range(times):
                 writer.write(chunk)
@@ -255,19 +255,19 @@ async def _raw_h2_server(reply, accepted: list | None = None,
     """A loopback server that sends SETTINGS on connect, as gRPC C-core does, and answers each request
     (HEADERS and DATA with END_STREAM) with the bytes `reply(stream_id)` gives. Its connections go into
     `accepted`; with `first_closes`, the first one is closed after its first reply."""
-    from netaudit.transport import h2c
+    from netaudit.transport import h2wire
 
     accepted = [] if accepted is None else accepted
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         closes = first_closes and not accepted
         accepted.append(writer)
-        writer.write(h2c.frame(h2c.SETTINGS, 0, 0))
+        writer.write(h2wire.frame(h2wire.SETTINGS, 0, 0))
         data = bytearray()
         while chunk := await reader.read(65536):
             data += chunk
             for kind, flags, stream, _ in _frames(data):
-                if kind == h2c.DATA and flags & h2c.END_STREAM:
+                if kind == h2wire.DATA and flags & h2wire.END_STREAM:
                     writer.write(reply(stream))
                     if closes:
                         writer.close()
@@ -281,16 +281,16 @@ async def _raw_h2_server(reply, accepted: list | None = None,
 def test_continuation_flags_other_than_end_headers_are_ignored():
     """CONTINUATION defines END_HEADERS only; other flags MUST be ignored (RFC 9113 §4.1, §6.10). A stray
     0x1 bit is not END_STREAM: the reply's message and trailers still count."""
-    from netaudit.transport import h2c
+    from netaudit.transport import h2wire
 
-    headers = b"".join(h2c._literal(n, v) for n, v in ((b":status", b"200"), (b"content-type", b"application/grpc")))
-    trailers = h2c._literal(b"grpc-status", b"0")
+    headers = b"".join(h2wire.literal(n, v) for n, v in ((b":status", b"200"), (b"content-type", b"application/grpc")))
+    trailers = h2wire.literal(b"grpc-status", b"0")
 
     def reply(stream: int) -> bytes:
-        return (h2c.frame(h2c.HEADERS, 0, stream, headers[:6])
-                + h2c.frame(h2c.CONTINUATION, h2c.END_HEADERS | 0x1 | h2c.PADDED, stream, headers[6:])
-                + h2c.frame(h2c.DATA, 0, stream, b"\x00\x00\x00\x00\x03abc")
-                + h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream, trailers))
+        return (h2wire.frame(h2wire.HEADERS, 0, stream, headers[:6])
+                + h2wire.frame(h2wire.CONTINUATION, h2wire.END_HEADERS | 0x1 | h2wire.PADDED, stream, headers[6:])
+                + h2wire.frame(h2wire.DATA, 0, stream, b"\x00\x00\x00\x00\x03abc")
+                + h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, stream, trailers))
 
     async def go():
         server, port = await _raw_h2_server(reply)
@@ -310,12 +310,12 @@ def test_a_server_that_floods_and_never_reads_loses_its_socket_at_close():
     buffer. Closing the connection must still free the socket, not wait forever for the server to read."""
     import socket
 
-    from netaudit.transport import h2c
+    from netaudit.transport import h2c, h2wire
 
     async def go():
         release = asyncio.Event()
 
-        pings = h2c.frame(h2c.PING, 0, 0, b"8 bytes!") * 4096
+        pings = h2wire.frame(h2wire.PING, 0, 0, b"8 bytes!") * 4096
         flood = _flooder(pings, h2c.INBOUND_MAX // len(pings) + 2, release)
 
         listener = socket.socket()
@@ -381,14 +381,14 @@ def test_calls_in_flight_finish_after_a_graceful_goaway(aging_server):
 def test_a_reconnect_opens_one_connection_whatever_calls_arrive_meanwhile():
     """The first connection is closed by the server after its first reply. A call that comes while another
     is reconnecting waits for that connection and uses it: no second connection, none left open at close."""
-    from netaudit.transport import h2c
+    from netaudit.transport import h2wire
     from netaudit.transport.rpc import H2cLink
 
     async def go():
         accepted: list[asyncio.StreamWriter] = []
         server, port = await _raw_h2_server(
-            lambda stream: h2c.frame(h2c.HEADERS, h2c.END_HEADERS | h2c.END_STREAM, stream,
-                                     b"\x88" + h2c._literal(b"grpc-status", b"12")), accepted, first_closes=True)
+            lambda stream: h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, stream,
+                                     b"\x88" + h2wire.literal(b"grpc-status", b"12")), accepted, first_closes=True)
         link = H2cLink("127.0.0.1", port, f"127.0.0.1:{port}")
         session = RpcSession(f"127.0.0.1:{port}", timeout=2.0, link=link)
         try:
@@ -415,12 +415,12 @@ def test_header_blocks_are_cut_by_what_they_decode_to():
     """HPACK decoding costs by the fields a block decodes to, not by its bytes: a 1 KB block of 1-byte
     fields is a thousand header fields. A server sending such blocks (on a stream never opened) is cut long
     before its 4 MiB of inbound bytes, which took seconds of CPU to decode."""
-    from netaudit.transport import h2c
+    from netaudit.transport import h2c, h2wire
 
     async def go():
         release = asyncio.Event()
 
-        heavy = h2c.frame(h2c.HEADERS, h2c.END_HEADERS, 3, b"\x88" * 1000) * 64
+        heavy = h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS, 3, b"\x88" * 1000) * 64
         flood = _flooder(heavy, h2c.INBOUND_MAX // len(heavy), release)
 
         server = await asyncio.start_server(flood, "127.0.0.1", 0)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from netaudit.core import registry
+from netaudit.fingerprint import loader
 from netaudit.probes.generic import grpc as grpc_generic
 from netaudit.probes.inference_v2 import protocol as inference_v2
 from netaudit.probes.tf_serving import grpc as modelserver_grpc
@@ -104,7 +105,7 @@ def test_a_real_probe_run_sends_only_safe_calls(lab, kind):
         try:
             assert await session.ready()
             for probe in registry.probes_for("h2", "grpc"):
-                await probe.run(session, ctx)
+                await loader.function(probe)(session, ctx)
             return session.calls
         finally:
             await session.close()

@@ -497,7 +497,7 @@ def test_indexed_job_manifest_is_valid_and_shards_by_completion_index(tmp_path):
     import kubernetes_validate
     import yaml
 
-    from netaudit.cli.main import build_parser
+    from netaudit.cli.parser import build_parser
 
     manifest = Path(__file__).resolve().parents[1] / "docs" / "scheduling" / "kubernetes-indexed-job.yaml"
     job = next(yaml.safe_load_all(manifest.read_text()))  # the sweep; the merge Job follows it

@@ -21,8 +21,8 @@ from importlib import resources
 from typing import Any
 
 from netaudit.core import registry
-from netaudit.core.model import Endpoint, Finding
-from netaudit.core.registry import ENDPOINT_FIELDS, SEVERITIES, RegistryError, check_cvss
+from netaudit.core.model import SEVERITIES, Endpoint, Finding
+from netaudit.core.registry import ENDPOINT_FIELDS, RegistryError, check_cvss
 from netaudit.assess.scoring import scores
 
 RULE_KEYS = {"id", "severity", "when", "title", "remediation", "references", "compliance", "cvss", "scope",

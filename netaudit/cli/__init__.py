@@ -1,1 +1,2 @@
-"""The command line: parsing and the commands; it calls the library."""
+"""The command line: the grammar (parser.py, one function per subcommand), the commands (main.py) and the
+demo; it calls the library."""

@@ -14,14 +14,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from netaudit.core.errors import UsageError
+from netaudit.core.errors import EXIT_OK, UsageError
 from netaudit.lab.extra import require_lab
 from netaudit.core.model import SEVERITIES
 from netaudit.outputs.destination import Output, write_text
-from netaudit.outputs.render import FORMATS
+from netaudit.outputs.formats import FORMATS
 from netaudit.core.textsafe import terminal_lines
 
-EXIT_OK = 0
 OUTPUTS = {"report.html": "html", "report.json": "json", "report.sarif": "sarif", "junit.xml": "junit",
            "summary.txt": "text"}
 

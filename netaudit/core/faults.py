@@ -13,7 +13,7 @@ import contextvars
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from netaudit.core.bounds import clip
+from netaudit.core.caps import clip
 from netaudit.core.deadlines import deadlines
 from netaudit.core.textsafe import terminal_safe
 

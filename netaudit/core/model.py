@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+# The one home of each of these tables; the published schemas (netaudit/data/schemas) repeat them for
+# other tools, and tests/test_registry.py holds the two equal.
 State = Literal["open", "closed", "filtered", "undetermined"]
 Kind = str  # a kind some family declares (core.registry.kinds()): no list of kinds lives in code
 Transport = Literal["plaintext", "tls", "mtls", "unknown"]
+TRANSPORTS: tuple[str, ...] = get_args(Transport)
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
+SEVERITIES = ("info", "low", "medium", "high", "critical")  # least severe first: severity_rank is the index
 SCHEMA = "netaudit/scan-v1"
 
 

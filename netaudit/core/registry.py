@@ -7,20 +7,20 @@ may send (the safety list), its rules, and its advice group. The engine, outputs
 safety check read this registry; no other list of kinds exists. As in sslyze's plugins/scan_commands.py
 and nuclei's templates, the knowledge is data and the runner is generic.
 
-Loading only parses and validates the TOML (it imports no probe module), so the RPC layer can use the
-safety lists without an import cycle; a probe's function is imported when it first runs.
+Loading only parses and validates the TOML: the registry imports no probe module, so any stage can read
+it (the RPC layer its safety lists) without an import cycle, and core loads nothing above it. A probe's
+module is imported when it first runs, by netaudit/fingerprint/loader.py.
 """
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Any
 
-from netaudit.core.model import SEVERITIES
-from typing import Any, Callable
+from netaudit.core.model import SEVERITIES, TRANSPORTS
 
 TRUST_LEVELS = ("trusted", "untrusted")
 CHANNELS = ("grpc", "http")
@@ -28,7 +28,7 @@ SNIFFED = ("h2", "http", "tls", "banner", "silent")
 # Fact types a family may declare; an enum is written as a list of its values.
 FACT_TYPES = ("bool", "int", "str", "list", "table")
 # Endpoint fields every rule may match besides the facts.
-ENDPOINT_FIELDS = {"kind": "str", "transport": ["plaintext", "tls", "mtls", "unknown"], "authenticated": "bool",
+ENDPOINT_FIELDS = {"kind": "str", "transport": list(TRANSPORTS), "authenticated": "bool",
                    "service": "str", "family": "str", "sensitive": "bool", "product": "str"}
 
 
@@ -68,16 +68,9 @@ class Probe:
 
     @property
     def qualified(self) -> str:
-        """The module's import name: probes/<family folder>/<module>.py ships as netaudit.probes...."""
+        """The module's import name: probes/<family folder>/<module>.py ships as netaudit.probes.... Only
+        netaudit/fingerprint/loader.py imports it: core loads no stage above it."""
         return f"netaudit.probes.{self.package}.{self.module}"
-
-    @property
-    def run(self) -> Callable:
-        return getattr(importlib.import_module(self.qualified), self.function)
-
-    @property
-    def ask(self) -> Callable:
-        return getattr(importlib.import_module(self.qualified), self.inventory or "")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable
 from netaudit.core import registry
 from netaudit.core.faults import enter, slot
 from netaudit.core.model import Endpoint
+from netaudit.fingerprint import loader
 from netaudit.probes.transport import tls
 from netaudit.probes.base import Outcome, ProbeContext
 from netaudit.transport.sniff import Sniff, answers_tls, printable, sniff, tls_handshake
@@ -104,7 +105,7 @@ async def _run_grpc_probes(endpoint: Endpoint, session: RpcSession, ctx: ProbeCo
         if await session.ready():
             for probe in registry.probes_for("h2", "grpc"):
                 enter(f"{probe.module} probe")
-                outcomes.append(await probe.run(session, ctx))
+                outcomes.append(await loader.function(probe)(session, ctx))
                 if on_outcome:
                     on_outcome(outcomes[-1])
                 named = registry.kind(outcomes[-1].kind)
@@ -276,7 +277,7 @@ async def _fingerprint(endpoint: Endpoint, found: Sniff, timeout: float, ctx: Pr
         if found.protocol == "http":
             for probe in registry.probes_for("http", "http"):
                 enter(f"{probe.module} probe")
-                _apply(endpoint, await probe.run(endpoint.host, endpoint.port, timeout, ctx))
+                _apply(endpoint, await loader.function(probe)(endpoint.host, endpoint.port, timeout, ctx))
         kind = endpoint.kind
         _from_sniff(endpoint, found)
         endpoint.kind = kind or endpoint.kind
@@ -319,11 +320,11 @@ async def _learn(ep: Endpoint, probe: registry.Probe, missing: tuple[str, ...], 
     ep.details["models_learned"] = list(missing)
     enter(f"{probe.module} inventory")
     if probe.channel == "http":
-        more = await probe.ask(ep.host, ep.port, timeout, missing, ep.evidence)
+        more = await loader.inventory(probe)(ep.host, ep.port, timeout, missing, ep.evidence)
     else:
         session = _session(ep, timeout, ctx)
         try:
-            more = await probe.ask(session, missing)
+            more = await loader.inventory(probe)(session, missing)
         finally:
             _keep_transcript(ep, session)
             _count(ep, session)

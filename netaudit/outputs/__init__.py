@@ -1,1 +1,1 @@
-"""Stage 7: every format a result is written in, and where it is written."""
+"""Stage 7: every format a result is written in (formats.py is their one table), and where it is written."""

@@ -17,27 +17,24 @@ can match the empty string is rejected.
 
 from __future__ import annotations
 
-import importlib
 import re
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from netaudit.core import registry
 from netaudit.core.errors import UsageError
-from netaudit.transport.h2c import GRPC_CODES, PREFACE, hpack_int
+from netaudit.fingerprint import loader
+from netaudit.transport.h2wire import (DATA, END_HEADERS, END_STREAM, EMPTY_SETTINGS, FRAME_HEADER, GRPC_CODES,
+                                       HEADERS, INDEXED_HTTP, INDEXED_POST, PREFACE, STATIC_NAMES, WITHOUT_INDEXING,
+                                       frame, frame_header, grpc_message, literal)
 from netaudit.probes.base import NAME_SLOT, GrpcSignature, HttpSignature, Naming
 from netaudit.probes.common import random_model_name
 from netaudit.transport.safety import UnsafeCall, check_call, check_http
 
-FRAME_DATA, FRAME_HEADERS, FRAME_SETTINGS = 0x0, 0x1, 0x4
-FLAG_END_STREAM, FLAG_END_HEADERS = 0x1, 0x4
 STREAM_ID = 1
-# RFC 7541 Appendix A: fully indexed `:method: POST` and `:scheme: http`, and the static-table names the
-# literals refer to. Everything else is a literal without indexing and without Huffman coding, so the
-# bytes on the wire are readable and can be decoded back for the safety check.
-INDEXED_POST, INDEXED_HTTP = 0x83, 0x86
-STATIC_NAMES = {":authority": 1, ":path": 4, "content-type": 31}
+# Fully indexed `:method: POST` and `:scheme: http`, static-table names where there are some (h2wire), and
+# everything else a literal without indexing and without Huffman coding, so the bytes on the wire are
+# readable and can be decoded back for the safety check.
 AUTHORITY = "netaudit.invalid"
 GRPC_HEADERS = (("content-type", "application/grpc"), ("te", "trailers"))
 
@@ -57,22 +54,11 @@ class H2DecodeError(ValueError):
     """The bytes are not the HTTP/2 request shape this module builds."""
 
 
-# ---- HTTP/2 and HPACK, the small subset the probes need -------------------------------------------------
-
-def hpack_string(text: str) -> bytes:
-    raw = text.encode("ascii")
-    return hpack_int(len(raw), 7) + raw  # H bit 0: no Huffman coding
-
+# ---- HTTP/2 and HPACK, the small subset the probes need (netaudit/transport/h2wire.py) -----------------
 
 def hpack_literal(name: str, value: str) -> bytes:
     """RFC 7541 §6.2.2 literal without indexing, the name from the static table where it is there."""
-    if name in STATIC_NAMES:
-        return hpack_int(STATIC_NAMES[name], 4) + hpack_string(value)
-    return b"\x00" + hpack_string(name) + hpack_string(value)
-
-
-def h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + struct.pack("!I", stream) + payload
+    return literal(name.encode("ascii"), value.encode("ascii"), WITHOUT_INDEXING, STATIC_NAMES.get(name, 0))
 
 
 def grpc_request(method: str, message: bytes, authority: str = AUTHORITY) -> bytes:
@@ -81,10 +67,8 @@ def grpc_request(method: str, message: bytes, authority: str = AUTHORITY) -> byt
     server's own SETTINGS need no ACK before it answers."""
     block = bytes([INDEXED_POST, INDEXED_HTTP]) + hpack_literal(":path", method) + \
         hpack_literal(":authority", authority) + b"".join(hpack_literal(k, v) for k, v in GRPC_HEADERS)
-    body = b"\x00" + struct.pack("!I", len(message)) + message
-    return (PREFACE + h2_frame(FRAME_SETTINGS, 0, 0, b"")
-            + h2_frame(FRAME_HEADERS, FLAG_END_HEADERS, STREAM_ID, block)
-            + h2_frame(FRAME_DATA, FLAG_END_STREAM, STREAM_ID, body))
+    return (PREFACE + EMPTY_SETTINGS + frame(HEADERS, END_HEADERS, STREAM_ID, block)
+            + frame(DATA, END_STREAM, STREAM_ID, grpc_message(message)))
 
 
 def _hpack_int_at(data: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
@@ -147,20 +131,19 @@ def decode_grpc_request(data: bytes) -> tuple[str, bytes]:
         raise H2DecodeError("no HTTP/2 client preface")
     pos, path, message, ended = len(PREFACE), None, None, False
     while pos < len(data):
-        if pos + 9 > len(data):
+        if pos + FRAME_HEADER > len(data):
             raise H2DecodeError("truncated frame header")
-        length = int.from_bytes(data[pos:pos + 3], "big")
-        kind, flags = data[pos + 3], data[pos + 4]
-        payload = data[pos + 9:pos + 9 + length]
+        length, kind, flags, _ = frame_header(data, pos)
+        payload = data[pos + FRAME_HEADER:pos + FRAME_HEADER + length]
         if len(payload) != length:
             raise H2DecodeError("truncated frame")
-        pos += 9 + length
-        if kind == FRAME_HEADERS:
+        pos += FRAME_HEADER + length
+        if kind == HEADERS:
             path = dict(decode_headers(payload)).get(":path")
-        elif kind == FRAME_DATA:
+        elif kind == DATA:
             if len(payload) < 5 or payload[0] != 0 or int.from_bytes(payload[1:5], "big") != len(payload) - 5:
                 raise H2DecodeError("DATA is not one uncompressed gRPC message")
-            message, ended = payload[5:], bool(flags & FLAG_END_STREAM)
+            message, ended = payload[5:], bool(flags & END_STREAM)
     if path is None or message is None or not ended:
         raise H2DecodeError("no complete request (HEADERS with :path, DATA with END_STREAM)")
     return path, message
@@ -305,9 +288,8 @@ def http_probe(sig: HttpSignature, model: str) -> NmapProbe:
 
 def signatures() -> tuple[GrpcSignature | HttpSignature, ...]:
     """Every family module's NMAP declaration, for every family the registry lists, in declared order."""
-    modules = dict.fromkeys(p.qualified for family in registry.families() for p in family.probes)
-    found = [sig for module in modules
-             for sig in getattr(importlib.import_module(module), "NMAP", ())]
+    modules = {p.qualified: p for family in registry.families() for p in family.probes}
+    found = [sig for probe in modules.values() for sig in getattr(loader.module(probe), "NMAP", ())]
     return tuple(sorted(found, key=lambda s: (s.order, s.name)))
 
 

@@ -243,7 +243,7 @@ def record(finding: dict[str, Any], ep: dict[str, Any] | None, run: dict[str, An
         unmapped["context"] = text(finding["context"])
     if run["baseline"] and finding.get("state"):
         unmapped["state"] = text(finding["state"])
-    if isinstance(accepted := finding.get("accepted"), dict):  # the keys history.annotate writes
+    if isinstance(accepted := finding.get("accepted"), dict):  # the keys results.diff.annotate writes
         unmapped["accepted"] = {k: (text(accepted[k]) if k != "expired" else bool(accepted[k]))
                                 for k in ("reason", "owner", "expires", "expired") if k in accepted}
     out["unmapped"] = unmapped

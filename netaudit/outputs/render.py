@@ -1,4 +1,5 @@
-"""Output formats for a scan result or a merged report: the scan-v1/report-v1 JSON, a terminal summary, and HTML.
+"""Three of the output formats (netaudit/outputs/formats.py lists them all) for a scan result or a merged
+report: the scan-v1/report-v1 JSON, a terminal summary, and HTML.
 
 JSON keeps every string exactly as the server sent it; the terminal summary shows each control
 character as an escape (netaudit/core/textsafe.py), so no server can write to the user's terminal."""
@@ -11,11 +12,11 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from netaudit.core import registry
 from netaudit.outputs.advice import build_advice
-from netaudit.core.bounds import more
+from netaudit.core.caps import more
 from netaudit.policy.reachability import VERDICTS
 from netaudit.core.model import SEVERITIES, severity_rank, vantage_name
 from netaudit.core.textsafe import terminal_lines, terminal_safe
@@ -345,34 +346,3 @@ def by_control(findings: Iterable[dict[str, Any]]) -> dict[str, dict[str, Contro
                 if len(entry.first) < COMPLIANCE_LINKS:
                     entry.first.append({k: f[k] for k in ("id", "severity", "host", "port", "rule")})
     return {fw: dict(sorted(controls.items())) for fw, controls in view.items()}
-
-
-def sarif_pieces(result) -> Iterator[str]:
-    from netaudit.outputs.exports import sarif_pieces as render
-
-    return render(result)
-
-
-def junit_pieces(result) -> Iterator[str]:
-    from netaudit.outputs.exports import junit_pieces as render
-
-    return render(result)
-
-
-def to_prom(result) -> str:
-    from netaudit.outputs.exports import to_prom as render
-
-    return render(result)
-
-
-def to_ocsf(result) -> str:
-    from netaudit.outputs.ocsf import to_ocsf as render
-
-    return render(result)
-
-
-# Each writer gives its output whole (a string) or in pieces (an iterator of strings, for the formats whose size
-# follows the endpoints): destination.write_text takes both.
-FORMATS: dict[str, Callable[[Any], str | Iterable[str]]] = {
-    "json": json_pieces, "text": to_text, "html": html_pieces, "sarif": sarif_pieces, "junit": junit_pieces,
-    "prom": to_prom, "ocsf": to_ocsf}

@@ -193,7 +193,7 @@ def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy:
 def locate_vantage(policy: AnyPolicy, targets, named: str | None) -> tuple[str, str | None, str | None]:
     """(vantage, its policy segment, what to tell the user). Without a name the vantage is the segment
     that holds the address this machine sends from (the kernel's route choice; nothing is sent)."""
-    from netaudit.discovery.engines import source_address
+    from netaudit.discovery.base import source_address
 
     if not isinstance(policy, Policy):
         return policy.locate(targets, named)

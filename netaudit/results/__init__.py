@@ -1,1 +1,2 @@
-"""Stage 6: results as streams, their history, and the diff against a baseline."""
+"""Stage 6: results as streams, loading them back, their history store, the diff against a baseline and
+the accept list."""

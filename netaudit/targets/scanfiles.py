@@ -12,10 +12,10 @@ from __future__ import annotations
 import csv
 import ipaddress
 import json
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from netaudit.core.errors import UsageError
+from netaudit.targets.nmap_xml import NmapXmlError, read_nmap_xml
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_FILE = 1 << 30  # a /8 sweep with every address open on one port is about 400 MB of -oJ
@@ -75,27 +75,24 @@ def _port(text: object, where: str) -> int:
 def _xml_open_ports(text: str, path: str, tool: str, scanner: str) -> Discovered:
     """nmap -oX, and masscan's nmap-like -oX: every <port protocol="tcp"> whose state is exactly "open"."""
     try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
+        run = read_nmap_xml(text)
+    except NmapXmlError as exc:
         hint = " (no </nmaprun>: was the scan killed before it finished?)" if "</nmaprun>" not in text else ""
         raise BadFile(f"{tool} XML {path} is truncated or malformed{hint}: {exc}") from None
-    if root.tag != "nmaprun":
-        raise BadFile(f"{path} is XML but not {tool} -oX output (root element <{root.tag}>, expected <nmaprun>)")
-    found = root.get("scanner")
-    if found != scanner:
-        hint = f"; use {found}:{path}" if found in FORMATS else ""
-        raise BadFile(f"{path} is -oX output of {found or 'an unknown scanner'}, not {scanner}{hint}")
+    if run.root != "nmaprun":
+        raise BadFile(f"{path} is XML but not {tool} -oX output (root element <{run.root}>, expected <nmaprun>)")
+    if run.scanner != scanner:
+        hint = f"; use {run.scanner}:{path}" if run.scanner in FORMATS else ""
+        raise BadFile(f"{path} is -oX output of {run.scanner or 'an unknown scanner'}, not {scanner}{hint}")
     pairs = []
-    for number, host in enumerate(root.iter("host"), 1):
+    for number, host in enumerate(run.hosts, 1):
         where = f"{tool} XML {path}, host {number}"
-        addr = next((a.get("addr") for a in host.iter("address") if a.get("addrtype") in ("ipv4", "ipv6")), None)
-        if addr is None:
+        if host.address is None:
             raise BadFile(f"{where} has no IPv4 or IPv6 <address>")
-        address = _address(addr, where)
-        for port in host.iter("port"):
-            state = port.find("state")
-            if port.get("protocol") == "tcp" and state is not None and state.get("state") == "open":
-                pairs.append((address, _port(port.get("portid"), where)))
+        address = _address(host.address, where)
+        for port in host.ports:
+            if port.protocol == "tcp" and port.state == "open":
+                pairs.append((address, _port(port.portid, where)))
     return Discovered(tool, "-oX", tuple(pairs))
 
 

@@ -8,6 +8,9 @@ every byte the server sends is parsed by this module under fixed limits: frames 
 advertise, header blocks up to HEADER_BLOCK_MAX, a message up to GRPC_RECEIVE_MAX, and at most
 INBOUND_MAX bytes per connection before it is cut (a SETTINGS/PING flood ends there).
 
+The bytes themselves (frames, HPACK, gRPC framing and status names) are built and read by the sans-IO
+netaudit/transport/h2wire.py; this module is the connection: streams, deadlines, flow control, limits.
+
 Only what unary and first-message calls need: no server push, no priorities, no compression (none is
 offered, so a server may not use it). Flow-control credit is returned for every DATA byte read, so a
 reply larger than the 64 KiB default window still arrives. TLS endpoints keep the gRPC library behind
@@ -17,140 +20,27 @@ the relay (netaudit/transport/tlsrelay.py), which also judges certificates this 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import re
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from urllib.parse import unquote
 
-import hpack
 import hpack.exceptions
 
-from netaudit.core.bounds import GRPC_RECEIVE_MAX, RELAY_INBOUND_MAX as INBOUND_MAX, STRING_MAX, clip
+from netaudit.core.caps import GRPC_RECEIVE_MAX, RELAY_INBOUND_MAX as INBOUND_MAX, STRING_MAX, clip
+from netaudit.transport.h2wire import (ACK, CANCEL, CLIENT_SETTINGS, CONTINUATION, DATA, END_HEADERS, END_STREAM,
+                                       FRAME_HEADER, FRAME_MAX, GOAWAY, GRPC_CODES, HEADER_BLOCK_MAX, HEADERS,
+                                       HTTP_TO_GRPC, MAX_CONCURRENT_STREAMS, PING, PREFACE, PRIORITY, PUSH_PROMISE,
+                                       RST_STREAM, RST_TO_GRPC, SETTINGS, WINDOW_UPDATE, FrameError, HeaderDecoder,
+                                       first_message, frame, frame_header, grpc_message, request_headers,
+                                       status_number, unpad)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = \
-    0x0, 0x1, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0x9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
-FRAME_MAX = 16384  # SETTINGS_MAX_FRAME_SIZE we never raise (RFC 9113 §6.5.2 default)
-HEADER_BLOCK_MAX = 64 * 1024  # one response's headers or trailers, across CONTINUATION frames
+# Flow-control credit goes back once half the default 64 KiB window is used: most replies are far smaller
+# and never need a WINDOW_UPDATE, a large one (an inventory) still never stalls.
+WINDOW_RETURN = 32768
 # What all header blocks of one connection may decode to (RFC 7541 size). Decoding costs by the fields a block
 # decodes to, not by its bytes: 4 MiB of 1 KB blocks of 1-byte fields took 7 s of CPU. A real reply's headers
 # and trailers are a few hundred bytes, so this is thousands of calls.
 HEADERS_DECODED_MAX = 4 << 20
-CANCEL = 0x8
-# Flow-control credit goes back once half the default 64 KiB window is used: most replies are far smaller
-# and never need a WINDOW_UPDATE, a large one (an inventory) still never stalls.
-WINDOW_RETURN = 32768
-# Our SETTINGS: no push (ENABLE_PUSH 0x2 = 0), and a header list we are ready to read (0x6).
-CLIENT_SETTINGS = struct.pack(">HIHI", 0x2, 0, 0x6, HEADER_BLOCK_MAX)
-# HTTP status -> gRPC code for a reply that is not gRPC (gRPC's http-grpc-status-mapping.md), worded as
-# grpcio words it, so Reply.http_status reads both.
-HTTP_TO_GRPC = {400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "UNIMPLEMENTED",
-                429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE"}
-# RST_STREAM error code -> gRPC code (gRPC's PROTOCOL-HTTP2.md "Errors"): REFUSED_STREAM, CANCEL,
-# ENHANCE_YOUR_CALM, INADEQUATE_SECURITY; the rest are INTERNAL.
-RST_TO_GRPC = {0x7: "UNAVAILABLE", 0x8: "CANCELLED", 0xB: "RESOURCE_EXHAUSTED", 0xC: "PERMISSION_DENIED"}
-GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-              "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-              "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
-
-
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream) + payload
-
-
-def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """RFC 7541 §5.1: an integer with an N-bit prefix; `first` holds the pattern bits above the prefix."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out, value = bytearray((first | limit,)), value - limit
-    while value >= 128:
-        out.append(value % 128 + 128)
-        value //= 128
-    out.append(value)
-    return bytes(out)
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """A header as a literal never indexed (§6.2.3): no dynamic-table state to keep in step with the server."""
-    return b"\x10" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
-
-
-@lru_cache(maxsize=256)
-def _method_headers(path: str) -> bytes:
-    """:method POST and :scheme http (static-table entries 3 and 6, §A) and :path: the same for every call
-    of one method."""
-    return b"\x83\x86" + _literal(b":path", path.encode())
-
-
-# Regular headers come after every pseudo-header (RFC 9113 §8.3), so after :authority.
-GRPC_HEADERS = b"".join(_literal(n, v) for n, v in (
-    (b"content-type", b"application/grpc"), (b"te", b"trailers"), (b"user-agent", b"netaudit")))
-
-
-def request_headers(path: str, authority: str, timeout: float) -> bytes:
-    return _method_headers(path) + _literal(b":authority", authority.encode()) + GRPC_HEADERS + \
-        _literal(b"grpc-timeout", f"{max(1, int(timeout * 1000))}m".encode())
-
-
-# Header blocks up to this size that decode to at most this much (RFC 7541 §4.1 size: name, value and 32 per
-# field) are remembered with what they decoded to (HeaderDecoder). A block alone does not bound what it
-# decodes to (one byte names a 4 KB table entry; a 1 KB block of 1-byte fields held 176 KB of Python objects,
-# 716 MB in a full memo). Real gRPC replies are tens of bytes: a full memo is a few MB, at most about 22 MB
-# whatever a server sends (measured: 1 KB blocks of 24 fields).
-MEMO_BLOCK_MAX = 1024
-MEMO_ENTRIES_MAX = 4096
-# Bytes of blocks one connection answers from the memo: they are kept to replay at its first miss, so a long
-# path taught by one server does not make each later connection hold up to INBOUND_MAX of them.
-MEMO_PATH_MAX = 64 * 1024
-Fields = tuple[tuple[str, str], ...]
-_memo: dict[tuple[int, bytes], tuple[Fields, int, int]] = {}
-_states = itertools.count(1)  # HPACK decoder states, named by the path of blocks that led to them
-
-
-class HeaderDecoder:
-    """HPACK decoding that remembers what a header block decoded to from a given decoder state.
-
-    Every connection starts with an empty dynamic table, and one server sends the same blocks in the same
-    order on each of its connections (a TF task's status, then its trailers), so on thousands of
-    endpoints most blocks were decoded before, from the same state. A state is named by the blocks that
-    led to it; a block seen from a named state is answered from the memo. At the first block the memo
-    does not know, the blocks so far are replayed into a real decoder, which decodes the rest of the
-    connection (and teaches the memo for the next one). Decoding errors are never remembered."""
-
-    def __init__(self) -> None:
-        self.state = 0  # the empty table
-        self.seen: list[bytes] = []  # blocks answered from the memo, replayed if the real decoder is needed
-        self.path = 0  # their bytes
-        self.decoder: hpack.Decoder | None = None
-        self.size = 0  # RFC 7541 size of every field decoded on this connection
-
-    def decode(self, block: bytes) -> Fields:
-        if self.decoder is None:
-            hit = _memo.get((self.state, block))
-            if hit is not None and self.path + len(block) <= MEMO_PATH_MAX:
-                fields, self.state, size = hit
-                self.seen.append(block)
-                self.path += len(block)
-                self.size += size
-                return fields
-            self.decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_MAX)
-            for earlier in self.seen:
-                self.decoder.decode(earlier, raw=True)
-            self.seen.clear()
-        fields = tuple((name.decode("latin-1").lower(), value.decode("latin-1"))
-                       for name, value in self.decoder.decode(block, raw=True))
-        before, self.state = self.state, next(_states)
-        size = sum(len(n) + len(v) + 32 for n, v in fields)
-        self.size += size
-        if len(block) <= MEMO_BLOCK_MAX and size <= MEMO_BLOCK_MAX:
-            if len(_memo) >= MEMO_ENTRIES_MAX:
-                _memo.clear()  # states named before stay valid: a miss replays, never misreads
-            _memo[(before, block)] = (fields, self.state, size)
-        return fields
 
 
 @dataclass
@@ -235,9 +125,8 @@ class H2cConnection:
         stream_id, self.next_stream = self.next_stream, self.next_stream + 2
         state = _Stream(self.loop.create_future(), first_message)
         self.streams[stream_id] = state
-        body = b"\x00" + struct.pack(">I", len(message)) + message
         self._send(frame(HEADERS, END_HEADERS, stream_id, request_headers(path, self.authority, timeout))
-                   + frame(DATA, END_STREAM, stream_id, body))
+                   + frame(DATA, END_STREAM, stream_id, grpc_message(message)))
         timer = self.loop.call_at(started + timeout, self._end, stream_id,
                                   Answer("DEADLINE_EXCEEDED", "Deadline Exceeded"), True)
         try:
@@ -290,19 +179,20 @@ class H2cConnection:
     def _parse(self) -> None:
         """Every complete frame in the buffer. A connection error raises ConnectionLost."""
         credit = 0
-        while len(self.buffer) >= 9:
-            length = int.from_bytes(self.buffer[:3], "big")
+        while len(self.buffer) >= FRAME_HEADER:
+            length, kind, flags, stream = frame_header(self.buffer)
             if length > FRAME_MAX:
                 raise ConnectionLost(f"the server sent a {length:,}-byte frame, over the {FRAME_MAX:,} we allow")
-            if len(self.buffer) < 9 + length:
+            if len(self.buffer) < FRAME_HEADER + length:
                 break
-            kind, flags = self.buffer[3], self.buffer[4]
-            stream = int.from_bytes(self.buffer[5:9], "big") & 0x7FFFFFFF
-            payload = bytes(self.buffer[9:9 + length])
-            del self.buffer[:9 + length]
+            payload = bytes(self.buffer[FRAME_HEADER:FRAME_HEADER + length])
+            del self.buffer[:FRAME_HEADER + length]
             if self.block is not None and kind != CONTINUATION:
                 raise ConnectionLost("the server interrupted a header block with another frame")
-            credit += self._frame(kind, flags, stream, payload)
+            try:
+                credit += self._frame(kind, flags, stream, payload)
+            except FrameError as exc:
+                raise ConnectionLost(str(exc)) from None
         self.unacked += credit
         if self.unacked >= WINDOW_RETURN:
             self._send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self.unacked)))
@@ -316,7 +206,7 @@ class H2cConnection:
             if not flags & ACK:
                 for offset in range(0, len(payload), 6):
                     key, value = struct.unpack_from(">HI", payload, offset)
-                    if key == 0x3:  # MAX_CONCURRENT_STREAMS
+                    if key == MAX_CONCURRENT_STREAMS:
                         self.max_streams = max(1, min(value, 100))
                 self._send(frame(SETTINGS, ACK, 0))
                 self.settings_seen.set()
@@ -352,7 +242,7 @@ class H2cConnection:
         else:
             if not stream:
                 raise ConnectionLost("HEADERS on stream 0")
-            payload = _unpad(payload, flags)
+            payload = unpad(payload, flags)
             if flags & PRIORITY:
                 payload = payload[5:]
             block = bytearray()
@@ -383,7 +273,7 @@ class H2cConnection:
         state = self.streams.get(stream)
         if state is None:
             return
-        state.data += _unpad(payload, flags)
+        state.data += unpad(payload, flags)
         state.unacked += len(payload)
         if state.unacked >= WINDOW_RETURN and not flags & END_STREAM:
             self._send(frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", state.unacked)))
@@ -393,7 +283,7 @@ class H2cConnection:
                                      f"({len(state.data) - 5} vs. {GRPC_RECEIVE_MAX})"), reset=True)
         elif flags & END_STREAM:
             self._end(stream, self._answer(state))
-        elif state.first_message and (message := _message(state.data)) is not None:
+        elif state.first_message and (message := first_message(state.data)) is not None:
             self._end(stream, Answer("OK", "", message), reset=True)
 
     def _answer(self, state: _Stream) -> Answer:
@@ -401,17 +291,17 @@ class H2cConnection:
         headers = state.headers
         status = headers.get(":status", "")
         if status != "200":
-            code = HTTP_TO_GRPC.get(_number(status), "UNKNOWN")
+            code = HTTP_TO_GRPC.get(status_number(status), "UNKNOWN")
             return Answer(code, f"Received http2 header with status: {clip(status, 20) or 'none'}")
         grpc_status = headers.get("grpc-status")
         if grpc_status is None:
             return Answer("UNKNOWN", "the reply ended without a grpc-status")
-        number = _number(grpc_status)
+        number = status_number(grpc_status)
         code = GRPC_CODES[number] if 0 <= number < len(GRPC_CODES) else "UNKNOWN"
         details = unquote(clip(headers.get("grpc-message", ""), 4 * STRING_MAX), errors="replace")
         if code != "OK":
             return Answer(code, details)
-        message = _message(state.data)
+        message = first_message(state.data)
         if message is None:
             return Answer("INTERNAL", "the reply's message is incomplete or compressed")
         return Answer("OK", "", message)
@@ -433,24 +323,3 @@ class H2cConnection:
         self.slot_free.set()
         for stream in list(self.streams):
             self._end(stream, Answer("UNAVAILABLE", self.lost))
-
-
-def _number(text: str) -> int:
-    """A status number, or -1 for anything else a server may put there."""
-    return int(text) if re.fullmatch(r"[0-9]{1,4}", text) else -1
-
-
-def _unpad(payload: bytes, flags: int) -> bytes:
-    if not flags & PADDED:
-        return payload
-    if not payload or payload[0] >= len(payload):
-        raise ConnectionLost("padding longer than the frame")
-    return payload[1:len(payload) - payload[0]]
-
-
-def _message(data: bytearray) -> bytes | None:
-    """The first length-prefixed gRPC message, when it is complete and uncompressed."""
-    if len(data) < 5 or data[0] != 0:
-        return None
-    length = int.from_bytes(data[1:5], "big")
-    return bytes(data[5:5 + length]) if len(data) >= 5 + length else None

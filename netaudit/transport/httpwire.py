@@ -3,7 +3,7 @@
 Probes need exact status lines, header presence (or absence, as with `Server`) and bodies, which
 general-purpose clients normalise away, and the scanner avoids a dependency for three GET requests.
 A reply is hostile until read: lines, header count, header values and the body are all bounded
-(netaudit/core/bounds.py), and no Accept-Encoding is sent, so a compressed body is never inflated.
+(netaudit/core/caps.py), and no Accept-Encoding is sent, so a compressed body is never inflated.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from netaudit.core.bounds import HEADER_VALUE_MAX, HEADERS_MAX, HTTP_BODY_MAX, clip
+from netaudit.core.caps import HEADER_VALUE_MAX, HEADERS_MAX, HTTP_BODY_MAX, clip
 from netaudit.core.faults import sent
 from netaudit.transport.safety import check_http
 

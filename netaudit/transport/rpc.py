@@ -16,7 +16,7 @@ from functools import cache
 import grpc
 import grpc.aio
 
-from netaudit.core.bounds import CAPS, GRPC_RECEIVE_MAX, clip
+from netaudit.core.caps import CAPS, GRPC_RECEIVE_MAX, clip
 from netaudit.core import faults
 from netaudit.core.deadlines import deadlines
 from netaudit.transport.h2c import Answer, H2cConnection

@@ -14,12 +14,11 @@ import ssl
 from dataclasses import dataclass, field
 from functools import cache
 
-from netaudit.core.bounds import clip
+from netaudit.core.caps import clip
 from netaudit.core.deadlines import deadlines
-from netaudit.transport.h2c import CLIENT_SETTINGS, PREFACE, SETTINGS, H2cConnection, frame
+from netaudit.transport.h2c import H2cConnection
+from netaudit.transport.h2wire import CLIENT_SETTINGS, FRAME_HEADER, FRAME_MAX, PREFACE, SETTINGS, frame, frame_header
 
-H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-H2_FRAME_SETTINGS = 0x04
 READ_SIZE = 4096
 
 
@@ -37,11 +36,10 @@ class Sniff:
 
 def is_h2_settings(data: bytes) -> bool:
     """An HTTP/2 frame header for SETTINGS on stream 0 with a length that is a multiple of 6."""
-    if len(data) < 9:
+    if len(data) < FRAME_HEADER:
         return False
-    length = int.from_bytes(data[:3], "big")
-    stream = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
-    return data[3] == H2_FRAME_SETTINGS and stream == 0 and length % 6 == 0 and length <= 16384
+    length, kind, _, stream = frame_header(data)
+    return kind == SETTINGS and stream == 0 and length % 6 == 0 and length <= FRAME_MAX
 
 
 def printable(data: bytes, limit: int = 80) -> str:
@@ -68,7 +66,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 def _classify_reply(data: bytes, sent: str) -> Sniff | None:
     if is_h2_settings(data):
-        settings = int.from_bytes(data[:3], "big") // 6
+        settings = frame_header(data)[0] // 6
         return Sniff("h2", [f"{sent}: server sent an HTTP/2 SETTINGS frame ({settings} settings)"])
     if data.startswith(b"HTTP/"):
         status = clip(data.split(b"\r\n", 1)[0].decode("latin-1"))

@@ -19,7 +19,7 @@ import asyncio
 import ssl
 from pathlib import Path
 
-from netaudit.core.bounds import RELAY_INBOUND_MAX as INBOUND_MAX
+from netaudit.core.caps import RELAY_INBOUND_MAX as INBOUND_MAX
 
 COPY_CHUNK = 65536
 

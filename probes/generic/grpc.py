@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netaudit.transport import protowire
-from netaudit.core.bounds import cap_list
+from netaudit.core.caps import cap_list
 from netaudit.transport.rpc import RpcSession
 
 from netaudit.probes.base import Outcome, ProbeContext

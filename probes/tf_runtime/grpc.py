@@ -1,5 +1,10 @@
 """tf.train.Server / tf.distribute.Server: the TF distributed runtime's gRPC services.
 
+The shape of a family's probe module (docs/adding-a-server-family.md): what it asks and what each answer
+proves (SIGNATURES, at the top), what it tells nmap (NMAP), and `probe` at the bottom, which the registry
+calls (family.toml [[probe]]) and which reads as its three steps: identify, coordination, release_range.
+Between them, the release markers and how a release range is inferred from them.
+
 Signatures and the device message layout come from docs/wire-facts.md §1 and §4 (each fact with its public
 source; a bare § below is a section of that page); each was measured against tensorflow 2.21 (§5). Adding
 a signature means adding a row here. The version markers are data: netaudit/data/tf_release_markers.json,
@@ -18,7 +23,7 @@ from importlib import resources
 
 from netaudit.core import advisories
 from netaudit.transport import protowire
-from netaudit.core.bounds import cap_list
+from netaudit.core.caps import cap_list
 from netaudit.transport.rpc import Reply, RpcSession
 
 from netaudit.probes.base import Expect, GrpcSignature, Naming, Outcome, ProbeContext, methods_agree, registered_methods
@@ -260,32 +265,42 @@ def _proves(sig: Signature, reply: Reply) -> bool:
 
 
 async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
-    replies = await asyncio.gather(*(session.unary(sig.method, sig.request) for sig in SIGNATURES))
-    found = {sig.service: reply for sig, reply in zip(SIGNATURES, replies, strict=True) if _proves(sig, reply)}
-    status = replies[0]
+    """The family's probe, as the registry calls it (probes/tf_runtime/family.toml [[probe]]): every
+    signature's request at once, then what the replies prove, in three steps: which server this is, its
+    coordination role, its release range. A server no signature names returns an Outcome with no kind."""
+    answers = await asyncio.gather(*(session.unary(sig.method, sig.request) for sig in SIGNATURES))
+    replies = {sig.method: reply for sig, reply in zip(SIGNATURES, answers, strict=True)}
+    out = identify(session, replies)
+    if out.kind is not None:
+        wording = coordination(replies[HEARTBEAT], out)
+        await release_range(session, replies, wording, out)
+    return out
+
+
+def identify(session: RpcSession, replies: dict[str, Reply]) -> Outcome:
+    """The kind, the services the replies prove, whether calls need credentials, and the task's devices.
+    Only a TF-only signature names a tf-server (TF Serving answers Monitor the same way), and an OK to
+    GetStatus proves nothing without a TF device list in it."""
+    out = Outcome()
+    status = replies[GET_STATUS.method]
     truncated: dict[str, int] = {}
     try:
         devices = decode_devices(status.body, truncated) if status.ok else []
     except protowire.DecodeError as exc:
         devices = []
-        undecodable = f"GetStatus answered OK with a body that is not a GetStatusResponse ({exc})"
-    else:
-        undecodable = None
-    if not any(d["job"] is not None for d in devices):
-        found.pop("tensorflow.WorkerService", None)  # an OK with no TF device list proves nothing
-    out = Outcome()
-    if undecodable:
-        out.evidence.append(undecodable)
-    if not any(sig.tf_only and sig.service in found for sig in SIGNATURES):
+        out.evidence.append(f"GetStatus answered OK with a body that is not a GetStatusResponse ({exc})")
+    listed = any(d["job"] is not None for d in devices)
+    found = [sig for sig in SIGNATURES if _proves(sig, replies[sig.method]) and (listed or sig is not GET_STATUS)]
+    if not any(sig.tf_only for sig in found):
         return out
     out.kind = "tf-server"
-    out.services = [sig.service for sig in SIGNATURES if sig.service in found]
+    out.services = [sig.service for sig in found]
     if status.ok:
         out.authenticated = False
     elif status.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         out.authenticated = True
-    out.evidence += [session.cite(reply) for reply in found.values()]
-    if status.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+    out.evidence += [session.cite(replies[sig.method]) for sig in found]
+    if out.authenticated:
         out.evidence.append(session.cite(status))
     tasks = sorted({(d["job"], d["task"]) for d in devices if d["job"] is not None})
     out.details["devices"] = devices
@@ -293,21 +308,33 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
         out.details["truncated"] = truncated
     if len(tasks) == 1:
         out.details["job"], out.details["task"] = tasks[0]
-    heartbeat = replies[[s.service for s in SIGNATURES].index("tensorflow.CoordinationService")]
+    return out
+
+
+def coordination(heartbeat: Reply, out: Outcome) -> str | None:
+    """The task's part in the coordination service, from the Heartbeat signature's reply: the leader
+    rejects a heartbeat from an unknown task, other tasks have it registered but not enabled. Returns
+    the leader's wording of the rejection, which tells releases apart."""
     leader = any(heartbeat.matches(e.code, e.details) for e in COORDINATION_LEADER)
     if leader:
         out.details["coordination"] = "leader"
         out.evidence.append("coordination service enabled: this task is the coordination leader")
-    elif "tensorflow.CoordinationService" in found:
+    elif "tensorflow.CoordinationService" in out.services:
         out.details["coordination"] = "registered"
         out.evidence.append("coordination service registered, not enabled on this task")
-    wording = heartbeat.details if leader else None
+    return heartbeat.details if leader else None
+
+
+async def release_range(session: RpcSession, replies: dict[str, Reply], leader_wording: str | None,
+                        out: Outcome) -> None:
+    """The TF releases this server may be, and their advisories. The signature replies already tell
+    whether two methods are registered; then one version marker at a time, each the one that splits the
+    releases still possible most evenly, until no marker splits them (next_marker)."""
     # A reply that never came is no observation (Reply.registered is None), so it narrows nothing.
-    registered = {m: present for m in SERVICE_METHODS
-                  if (present := next(r for r in replies if r.method == m).registered) is not None}
+    registered = {m: present for m in SERVICE_METHODS if (present := replies[m].registered) is not None}
     asked: list[str] = []
     unanswered = False
-    known_leader = known_wording(wording)
+    known_leader = known_wording(leader_wording)
     while marker := _next_marker(frozenset(registered.items()), known_leader):
         present = (await session.unary(marker, MALFORMED)).registered
         if present is None:
@@ -315,10 +342,9 @@ async def probe(session: RpcSession, ctx: ProbeContext) -> Outcome:
             break
         registered[marker] = present
         asked.append(marker)
-    out.details["tf_version"] = infer_version(registered, wording)
+    version = out.details["tf_version"] = infer_version(registered, leader_wording)
     known = sum(registered[m] for m in asked)
     out.evidence.append(f"{len(asked) + unanswered} version markers (malformed requests): {known} registered, "
                         f"{len(asked) - known} unknown to this server"
-                        + (", 1 unanswered" if unanswered else "") + f": TF {out.details['tf_version']['range']}")
-    out.details["advisories"] = advisories.match(out.details["tf_version"]["min"], out.details["tf_version"]["max"])
-    return out
+                        + (", 1 unanswered" if unanswered else "") + f": TF {version['range']}")
+    out.details["advisories"] = advisories.match(version["min"], version["max"])

@@ -19,7 +19,7 @@ from importlib import resources
 
 from netaudit.core import advisories
 from netaudit.transport import protowire
-from netaudit.core.bounds import cap_list
+from netaudit.core.caps import cap_list
 from netaudit.transport.rpc import Reply, RpcSession
 from netaudit.transport.safety import MALFORMED
 
@@ -27,7 +27,7 @@ from netaudit.probes.base import (NAME_SLOT, Expect, GrpcSignature, Naming, Outc
                    registered_methods)
 from netaudit.probes.common import HEALTH_CHECK, LIST_SERVICES, REFLECTION
 from netaudit.probes.common import DTYPES, INTERNAL_SIGNATURES, MODEL_STATES, random_model_name, tensor
-from netaudit.transport.h2c import GRPC_CODES
+from netaudit.transport.h2wire import GRPC_CODES
 
 MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"

@@ -15,7 +15,7 @@ import re
 from urllib.parse import quote
 
 from netaudit.transport import httpwire
-from netaudit.core.bounds import cap_list
+from netaudit.core.caps import cap_list
 
 from netaudit.probes.base import HttpSignature, Naming, Outcome, ProbeContext, literal
 from netaudit.probes.common import INTERNAL_SIGNATURES, random_model_name, tensor

@@ -158,8 +158,7 @@ async def write_then_read(host: str, port: int, timeout: float) -> tuple[str, st
     import asyncio
     import ssl
 
-    from netaudit.transport.h2c import PREFACE
-    from netaudit.transport.sniff import H2_EMPTY_SETTINGS
+    from netaudit.transport.h2wire import EMPTY_SETTINGS, PREFACE
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -173,7 +172,7 @@ async def write_then_read(host: str, port: int, timeout: float) -> tuple[str, st
         return "undetermined", f"TLS connection failed: {exc!r}", None
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     try:
-        writer.write(PREFACE + H2_EMPTY_SETTINGS)
+        writer.write(PREFACE + EMPTY_SETTINGS)
         await writer.drain()
         data = await asyncio.wait_for(reader.read(64), timeout)
         verdict = ("not required", f"after the handshake the server answered {len(data)} bytes") if data else \
