@@ -5,6 +5,9 @@ same result held as lists, for every format, also after history has marked findi
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
 import json
 from datetime import date, timedelta
 
@@ -13,7 +16,9 @@ import pytest
 from netaudit.outputs.formats import FORMATS, WHOLE
 from netaudit.outputs.json_pieces import iter_json
 from netaudit.policy.assessor import Assessor
-from netaudit.results.history import Acceptance, Recorded, annotate
+from netaudit.results.accept import Acceptance
+from netaudit.results.diff import annotate
+from netaudit.results.history import Recorded
 from netaudit.results.spool import Spool, Spooled
 from netaudit.results.stream import StreamWriter
 
@@ -84,3 +89,24 @@ def test_history_keeps_the_summary_and_says_where_the_endpoints_are(lab, tmp_pat
     assert shown.returncode == 0, shown.stderr
     assert "1 endpoint listed by the scan: its output holds them, history keeps the findings" in shown.stdout
     assert "no open ports found" not in shown.stdout
+
+
+def test_a_full_temp_folder_is_one_line_and_exit_5(lab, tmp_path):
+    """The spool lives in the temp folder: when it fills up mid-scan the run says so in one line (exit 5),
+    writes nothing and records nothing. A tmpfs of one page stands in for a full disk."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tiny tmpfs (CI runs as root)")
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], check=True)
+    try:
+        chief = next(e for e in lab.endpoints if e.name == "train/chief:0")
+        out, store = tmp_path / "scan.json", tmp_path / "h.sqlite"
+        proc = run_cli("scan", chief.target, "-o", str(out), "--store", str(store), env={"TMPDIR": str(full)})
+        assert proc.returncode == 5, proc.stderr
+        assert "cannot spool the scan's results in " + str(full) in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert not out.exists()
+        assert "no runs" in run_cli("history", "--store", str(store)).stdout
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

@@ -100,6 +100,7 @@ def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistor
     from netaudit.results.history import Recorded
     from netaudit.core.errors import OutputError
     from netaudit.outputs.formats import FORMATS
+    from netaudit.results.spool import SpoolError
 
     fmt = output_format(args)
     history.annotate(data)
@@ -108,6 +109,8 @@ def finish_data(data: dict, args: argparse.Namespace, output, history: RunHistor
         with recorded(history, data):
             whole = spool.view(data) if spool is not None else data
             write_output(FORMATS[fmt](Recorded(whole)), output)
+    except SpoolError:
+        raise  # the result is in the spool that failed: there is nothing to keep elsewhere
     except OutputError as exc:
         raise OutputError(f"{exc}; the run is not recorded in history; {keep_result(whole)}") from None
     return exit_code(data, args.fail_on, args.fail_on_new)

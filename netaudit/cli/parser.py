@@ -111,8 +111,9 @@ def add_history_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_output_options(p: argparse.ArgumentParser, formats: tuple[str, ...] = WHOLE) -> None:
-    extra = (" jsonl streams each endpoint as it is finished, so memory stays flat on large sweeps; build the "
-             "other formats from it with convert or report.") if "jsonl" in formats else ""
+    extra = (" jsonl writes each endpoint as it is finished, so an interrupted or killed scan keeps what it "
+             "found; convert and report build the other formats from it. Every format of a scan is written from "
+             "one spooled stream, so memory stays flat on large sweeps in all of them.") if "jsonl" in formats else ""
     p.add_argument("--format", choices=formats,
                    help="output format (default: text on the terminal, or taken from the -o file's suffix). ocsf "
                         "writes one OCSF 1.5.0 Detection Finding per finding, one JSON object a line (suffix .ocsf)."

@@ -120,12 +120,14 @@ def junit_pieces(result) -> Iterator[str]:
     failing = {(f["host"], f["port"]) for f in briefs(data["findings"])}
     passing = [(ep["host"], ep["port"], ep["kind"]) for ep in data["endpoints"]
                if ep["state"] == "open" and _identified(ep.get("kind")) and (ep["host"], ep["port"]) not in failing]
-    expectations = []
-    for row in data.get("reachability", []):
-        if row["segment"] and row["kind"] in registry.sensitive_kinds():
-            expectations.append((row, next((f for f in data["findings"] if f["rule"].startswith("policy-") and
-                                            f["rule"].endswith("@" + row["segment"]) and
-                                            (f["host"], f["port"]) == (row["host"], row["port"])), None)))
+    # A policy finding is named RULE@SEGMENT (policy/reachability.py, policy/k8s_policy.py): the cell it fails.
+    violations: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for f in data["findings"] if "reachability" in data else ():
+        if "@" in f["rule"]:
+            violations.setdefault((f["rule"].rsplit("@", 1)[1], f["host"], f["port"]), f)
+    expectations = [(row, violations.get((row["segment"], row["host"], row["port"])))
+                    for row in data.get("reachability", [])
+                    if row["segment"] and row["kind"] in registry.sensitive_kinds()]
     cases = len(data["findings"]) + len(passing) + len(expectations) + (not data["complete"])
     failures = len(data["findings"]) + sum(1 for _, violation in expectations if violation)
 

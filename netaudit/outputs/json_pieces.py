@@ -23,6 +23,12 @@ def _lazy(value: Any) -> bool:
     return False
 
 
+def _key(key: Any) -> str:
+    """A dict key as json.dumps writes it: a string as is, true/false/null and numbers as their JSON text."""
+    return json.dumps(key if isinstance(key, str) else json.dumps(key) if isinstance(key, (bool, type(None)))
+                      else repr(key) if isinstance(key, float) else str(key))
+
+
 def _whole(value: Any, level: int) -> str:
     return json.dumps(value, indent=INDENT).replace("\n", "\n" + " " * INDENT * level)
 
@@ -35,7 +41,7 @@ def iter_json(value: Any, level: int = 0) -> Iterator[str]:
     if isinstance(value, dict) and _lazy(value):
         yield "{"
         for index, (key, item) in enumerate(value.items()):
-            yield ("," if index else "") + inner + json.dumps(str(key)) + ": "
+            yield ("," if index else "") + inner + _key(key) + ": "
             yield from iter_json(item, level + 1)
         yield close + "}"
     elif isinstance(value, (Spooled, Iterator)) or (isinstance(value, (list, tuple)) and _lazy(value)):

@@ -50,7 +50,7 @@ def to_json(result) -> str:
 
 def endpoint_summary(ep: dict[str, Any]) -> str:
     """One line that says what matters about an endpoint: its role, devices and version, or what it is.
-    Server-supplied text in it is escaped for the terminal; what bounds.py cut is counted."""
+    Server-supplied text in it is escaped for the terminal; what the caps (core/caps.py, core/bounds.py) cut is counted."""
     details = ep.get("details", {})
     cut = details.get("truncated", {})
     parts = []

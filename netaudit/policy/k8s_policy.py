@@ -144,7 +144,7 @@ class K8sPolicy:
 
     def locate(self, targets, named: str | None) -> tuple[str, str | None, str | None]:
         """(vantage name, vantage key, what to tell the user), as reachability.locate_vantage answers."""
-        from netaudit.discovery.engines import source_address
+        from netaudit.discovery.base import source_address
 
         if named and named.startswith("k8s:"):
             key = self._named_key(named[len("k8s:"):])

@@ -57,7 +57,7 @@ class ScanView:
                 return {"state": ep["state"], "reason": None, "transport": ep.get("transport"),
                         "evidence": ep["evidence"][0] if ep["evidence"] else ep["state"]}
             return self._cell(host, port, ep["state"], seen["reason"], seen.get("ttl"), seen.get("responder"),
-                              seen.get("sent"), ep.get("transport"))
+                              seen.get("sent"), ep.get("transport"), seen.get("answered_by"))
         group = lookup(self.groups or [], host, port)
         if group is not None:
             return self._cell(host, port, group["state"], group["reason"], group.get("ttl"), group.get("responder"),
@@ -68,11 +68,13 @@ class ScanView:
         return {"state": "undetermined", "reason": "not-probed", "transport": None, "evidence": why}
 
     def _cell(self, host: str, port: int, state: str, reason: str, ttl: int | None, responder: str | None,
-              sent: str | None, transport: str | None) -> dict[str, Any]:
+              sent: str | None, transport: str | None, who: str | None = None) -> dict[str, Any]:
+        """`who`: who answered, as the scan judged it with all of the host's SYN-ACKs and its own source
+        addresses in hand; a scan judged by the Assessor endpoint by endpoint sees only this one here."""
         engine = ENGINES.get(self.scan.get("options", {}).get("engine", ""))
         sent = sent or (engine.sends if engine else "probe")
         got = received(reason, responder)
-        who = answered_by(reason, ttl, responder, self.ttls.get(host), self.sees_packets, self.local)
+        who = who or answered_by(reason, ttl, responder, self.ttls.get(host), self.sees_packets, self.local)
         return {"state": state, "reason": reason, "transport": transport, "sent": sent, "received": got,
                 "ttl": ttl, "answered_by": who,
                 "evidence": f"{sent} to {host}:{port}: {got}" + (f", TTL {ttl}" if ttl is not None else "")

@@ -26,8 +26,18 @@ class Acceptance:
     def covers(self, finding: dict[str, Any]) -> bool:
         if self.finding_id:
             return finding["id"] == self.finding_id
-        return all(want is None or finding[key] == want
+        return all(want is None or finding[key] == want or (key == "rule" and finding[key].split("@")[0] == want)
                    for key, want in (("rule", self.rule), ("host", self.host), ("port", self.port)))
+
+
+def known_rules() -> set[str]:
+    """Every rule a finding can carry: the families' and the policy's, the TF_CONFIG cross-check and the
+    NetworkPolicy intent rules. A policy finding is RULE@SEGMENT; an entry may name either."""
+    from netaudit.assess.k8s_identity import mismatch_rule
+    from netaudit.assess.rules import load_rules
+    from netaudit.policy.k8s_policy import intent_rules
+
+    return {rule.id for rule in load_rules()} | {mismatch_rule().id} | {rule.id for rule in intent_rules()}
 
 
 ACCEPT_KEYS = {"id", "rule", "host", "port", "reason", "owner", "expires"}
@@ -36,14 +46,12 @@ ACCEPT_KEYS = {"id", "rule", "host", "port", "reason", "owner", "expires"}
 def load_accept_list(path: str) -> list[Acceptance]:
     """[[accept]] entries: id, or rule/host/port; and reason, owner, expires (a date), all required. A key,
     a rule or a port that could never match is an error, not an entry that silently covers nothing."""
-    from netaudit.assess.rules import load_rules
-
     data = read_toml(path, "accept list")
     where = f"accept list {path}"
     check_keys(data, {"accept"}, where, "top level")
     if not isinstance(data.get("accept", []), list):
         raise UsageError(f"{where}: accept must be a list of tables ([[accept]])")
-    rules = {rule.id for rule in load_rules()}
+    rules = known_rules()
     out = []
     for index, entry in enumerate(data.get("accept", []), 1):
         if not isinstance(entry, dict):
@@ -54,7 +62,7 @@ def load_accept_list(path: str) -> list[Acceptance]:
         if missing or not (entry.get("id") or entry.get("rule")):
             raise UsageError(f"accept list {path}: entry #{index} needs id (or rule), reason, owner and expires"
                              + (f"; missing {', '.join(missing)}" if missing else ""))
-        if entry.get("rule") is not None and entry["rule"] not in rules:
+        if entry.get("rule") is not None and str(entry["rule"]).split("@")[0] not in rules:
             raise UsageError(f"{where}: entry #{index}: unknown rule {entry['rule']!r}{nearest(entry['rule'], rules)}")
         port = entry.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):

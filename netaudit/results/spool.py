@@ -16,7 +16,17 @@ from array import array
 from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator, overload
 
+from netaudit.core.errors import OutputError
 from netaudit.core.model import endpoint_order
+
+
+class SpoolError(OutputError):
+    """The spool could not be written or read back (a full or unwritable temp folder): nothing of the result
+    can be kept elsewhere either, so it is said once, with the folder (exit 5)."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(f"cannot spool the scan's results in {tempfile.gettempdir()} (set TMPDIR to another "
+                         f"folder): {exc.strerror or exc}; nothing was written and the run is not recorded")
 
 
 class Spooled(Sequence):
@@ -73,8 +83,11 @@ class Spool:
     """Endpoint records of one scan, taken in the order the scan finished them, kept for the writers."""
 
     def __init__(self) -> None:
-        self._endpoints = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the spool
-        self._findings = tempfile.TemporaryFile()  # noqa: SIM115
+        try:  # files without a name: nothing is left on disk however the scan ends
+            self._endpoints = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the spool
+            self._findings = tempfile.TemporaryFile()  # noqa: SIM115
+        except OSError as exc:
+            raise SpoolError(exc) from None
         self._written = [0, 0]
         self._order: list[tuple[int, int, int]] = []  # per endpoint, endpoint_order
         self._spans = array("q")  # per endpoint: offset, length, first finding, finding count
@@ -92,21 +105,30 @@ class Spool:
 
     def _put(self, which: int, text: str) -> tuple[int, int]:
         data = text.encode("utf-8", errors="surrogatepass")
-        (self._endpoints, self._findings)[which].write(data)
+        try:
+            (self._endpoints, self._findings)[which].write(data)
+        except OSError as exc:
+            raise SpoolError(exc) from None
         offset = self._written[which]
         self._written[which] += len(data)
         return offset, len(data)
 
     def _read(self, which: int, offset: int, length: int) -> Any:
-        return json.loads(os.pread((self._endpoints, self._findings)[which].fileno(), length, offset)
-                          .decode("utf-8", errors="surrogatepass"))
+        try:
+            data = os.pread((self._endpoints, self._findings)[which].fileno(), length, offset)
+        except OSError as exc:
+            raise SpoolError(exc) from None
+        return json.loads(data.decode("utf-8", errors="surrogatepass"))
 
     def view(self, summary: dict[str, Any]) -> dict[str, Any]:
         """The result the writers take: `summary` (StreamWriter.summary(), annotated by history, its findings
         compact and in the order taken) with its endpoints and its findings read from the spool, in endpoint
         order. What history added to a compact finding (new or persisting, accepted) is added to the full one."""
-        self._endpoints.flush()
-        self._findings.flush()
+        try:
+            self._endpoints.flush()
+            self._findings.flush()
+        except OSError as exc:
+            raise SpoolError(exc) from None
         compact = summary["findings"]
         if len(compact) != len(self._finding_spans) // 2:
             raise ValueError(f"the summary has {len(compact)} findings, the spool {len(self._finding_spans) // 2}")
@@ -127,8 +149,11 @@ class Spool:
         return data
 
     def close(self) -> None:
-        self._endpoints.close()
-        self._findings.close()
+        for file in (self._endpoints, self._findings):
+            try:
+                file.close()
+            except OSError:  # the flush of what is thrown away failed: a full disk, said already (SpoolError)
+                pass
 
     def __enter__(self) -> "Spool":
         return self

@@ -1,10 +1,11 @@
 """Scan results as JSON lines, written while the scan runs: a header, one line per finished endpoint with its
 findings, and a trailer with the counts and the complete flag.
 
-A scan that streams holds only what is in flight, so thousands of endpoints cost no more memory than ten.
-A stream is readable at every moment: a scan that is interrupted still writes its trailer, marked
-incomplete, and one that is killed leaves no trailer at all, which reads as incomplete too. The JSON, HTML,
-SARIF and merged reports are built from the stream afterwards (`netaudit convert`, `netaudit report`).
+Every scan goes through a StreamWriter: with --format jsonl to the output as it goes, else into a spool
+(netaudit/results/spool.py) the other formats are written from. It holds only what is in flight, so
+thousands of endpoints cost no more memory than ten. A stream is readable at every moment: a scan that is
+interrupted still writes its trailer, marked incomplete, and one that is killed leaves no trailer at all,
+which reads as incomplete too. `netaudit convert` and `netaudit report` read streams back.
 """
 
 from __future__ import annotations

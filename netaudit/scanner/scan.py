@@ -43,7 +43,7 @@ class Sink(Protocol):
 
 # Endpoints fingerprinted at once. More in flight means more calls answered per event-loop turn on both
 # sides: on 16,384 real TF endpoints 32 took 24.3 s, 128 took 21.6 s and 256 20.8 s (docs/benchmarks.md);
-# each in flight holds its connections and at most a few hundred KiB of replies (netaudit/core/bounds.py).
+# each in flight holds its connections and at most a few hundred KiB of replies (netaudit/core/caps.py).
 PROBE_CONCURRENCY = 128
 
 
