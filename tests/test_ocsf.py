@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netaudit.core.model import Endpoint, Finding, ScanResult
-from netaudit.outputs.formats import FORMATS
+from netaudit.outputs.ocsf import to_ocsf
 from netaudit.results.accept import Acceptance
 from netaudit.results.diff import annotate
 from netaudit.results.history import Recorded
@@ -219,7 +219,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # The tests ---------------------------------------------------------------------------------------------------
 
 def test_the_checks_reject_what_ocsf_does_not_allow():
-    good = ocsf_lines(FORMATS["ocsf"](scan_result()))[0]
+    good = ocsf_lines(to_ocsf(scan_result()))[0]
     check_with_ocsf_schema(good)
     bad = []
     for change in (lambda r: r["finding_info"].update(bogus=1),         # an attribute OCSF does not have
@@ -241,7 +241,7 @@ def test_the_checks_reject_what_ocsf_does_not_allow():
 
 def test_every_record_of_a_scan_is_a_valid_detection_finding():
     result = scan_result()
-    records = check_every_record(FORMATS["ocsf"](result))
+    records = check_every_record(to_ocsf(result))
     assert [r["finding_info"]["uid"] for r in records] == [f.id for f in result.findings]
     assert {r["metadata"]["version"] for r in records} == {VERSION}
     assert {r["class_uid"] for r in records} == {2004}
@@ -254,7 +254,7 @@ def test_every_record_of_a_scan_is_a_valid_detection_finding():
 
 
 def test_the_severity_mapping_is_exact():
-    records = check_every_record(FORMATS["ocsf"](scan_result()))
+    records = check_every_record(to_ocsf(scan_result()))
     by_rule = {r["finding_info"]["types"][0]: r for r in records}
     for finding in scan_result().findings:
         record = by_rule[finding.rule]
@@ -263,7 +263,7 @@ def test_the_severity_mapping_is_exact():
 
 
 def test_the_field_mapping():
-    records = check_every_record(FORMATS["ocsf"](scan_result()))
+    records = check_every_record(to_ocsf(scan_result()))
     critical = next(r for r in records if r["severity_id"] == 5)
     assert critical["finding_info"]["title"] == critical["message"] == "Unauthenticated tf.distribute.Server (plaintext)"
     assert critical["finding_info"]["types"] == ["tf-server-unauthenticated-plaintext"]
@@ -298,7 +298,7 @@ def test_the_field_mapping():
 
 
 def test_server_text_is_kept_exactly_but_for_what_utf8_cannot_carry():
-    text = FORMATS["ocsf"](scan_result())
+    text = to_ocsf(scan_result())
     assert "\\u001b]0;pwned\\u0007" in text and "\\u202e" in text and "\\u009b" in text and "\\u0000" in text
     assert not re.search(r"\\ud[89a-f][0-9a-f]{2}", text), "no unpaired surrogate reaches the output"
     critical = check_every_record(text)[0]
@@ -315,15 +315,15 @@ def test_the_cli_writes_what_the_formats_table_writes(tmp_path):
     path.write_text(json.dumps(data))  # the surrogates are written as JSON escapes, which netaudit reads back
     proc = run("convert", str(path), "--format", "ocsf", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == FORMATS["ocsf"](Recorded(json.loads(path.read_text())))
+    assert proc.stdout == to_ocsf(Recorded(json.loads(path.read_text())))
     assert len(check_every_record(proc.stdout)) == 5
     proc = run("convert", str(path), "-o", str(tmp_path / "findings.ocsf"), "--fail-on", "high", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr  # --fail-on works as for every format
-    assert (tmp_path / "findings.ocsf").read_text() == FORMATS["ocsf"](Recorded(json.loads(path.read_text())))
+    assert (tmp_path / "findings.ocsf").read_text() == to_ocsf(Recorded(json.loads(path.read_text())))
 
 
 def test_no_findings_no_lines(tmp_path):
-    assert FORMATS["ocsf"](scan_result(findings=False)) == ""
+    assert to_ocsf(scan_result(findings=False)) == ""
     path = tmp_path / "scan.json"
     path.write_text(json.dumps(scan_result(findings=False).to_dict()))
     proc = run("convert", str(path), "--format", "ocsf", cwd=tmp_path)
@@ -337,7 +337,7 @@ def test_baseline_and_acceptances_become_first_seen_and_status():
     accepted = [Acceptance(None, "tls-legacy-version", None, None, "legacy clients until Q3", "ops", date(2099, 1, 1)),
                 Acceptance(None, "modelserver-reload-exposed", None, None, "was fine", "ops", date(2020, 1, 1))]
     annotate(data, baseline, "run 7", accepted)
-    records = {r["severity_id"]: r for r in check_every_record(FORMATS["ocsf"](Recorded(data)))}
+    records = {r["severity_id"]: r for r in check_every_record(to_ocsf(Recorded(data)))}
     new, persisting = records[3], records[5]
     assert new["finding_info"]["first_seen_time"] == new["time"] and new["unmapped"]["state"] == "new"
     assert "first_seen_time" not in persisting["finding_info"] and persisting["unmapped"]["state"] == "persisting"
@@ -358,7 +358,7 @@ def test_everything_is_bounded():
     huge.findings[0].references = [f"https://example.invalid/{i}" for i in range(1_000)]
     huge.endpoints[0].details["transcript"] = [{"transport": "plaintext", "calls": [
         {"method": "/tensorflow.WorkerService/GetStatus", "request": "empty", "code": "OK", "size": 1}] * 5_000}]
-    text = FORMATS["ocsf"](huge)
+    text = to_ocsf(huge)
     record = check_every_record(text)[0]
     desc = record["finding_info"]["desc"]
     assert len(desc.encode()) <= 64 * 1024 + 64 and re.search(r"… \([\d,]+ more characters\)$", desc)

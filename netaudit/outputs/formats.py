@@ -38,7 +38,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("sarif", (".sarif",), "netaudit.outputs.exports:sarif_pieces"),
     Format("junit", (".xml",), "netaudit.outputs.exports:junit_pieces"),
     Format("prom", (".prom",), "netaudit.outputs.exports:to_prom"),
-    Format("ocsf", (".ocsf",), "netaudit.outputs.ocsf:to_ocsf"),
+    Format("ocsf", (".ocsf",), "netaudit.outputs.ocsf:ocsf_pieces"),
     Format("jsonl", (".jsonl",), None),
 )}
 # What report and convert write: every format made from a whole result.

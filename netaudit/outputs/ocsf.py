@@ -43,12 +43,14 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
 from typing import Any
 
 from netaudit import DISTRIBUTION, __version__
 from netaudit.core import registry
 from netaudit.core.model import vantage_name
 from netaudit.outputs.render import as_dict
+from netaudit.results.spool import Spooled
 from netaudit.transport.transcript import sentences
 
 OCSF_VERSION = "1.5.0"
@@ -268,18 +270,40 @@ def run_facts(data: dict[str, Any]) -> dict[str, Any]:
             "correlation": correlation, "baseline": bool((data.get("diff") or {}).get("baseline"))}
 
 
-def records(data: dict[str, Any]) -> list[dict[str, Any]]:
-    run = run_facts(data)
-    endpoints = {(e["host"], e["port"]): e for e in data.get("endpoints", [])}
-    calls: dict[tuple[str, int], list[str]] = {}  # each endpoint's transcript, read once for all its findings
-    out = []
-    for f in data["findings"]:
+def _with_endpoints(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Each finding with its endpoint, in the findings' order. A spooled scan lists its findings in endpoint
+    order, so one walk of both holds one endpoint at a time; a result held as lists is indexed."""
+    findings = data["findings"]
+    if not isinstance(findings, Spooled):
+        endpoints = {(e["host"], e["port"]): e for e in data.get("endpoints", [])}
+        for f in findings:
+            yield f, endpoints.get((f["host"], f["port"]))
+        return
+    walk = iter(data["endpoints"])
+    current: dict[str, Any] | None = None
+    for f in findings:
         key = (f["host"], f["port"])
-        if key not in calls:
-            calls[key] = _transcript(endpoints.get(key))
-        out.append(record(f, endpoints.get(key), run, calls[key]))
-    return out
+        while current is None or (current["host"], current["port"]) != key:
+            current = next(walk, None)
+            if current is None:
+                break
+        yield f, current
+
+
+def records(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    run = run_facts(data)
+    calls: tuple[tuple[str, int] | None, list[str]] = (None, [])  # an endpoint's transcript, once for its findings
+    for f, endpoint in _with_endpoints(data):
+        key = (f["host"], f["port"])
+        if calls[0] != key:
+            calls = (key, _transcript(endpoint))
+        yield record(f, endpoint, run, calls[1])
+
+
+def ocsf_pieces(result) -> Iterator[str]:
+    for r in records(as_dict(result)):
+        yield json.dumps(r, ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
 def to_ocsf(result) -> str:
-    return "".join(json.dumps(r, ensure_ascii=True, separators=(",", ":")) + "\n" for r in records(as_dict(result)))
+    return "".join(ocsf_pieces(result))
