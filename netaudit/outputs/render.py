@@ -292,7 +292,7 @@ def html_pieces(result) -> Iterator[str]:
         result=data, findings=findings, counts=Counter(f["severity"] for f in briefs(data["findings"])),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
-        exposed=exposed_kinds(data["endpoints"]),
+        exposed=exposed_kinds(data["endpoints"]), kubernetes=kubernetes_view(data["endpoints"], tags),
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS, tags=tags, no_tags=NO_TAGS, choices=choices,
         transcripts=transcripts(data["endpoints"], {(f["host"], f["port"]) for f in findings[:CARD_LIMIT]}),
         script=script, script_hash=script_hash(script), severity_rank=severity_rank,
@@ -300,6 +300,51 @@ def html_pieces(result) -> Iterator[str]:
 
 
 NO_TAGS = {"severity": "none", "kind": "-", "family": "other", "segment": "-", "vantage": ""}
+
+
+@dataclass
+class K8sWorkload:
+    """One Kubernetes workload in the report: its endpoints with the pod identity each carries (details.k8s,
+    from a k8s: target source)."""
+
+    namespace: str
+    label: str  # "TFJob mnist", "InferenceService flowers", "Deployment serving", "Service tf-ps"
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _workload_label(k8s: dict[str, Any]) -> str:
+    for key, kind in (("tfjob", "TFJob"), ("inferenceservice", "InferenceService")):
+        if k8s.get(key):
+            return f"{kind} {k8s[key]}"
+    if k8s.get("service"):  # a Service address, not a pod: the workload is the Service
+        return f"Service {k8s['service']}"
+    if k8s.get("owner_kind"):
+        return f"{k8s['owner_kind']} {k8s.get('owner_name') or '?'}"
+    return f"Pod {k8s.get('pod') or '?'}"
+
+
+def kubernetes_view(endpoints: Iterable[dict[str, Any]],
+                    tags: dict[tuple[str, int], dict[str, str]]) -> list[K8sWorkload]:
+    """The endpoints that carry a Kubernetes identity, grouped by namespace and workload, in that order; one
+    pass, keeping a few fields per endpoint."""
+    groups: dict[tuple[str, str], K8sWorkload] = {}
+    for ep in endpoints:
+        k8s = (ep.get("details") or {}).get("k8s")
+        if not isinstance(k8s, dict):
+            continue
+        namespace = str(k8s.get("namespace") or "-")
+        label = _workload_label(k8s)
+        replica = " ".join(str(k8s[key]) for key in ("replica_type", "replica_index") if k8s.get(key) is not None)
+        group = groups.setdefault((namespace, label), K8sWorkload(namespace, label))
+        group.rows.append({
+            "host": ep["host"], "port": ep["port"], "state": ep["state"], "kind": ep.get("kind") or "-",
+            "pod": k8s.get("pod") or ("pods " + ", ".join(k8s.get("pods") or []) if k8s.get("service") else "-"),
+            "replica": replica or "-", "node": k8s.get("node") or "-",
+            "via": ("NodePort" if k8s.get("node_port") else k8s.get("type") or "Service") if k8s.get("service")
+            else ("hostNetwork" if k8s.get("host_network") else "pod IP"),
+            "services": ", ".join(k8s.get("services") or []) or "-",
+            "severity": tags.get((ep["host"], ep["port"]), NO_TAGS)["severity"]})
+    return [groups[key] for key in sorted(groups)]
 
 
 def exposed_kinds(endpoints: list[dict[str, Any]]) -> list[tuple[str, int]]:
