@@ -287,9 +287,17 @@ for (var i = 0; i < cells.length; i++) {
 }
 return out;
 """
-# Free text a server chose (a model name, a banner) may be one word wider than any column: such a word, and
-# only such a word, may wrap inside. Every netaudit token (address, kind, state, mark, badge, rule id) is shorter.
+# In free text (what a server chose: model names, banners, hostile markup) a word may be wider than any column,
+# and the line-breaking rules of Unicode (UAX #14) let it wrap after a '/' or before a '<': such words may wrap.
+# A word that is made of a netaudit token's characters and is no wider than LONGEST_UNBROKEN never does; in a
+# column of netaudit's own tokens (addresses, kinds, states, marks, badges, rule ids) no word does.
 LONGEST_UNBROKEN = 40
+TOKEN_LIKE = re.compile(r"[\w.:@()\[\],;+*=!?-]+")
+
+
+def must_not_break(word: dict) -> bool:
+    return "token" in word["cell"] or not word["cell"].startswith("td.free") or (
+        word["length"] <= LONGEST_UNBROKEN and TOKEN_LIKE.fullmatch(word["word"]) is not None)
 
 
 @pytest.mark.parametrize("width", [1024, 1400])
@@ -301,10 +309,10 @@ def test_no_cell_breaks_a_word(report, browser, width):
     browser.execute_script("document.querySelectorAll('details').forEach(function (d) { d.open = true; })")
     measured = browser.execute_script(WORD_LINES)
     assert measured["cells"] > 4 * len(data["endpoints"]) and measured["words"] > 2000
-    broken = [b for b in measured["broken"] if b["length"] <= LONGEST_UNBROKEN or "token" in b["cell"]]
-    assert broken == [], broken[:10]
-    print(f"{width} px: {measured['words']} words in {measured['cells']} cells, none broken; "
-          f"{len(measured['broken'])} server-chosen words longer than {LONGEST_UNBROKEN} characters wrap")
+    broken = [b for b in measured["broken"] if must_not_break(b)]
+    assert broken == [], [(b["word"], b["cell"], b["width"]) for b in broken[:10]]
+    print(f"{width} px: {measured['words']} words in {measured['cells']} cells, none broken inside but "
+          f"{len(measured['broken'])} words of server text: {sorted({b['word'][:30] for b in measured['broken']})}")
 
 
 def label_of(kind: str | None) -> str:
@@ -390,7 +398,8 @@ def test_legend_marks_are_the_cells_marks_and_a_violation_reads_as_one(report, b
 
 
 def expected_advice(data: dict) -> dict[str, str]:
-    """Per advice group, the highest severity among the findings on its open endpoints."""
+    """Per advice group with an open endpoint, the highest severity among the findings on its open endpoints
+    ("none" without any)."""
     from netaudit.core import registry
     from netaudit.core.model import severity_rank
 
@@ -399,10 +408,10 @@ def expected_advice(data: dict) -> dict[str, str]:
         found.setdefault((f["host"], f["port"]), []).append(f["severity"])
     out = {}
     for group in registry.advice_groups():
-        severities = [s for e in data["endpoints"] if e["kind"] in group.kinds and e["state"] == "open"
-                      for s in found.get((e["host"], e["port"]), [])]
-        if severities:
-            out[group.name] = max(severities, key=severity_rank)
+        exposed = [e for e in data["endpoints"] if e["kind"] in group.kinds and e["state"] == "open"]
+        severities = [s for e in exposed for s in found.get((e["host"], e["port"]), [])]
+        if exposed:
+            out[group.name] = max(severities, key=severity_rank) if severities else "none"
     return out
 
 
@@ -412,7 +421,8 @@ def advice_shown(driver) -> list[tuple[str, str]]:
     articles = driver.find_elements(By.CSS_SELECTOR, "#advice article.advice")
     shown = [(a.get_attribute("data-group"), a.get_attribute("data-severity")) for a in articles]
     for article, (_, severity) in zip(articles, shown):
-        assert article.find_element(By.CSS_SELECTOR, "h3 .badge").text.lower() == severity
+        badges = [b.text.lower() for b in article.find_elements(By.CSS_SELECTOR, "h3 .badge")]
+        assert badges == ([] if severity == "none" else [severity])
     return shown
 
 
@@ -420,7 +430,7 @@ def assert_most_severe_first(shown: list[tuple[str, str]], expected: dict[str, s
     from netaudit.core.model import severity_rank
 
     assert shown and all(expected[group] == severity for group, severity in shown)
-    ranks = [severity_rank(severity) for _, severity in shown]
+    ranks = [severity_rank(severity) if severity != "none" else -1 for _, severity in shown]
     assert ranks == sorted(ranks, reverse=True)
     groups = [group for group, _ in shown]
     assert groups == sorted(groups, key=groups.index) and set(groups) == set(expected)  # each group's snippets together
@@ -435,9 +445,9 @@ def test_advice_comes_most_severe_first(report, browser):
 
 
 def test_advice_for_a_cluster_behind_mtls_comes_after_an_open_model_server(lab, tmp_path, browser):
-    """With the lab's client certificate the TF server behind nginx's mTLS is reached and named, and carries
-    no critical finding; the TF Serving gRPC port next to it lets anyone reload models (critical). The
-    serving advice must lead, though the registry lists the cluster's group first."""
+    """With the lab's client certificate the TF server behind nginx's mTLS is reached and named, and has no
+    finding; the TF Serving gRPC port next to it lets anyone reload models (critical). The serving advice
+    must lead, though the registry lists the cluster's group first."""
     behind = next(e for e in lab.endpoints if e.facts.get("variant") == "nginx-mtls")
     serving = next(e for e in lab.endpoints if e.kind == "modelserver-grpc" and not e.facts.get("variant", "").endswith("tls"))
     proc = run_cli("scan", behind.target, serving.target, "--vantage", "lab", "--timeout", "5", "--no-history",
@@ -450,7 +460,7 @@ def test_advice_for_a_cluster_behind_mtls_comes_after_an_open_model_server(lab, 
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "report.json").read_text())
     expected = expected_advice(data)
-    assert expected["tf-serving"] == "critical" and expected["tf-cluster"] not in ("critical", None), expected
+    assert expected == {"tf-serving": "critical", "tf-cluster": "none"}, expected
     proc = run_cli("report", str(tmp_path / "scan.json"), "--no-history", "--format", "html", "-o",
                    str(tmp_path / "report.html"))
     assert proc.returncode == 0, proc.stderr
@@ -485,20 +495,21 @@ def test_every_finding_says_why_its_evidence_proves_it_as_the_text_output_does(r
 
 
 SCREENSHOT = TREE / "docs" / "report-screenshot.png"
+SCREENSHOT_FINDINGS = 16  # rows of the findings table below the matrix
 
 
 def test_readme_screenshot_of_the_matrix_and_findings(report, browser):
-    """docs/report-screenshot.png, which the README shows: the reachability matrix and the findings, from the
-    lab report, at 1400 px."""
+    """docs/report-screenshot.png, which the README shows: the reachability matrix and the first rows of the
+    findings table below it, from the lab report, at 1400 px."""
     from selenium.webdriver.common.by import By
 
     folder, _ = report
     browser.set_window_size(1400, 1000)
     browser.get((folder / "clean.html").as_uri())
     top = browser.find_element(By.ID, "matrix").rect["y"]
-    cards = browser.find_elements(By.CSS_SELECTOR, "article.card")
-    bottom = cards[1].rect["y"] + cards[1].rect["height"] if len(cards) > 1 else \
-        browser.find_element(By.ID, "findings").rect["y"] + 1600
+    rows = browser.find_elements(By.CSS_SELECTOR, "#all-findings tbody tr")[:SCREENSHOT_FINDINGS]
+    assert rows
+    bottom = rows[-1].rect["y"] + rows[-1].rect["height"]
     shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": top - 8, "width": 1400, "height": bottom - top + 16, "scale": 1}})
