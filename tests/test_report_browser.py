@@ -473,7 +473,7 @@ def test_advice_for_a_cluster_behind_mtls_comes_after_an_open_model_server(lab, 
 def test_every_finding_says_why_its_evidence_proves_it_as_the_text_output_does(report, browser):
     from selenium.webdriver.common.by import By
 
-    from netaudit.assess.rules import why
+    from netaudit.outputs.render import why
 
     folder, data = report
     text = (folder / "report.text").read_text(encoding="utf-8").splitlines()

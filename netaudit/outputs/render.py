@@ -6,6 +6,7 @@ character as an escape (netaudit/core/textsafe.py), so no server can write to th
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from collections import Counter
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from netaudit.assess.rules import why
+from netaudit.assess import rules
 from netaudit.core import registry
 from netaudit.outputs.advice import build_advice
 from netaudit.core.bounds import more
@@ -166,6 +167,18 @@ def matrix(data: dict[str, Any]) -> tuple[list[str], list[tuple[dict[str, Any], 
 
 # The label of a finding's why-line, the same in the text output and the HTML cards.
 WHY_LABEL = "Why this proves it"
+
+
+@functools.cache
+def why(rule_id: str) -> str | None:
+    """The why-line its rule declares for a finding, from whichever rule file declares the rule: the families'
+    and the policy's (assess/rules.py), the k8s identity check's and the NetworkPolicy rules'. None for a rule
+    this netaudit does not know (a result written by another release)."""
+    from netaudit.assess.k8s_identity import mismatch_rule
+    from netaudit.policy.k8s_policy import intent_rules
+
+    base = rule_id.split("@", 1)[0]
+    return rules.why(base) or next((r.why for r in (mismatch_rule(), *intent_rules()) if r.id == base), None)
 
 
 def plural(count: int, noun: str) -> str:
