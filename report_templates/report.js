@@ -42,6 +42,9 @@
   var timer = null;
   selects.forEach(function (s) { s.addEventListener("change", apply); });
   search.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(apply, 120); });
+  search.addEventListener("keydown", function (event) {
+    if (event.key === "Enter") { clearTimeout(timer); apply(); }
+  });
   document.getElementById("filter-reset").addEventListener("click", function () {
     selects.forEach(function (s) { s.value = ""; });
     search.value = "";
@@ -66,7 +69,8 @@
   }
   window.addEventListener("hashchange", reveal);
 
-  // Every table sorts by any column: a click on its heading, again for the other direction.
+  // Every table sorts by any column: a click on its heading, again for the other direction. The heading's
+  // text goes into a button, so Tab reaches it and Enter or Space sorts, and a screen reader says what it does.
   function key(cell) {
     return cell ? (cell.getAttribute("data-sort") || cell.textContent.trim()) : "";
   }
@@ -74,7 +78,10 @@
     var head = table.tHead, body = table.tBodies[0];
     if (!head || !body) { return; }
     Array.prototype.forEach.call(head.rows[0].cells, function (th, column) {
-      th.tabIndex = 0;
+      var button = document.createElement("button");
+      button.type = "button";
+      while (th.firstChild) { button.appendChild(th.firstChild); }
+      th.appendChild(button);
       th.classList.add("sortable");
       th.setAttribute("aria-sort", "none");
       function sort() {
@@ -87,8 +94,7 @@
         rows.forEach(function (pair) { fragment.appendChild(pair[1]); });
         body.appendChild(fragment);
       }
-      th.addEventListener("click", sort);
-      th.addEventListener("keydown", function (event) { if (event.key === "Enter") { sort(); } });
+      button.addEventListener("click", sort);
     });
   });
 

@@ -109,6 +109,8 @@ def test_every_family_is_complete():
     ('[familly]\nname = "x"\n', "unknown key 'familly'"),
     ('[family]\nname = "x"\ntitle = "X"\n[[kind]]\nname = "x"\nlabel = "X"\nsole_grpc_service = "yes"\n',
      "sole_grpc_service must be true or false"),
+    ('[family]\nname = "x"\ntitle = "X"\n[[rule]]\nid = "x-open"\ntitle = "open"\n', "rule 'x-open': missing 'why'"),
+    ('[family]\nname = "x"\ntitle = "X"\n[[rule]]\nid = "x-open"\nwhy = """a\nb"""\n', "must be one line"),
 ])
 def test_a_broken_family_declaration_is_a_clear_error(text, message):
     with pytest.raises(RegistryError) as err:

@@ -2,7 +2,10 @@
 chromium-driver. A report merged from two real scans of the lab (from vantage "loopback": everything; from
 "edge": the TF servers only), with hostile strings in place of what the servers said. Filters, search and
 sorting are asserted on the rows a user sees; links reveal their target; the hostile strings stay text;
-without JavaScript the whole report still reads."""
+without JavaScript the whole report still reads. What a reviewer reads is measured in the page: the banner
+names exactly what it counts, no word breaks inside (each word's rendered line boxes), the legend's marks are
+the cells' marks, advice comes most severe first, and every finding says why its evidence proves it, in the
+same words as the text output. The README's screenshot is taken here."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import TREE, run_cli
 from test_html_report import poison
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "\"'><script>alert(2)</script>", "</script><svg onload=alert(3)>"]
@@ -44,10 +47,15 @@ def report(lab, lab_scan, tmp_path_factory):
                    "--format", "json", "-o", str(out / "edge.json"), timeout=300)
     assert edge.returncode == 0, edge.stderr
     (out / "policy.toml").write_text(POLICY)
-    for fmt in ("html", "json"):
+    for fmt in ("html", "json", "text"):
         proc = run_cli("report", str(out / "loopback.json"), str(out / "edge.json"), "--policy", str(out / "policy.toml"),
                        "--no-history", "--format", fmt, "-o", str(out / f"report.{fmt}"))
         assert proc.returncode == 0, proc.stderr
+    # The same report from what the servers really said, for the README's screenshot and the axe-core check.
+    (out / "clean.json").write_text(json.dumps(lab_scan.to_dict()))
+    proc = run_cli("report", str(out / "clean.json"), str(out / "edge.json"), "--policy", str(out / "policy.toml"),
+                   "--no-history", "--format", "html", "-o", str(out / "clean.html"))
+    assert proc.returncode == 0, proc.stderr
     return out, json.loads((out / "report.json").read_text())
 
 
@@ -230,3 +238,283 @@ def test_csp_allows_only_the_inline_script_by_hash(report):
     digest = base64.b64encode(hashlib.sha256(scripts[0][1].encode()).digest()).decode()
     assert csp == f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{digest}'"
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document.write|eval|http", scripts[0][1])
+
+
+# Each whitespace-separated word of each visible cell (td, th, badge, banner, legend entry), taken as a DOM
+# Range across the cell's text nodes (a <br> or a block inside the cell separates words, as a space does):
+# the word is broken when its line boxes lie on more than one line.
+WORD_LINES = r"""
+var out = {broken: [], words: 0, cells: 0};
+var cells = document.querySelectorAll("td, th, .badge, .verdict, .legend li");
+for (var i = 0; i < cells.length; i++) {
+  var cell = cells[i];
+  if (!cell.getClientRects().length) { continue; }
+  out.cells++;
+  var pieces = [], text = "";
+  var walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT);
+  for (var node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.nodeType === Node.ELEMENT_NODE) {
+      if (node.tagName === "BR" || getComputedStyle(node).display !== "inline") { text += "\n"; }
+      continue;
+    }
+    pieces.push([node, text.length]);
+    text += node.nodeValue;
+  }
+  var at = function (offset) {
+    for (var k = pieces.length - 1; k >= 0; k--) {
+      if (pieces[k][1] <= offset) { return [pieces[k][0], offset - pieces[k][1]]; }
+    }
+  };
+  var words = /\S+/g, m;
+  while ((m = words.exec(text))) {
+    var start = at(m.index), end = at(m.index + m[0].length - 1);
+    var range = document.createRange();
+    range.setStart(start[0], start[1]);
+    range.setEnd(end[0], end[1] + 1);
+    var lines = [];
+    Array.prototype.forEach.call(range.getClientRects(), function (r) {
+      var middle = r.top + r.height / 2;
+      if (r.width > 0 && r.height > 0 && !lines.some(function (y) { return Math.abs(y - middle) < r.height / 2; })) {
+        lines.push(middle);
+      }
+    });
+    out.words++;
+    if (lines.length > 1) {
+      out.broken.push({word: m[0].slice(0, 80), length: m[0].length, lines: lines.length,
+                       cell: cell.tagName.toLowerCase() + "." + cell.className, width: cell.clientWidth});
+    }
+  }
+}
+return out;
+"""
+# In free text (what a server chose: model names, banners, hostile markup) a word may be wider than any column,
+# and the line-breaking rules of Unicode (UAX #14) let it wrap after a '/' or before a '<': such words may wrap.
+# A word that is made of a netaudit token's characters and is no wider than LONGEST_UNBROKEN never does; in a
+# column of netaudit's own tokens (addresses, kinds, states, marks, badges, rule ids) no word does.
+LONGEST_UNBROKEN = 40
+TOKEN_LIKE = re.compile(r"[\w.:@()\[\],;+*=!?-]+")
+
+
+def must_not_break(word: dict) -> bool:
+    return "token" in word["cell"] or not word["cell"].startswith("td.free") or (
+        word["length"] <= LONGEST_UNBROKEN and TOKEN_LIKE.fullmatch(word["word"]) is not None)
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_no_cell_breaks_a_word(report, browser, width):
+    folder, data = report
+    browser.set_window_size(width, 1000)
+    browser.get((folder / "report.html").as_uri())
+    assert width - 20 <= browser.execute_script("return window.innerWidth") <= width
+    browser.execute_script("document.querySelectorAll('details').forEach(function (d) { d.open = true; })")
+    measured = browser.execute_script(WORD_LINES)
+    assert measured["cells"] > 4 * len(data["endpoints"]) and measured["words"] > 2000
+    broken = [b for b in measured["broken"] if must_not_break(b)]
+    assert broken == [], [(b["word"], b["cell"], b["width"]) for b in broken[:10]]
+    print(f"{width} px: {measured['words']} words in {measured['cells']} cells, none broken inside but "
+          f"{len(measured['broken'])} words of server text: {sorted({b['word'][:30] for b in measured['broken']})}")
+
+
+def label_of(kind: str | None) -> str:
+    from netaudit.core import registry
+
+    declared = registry.kind(kind)
+    return declared.label if declared else kind or "unidentified"
+
+
+def banner_groups(driver) -> tuple[str, list[tuple[str, int, list[str]]]]:
+    """The banner's text and, per kind it names: the label, the count it says and the addresses it lists,
+    each group's wording checked for number ("1 … endpoint", "2 … endpoints")."""
+    from selenium.webdriver.common.by import By
+
+    banner = driver.find_element(By.CSS_SELECTOR, "#summary .verdict")
+    groups = []
+    for group in banner.find_elements(By.CSS_SELECTOR, ".exposed"):
+        count, label, noun = re.match(r"(\d+) (.+?) (endpoints?) \(", group.text).groups()
+        assert noun == ("endpoint" if count == "1" else "endpoints"), group.text
+        groups.append((label, int(count), [code.text for code in group.find_elements(By.TAG_NAME, "code")]))
+    return banner.text, groups
+
+
+def test_banner_names_exactly_the_endpoints_of_the_findings_it_counts(report, browser):
+    folder, data = report
+    browser.get((folder / "report.html").as_uri())
+    text, groups = banner_groups(browser)
+    critical = [f for f in data["findings"] if f["severity"] == "critical"]
+    on = {f"{f['host']}:{f['port']}" for f in critical}
+    kinds = {f"{e['host']}:{e['port']}": e["kind"] for e in data["endpoints"]}
+    found, endpoints, vantages = map(int, re.match(r"(\d+) critical findings? on (\d+) endpoints?, across (\d+) "
+                                                   r"vantages?:", text).groups())
+    assert (found, endpoints, vantages) == (len(critical), len(on), len(data["scans"]))
+    listed = [address for _, _, addresses in groups for address in addresses]
+    assert sorted(listed) == sorted(on)  # every endpoint of a critical finding, once, and no other
+    for label, count, addresses in groups:
+        assert count == len(addresses) and {label_of(kinds[a]) for a in addresses} == {label}
+    assert len(groups) < len({kinds[a] for a in kinds if kinds[a] != "unknown"})  # not every exposed kind
+
+
+def test_banner_for_one_endpoint_says_so_in_the_singular(report, browser, tmp_path):
+    """The issue's case: both critical findings on one tf.distribute.Server. A scan that holds one TF server
+    of the lab's loopback scan (and a TF Serving REST endpoint, with findings none of them critical)."""
+    folder, data = report
+    scan = json.loads((folder / "clean.json").read_text())
+    tf = next(e for e in scan["endpoints"] if e["kind"] == "tf-server" and e["transport"] == "plaintext")
+    rest = next(e for e in scan["endpoints"] if e["kind"] == "modelserver-rest")
+    keep = {(tf["host"], tf["port"]), (rest["host"], rest["port"])}
+    scan["endpoints"] = [e for e in scan["endpoints"] if (e["host"], e["port"]) in keep]
+    scan["findings"] = [f for f in scan["findings"] if (f["host"], f["port"]) in keep]
+    (tmp_path / "one.json").write_text(json.dumps(scan))
+    proc = run_cli("report", str(tmp_path / "one.json"), "--policy", str(folder / "policy.toml"), "--no-history",
+                   "--format", "html", "-o", str(tmp_path / "one.html"))
+    assert proc.returncode == 0, proc.stderr
+    browser.get((tmp_path / "one.html").as_uri())
+    text, groups = banner_groups(browser)
+    address = f"{tf['host']}:{tf['port']}"
+    assert text.startswith("2 critical findings on 1 endpoint, across 1 vantage: 1 tf.distribute.Server endpoint "
+                           f"({address})"), text
+    assert groups == [("tf.distribute.Server", 1, [address])]
+
+
+def test_legend_marks_are_the_cells_marks_and_a_violation_reads_as_one(report, browser):
+    from collections import Counter
+
+    from selenium.webdriver.common.by import By
+
+    folder, data = report
+    browser.get((folder / "report.html").as_uri())
+    legend = {li.get_attribute("data-verdict"): li.find_element(By.CSS_SELECTOR, ".mark").text
+              for li in browser.find_elements(By.CSS_SELECTOR, "#matrix .legend li")}
+    cells = [(c.get_attribute("data-verdict"), c.text.split("\n")[0].split(" ")[0])
+             for c in browser.find_elements(By.CSS_SELECTOR, "table.matrix td.cell")]
+    assert Counter(v for v, _ in cells) == Counter(r["verdict"] for r in data["reachability"])
+    assert set(legend) == {v for v, _ in cells}  # every legend entry is in a cell, every cell's verdict in the legend
+    assert all(word == legend[verdict] for verdict, word in cells)  # with the same word
+    assert len(set(legend.values())) == len(legend)
+    # Without colour: a violating cell's word is none of the others', and it is there in the demo.
+    violating = {word for verdict, word in cells if verdict == "open-not-allowed"}
+    others = {word for verdict, word in cells if verdict != "open-not-allowed"}
+    assert violating and "open-allowed" in legend and not violating & others
+    print("legend:", legend)
+
+
+def expected_advice(data: dict) -> dict[str, str]:
+    """Per advice group with an open endpoint, the highest severity among the findings on its open endpoints
+    ("none" without any)."""
+    from netaudit.core import registry
+    from netaudit.core.model import severity_rank
+
+    found: dict[tuple[str, int], list[str]] = {}
+    for f in data["findings"]:
+        found.setdefault((f["host"], f["port"]), []).append(f["severity"])
+    out = {}
+    for group in registry.advice_groups():
+        exposed = [e for e in data["endpoints"] if e["kind"] in group.kinds and e["state"] == "open"]
+        severities = [s for e in exposed for s in found.get((e["host"], e["port"]), [])]
+        if exposed:
+            out[group.name] = max(severities, key=severity_rank) if severities else "none"
+    return out
+
+
+def advice_shown(driver) -> list[tuple[str, str]]:
+    from selenium.webdriver.common.by import By
+
+    articles = driver.find_elements(By.CSS_SELECTOR, "#advice article.advice")
+    shown = [(a.get_attribute("data-group"), a.get_attribute("data-severity")) for a in articles]
+    for article, (_, severity) in zip(articles, shown):
+        badges = [b.text.lower() for b in article.find_elements(By.CSS_SELECTOR, "h3 .badge")]
+        assert badges == ([] if severity == "none" else [severity])
+    return shown
+
+
+def assert_most_severe_first(shown: list[tuple[str, str]], expected: dict[str, str]) -> None:
+    from netaudit.core.model import severity_rank
+
+    assert shown and all(expected[group] == severity for group, severity in shown)
+    ranks = [severity_rank(severity) if severity != "none" else -1 for _, severity in shown]
+    assert ranks == sorted(ranks, reverse=True)
+    groups = [group for group, _ in shown]
+    assert groups == sorted(groups, key=groups.index) and set(groups) == set(expected)  # each group's snippets together
+
+
+def test_advice_comes_most_severe_first(report, browser):
+    folder, data = report
+    browser.get((folder / "report.html").as_uri())
+    shown = advice_shown(browser)
+    assert_most_severe_first(shown, expected_advice(data))
+    assert shown[0] == ("tf-cluster", "critical")  # the TF cluster carries the critical findings: its advice leads
+
+
+def test_advice_for_a_cluster_behind_mtls_comes_after_an_open_model_server(lab, tmp_path, browser):
+    """With the lab's client certificate the TF server behind nginx's mTLS is reached and named, and has no
+    finding; the TF Serving gRPC port next to it lets anyone reload models (critical). The serving advice
+    must lead, though the registry lists the cluster's group first."""
+    behind = next(e for e in lab.endpoints if e.facts.get("variant") == "nginx-mtls")
+    serving = next(e for e in lab.endpoints if e.kind == "modelserver-grpc" and not e.facts.get("variant", "").endswith("tls"))
+    proc = run_cli("scan", behind.target, serving.target, "--vantage", "lab", "--timeout", "5", "--no-history",
+                   "--ca-bundle", behind.facts["ca"], "--client-cert", behind.facts["client_cert"],
+                   "--client-key", behind.facts["client_key"], "--format", "json", "-o", str(tmp_path / "scan.json"),
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("report", str(tmp_path / "scan.json"), "--no-history", "--format", "json", "-o",
+                   str(tmp_path / "report.json"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "report.json").read_text())
+    expected = expected_advice(data)
+    assert expected == {"tf-serving": "critical", "tf-cluster": "none"}, expected
+    proc = run_cli("report", str(tmp_path / "scan.json"), "--no-history", "--format", "html", "-o",
+                   str(tmp_path / "report.html"))
+    assert proc.returncode == 0, proc.stderr
+    browser.get((tmp_path / "report.html").as_uri())
+    shown = advice_shown(browser)
+    assert_most_severe_first(shown, expected)
+    assert shown[0][0] == "tf-serving"
+
+
+def test_every_finding_says_why_its_evidence_proves_it_as_the_text_output_does(report, browser):
+    from selenium.webdriver.common.by import By
+
+    from netaudit.outputs.render import why
+
+    folder, data = report
+    text = (folder / "report.text").read_text(encoding="utf-8").splitlines()
+    browser.get((folder / "report.html").as_uri())
+    findings = {f["id"]: f for f in data["findings"]}
+    cards = browser.find_elements(By.CSS_SELECTOR, "article.card")
+    assert len(cards) == len(findings)
+    for card in cards:
+        f = findings[card.get_attribute("id").removeprefix("finding-")]
+        declared = why(f["rule"])
+        assert declared, f["rule"]
+        line = f"Why this proves it: {declared}"
+        assert card.find_element(By.CSS_SELECTOR, ".why").text == line
+        assert card.find_element(By.TAG_NAME, "h3").text.endswith(f["title"])
+        where = text.index(next(t for t in text if t.endswith(f"{f['title']}  [{f['rule']}]")))
+        assert text[where + 1].strip() == line  # the title and its why-line, worded once, in both outputs
+    profiler = why("tf-profiler-exposed")
+    assert "UNIMPLEMENTED 'unimplemented.'" in profiler and "UNAUTHENTICATED" in profiler
+
+
+SCREENSHOT = TREE / "docs" / "report-screenshot.png"
+SCREENSHOT_FINDINGS = 16  # rows of the findings table below the matrix
+
+
+def test_readme_screenshot_of_the_matrix_and_findings(report, browser):
+    """docs/report-screenshot.png, which the README shows: the reachability matrix and the first rows of the
+    findings table below it, from the lab report, at 1400 px."""
+    from selenium.webdriver.common.by import By
+
+    folder, _ = report
+    browser.set_window_size(1400, 1000)
+    browser.get((folder / "clean.html").as_uri())
+    top = browser.find_element(By.ID, "matrix").rect["y"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#all-findings tbody tr")[:SCREENSHOT_FINDINGS]
+    assert rows
+    bottom = rows[-1].rect["y"] + rows[-1].rect["height"]
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": top - 8, "width": 1400, "height": bottom - top + 16, "scale": 1}})
+    png = base64.b64decode(shot["data"])
+    assert png.startswith(b"\x89PNG") and len(png) > 50_000
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.write_bytes(png)
+    print(f"wrote {SCREENSHOT} ({len(png)} bytes, {bottom - top:.0f} px tall)")

@@ -95,7 +95,8 @@ def test_policy_rules_load_in_the_same_format():
         "policy-transport-requirement": {"policy": "requirement-unmet"}}
 
 
-GOOD = {"id": "x-rule", "severity": "high", "when": {"kind": "tf-server"}, "title": "t", "remediation": "r"}
+GOOD = {"id": "x-rule", "severity": "high", "when": {"kind": "tf-server"}, "title": "t", "why": "w",
+        "remediation": "r"}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -109,6 +110,8 @@ GOOD = {"id": "x-rule", "severity": "high", "when": {"kind": "tf-server"}, "titl
     ({"when": {"authenticated": "no"}}, "expected true or false"),
     ({"when": {"models": "x"}}, "a table fact takes"),
     ({"when": {"policy": "not-allowed"}}, "when.policy is for policy rules"),
+    ({"why": None}, "missing 'why'"),
+    ({"why": "two\nlines"}, "'why' must be one line"),
 ])
 def test_a_broken_rule_is_a_clear_error_naming_it(change, message):
     rule = {**copy.deepcopy(GOOD), **change}

@@ -18,9 +18,9 @@ from importlib import resources
 from typing import Any
 
 from netaudit.core.model import SEVERITIES, Endpoint, Finding
-from netaudit.core.registry import RegistryError
+from netaudit.core.registry import RegistryError, check_why
 
-RULE_KEYS = {"id", "severity", "title", "remediation", "references", "compliance"}
+RULE_KEYS = {"id", "severity", "title", "why", "remediation", "references", "compliance"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class MismatchRule:
     remediation: str
     references: tuple[str, ...]
     compliance: dict[str, list[str]]
+    why: str
 
 
 @cache
@@ -42,8 +43,9 @@ def mismatch_rule() -> MismatchRule:
         raise RegistryError(f"{where}: one [[rule]] with id, severity (one of {', '.join(SEVERITIES)}), title and "
                             f"remediation, and only {', '.join(sorted(RULE_KEYS))}")
     rule = rules[0]
+    check_why(rule, where)
     return MismatchRule(rule["id"], rule["severity"], rule["title"], rule["remediation"],
-                        tuple(rule.get("references", ())), rule.get("compliance", {}))
+                        tuple(rule.get("references", ())), rule.get("compliance", {}), rule["why"])
 
 
 def _claims(k8s: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -22,10 +22,10 @@ from typing import Any
 
 from netaudit.core import registry
 from netaudit.core.model import SEVERITIES, Endpoint, Finding
-from netaudit.core.registry import ENDPOINT_FIELDS, RegistryError, check_cvss
+from netaudit.core.registry import ENDPOINT_FIELDS, RegistryError, check_cvss, check_why
 from netaudit.assess.scoring import scores
 
-RULE_KEYS = {"id", "severity", "when", "title", "remediation", "references", "compliance", "cvss", "scope",
+RULE_KEYS = {"id", "severity", "when", "title", "why", "remediation", "references", "compliance", "cvss", "scope",
              "evidence_from", "evidence_line"}
 POLICY_VERDICTS = ("not-allowed", "requirement-unmet")
 FROM_KIND = "from-kind"
@@ -45,6 +45,7 @@ class Rule:
     evidence_from: str | None = None  # a dotted path to a list of dicts in details, one evidence line each
     evidence_line: str = ""
     source: str = ""
+    why: str = ""  # one line: why the evidence proves the title (the text and HTML outputs print it)
 
     def matches(self, ep: Endpoint) -> bool:
         declared = registry.kind(ep.kind)
@@ -126,6 +127,7 @@ def _rule(data: dict[str, Any], source: str) -> Rule:
     for key in ("id", "severity", "title", "remediation"):
         if not isinstance(data.get(key), str):
             raise RegistryError(f"rule {rule_id!r} ({source}): {key!r} is missing or not a string")
+    check_why(data, f"({source})")
     scope = data.get("scope", "endpoint")
     if scope not in ("endpoint", "policy"):
         raise RegistryError(f"rule {rule_id!r}: scope {scope!r} is not endpoint or policy")
@@ -160,7 +162,7 @@ def _rule(data: dict[str, Any], source: str) -> Rule:
                                 f"({', '.join(sorted(ENDPOINT_FIELDS))}) nor a fact a family declares")
     return Rule(data["id"], severity, when, data["title"], data["remediation"], tuple(data.get("references", ())),
                 data.get("compliance", {}), cvss, scope, data.get("evidence_from"), data.get("evidence_line", ""),
-                source)
+                source, data["why"])
 
 
 def parse_rules(entries: list[dict[str, Any]], source: str) -> tuple[Rule, ...]:
@@ -179,6 +181,14 @@ def load_rules() -> tuple[Rule, ...]:
             raise RegistryError(f"rule id {rule.id!r} is used twice")
         seen.add(rule.id)
     return tuple(rules)
+
+
+def why(rule_id: str) -> str | None:
+    """The declared why-line of the rule a finding names; a policy finding's rule id carries its segment
+    (policy-unexpected-reachability@corp). None for a rule this netaudit does not know (a result written by
+    another release)."""
+    base = rule_id.split("@", 1)[0]
+    return next((r.why for r in load_rules() if r.id == base), None)
 
 
 def policy_rule(verdict: str) -> Rule:

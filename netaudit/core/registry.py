@@ -176,6 +176,22 @@ def _facts(table: dict[str, Any], where: str) -> dict[str, Any]:
     return dict(table)
 
 
+# A finding's "why this proves it" line: one line, short enough to read beside the evidence it explains.
+WHY_LIMIT = 400
+
+
+def check_why(rule: Any, where: str) -> None:
+    """Every rule says, in one line, why its evidence proves its title; the text and HTML outputs print it
+    under the finding, so a rule without one is a declaration error, not a finding without an explanation."""
+    rule_id = rule.get("id", "?") if isinstance(rule, dict) else "?"
+    why = rule.get("why") if isinstance(rule, dict) else None
+    if not isinstance(why, str) or not why.strip():
+        raise RegistryError(f"{where} rule {rule_id!r}: missing 'why', the one line that says why its evidence "
+                            "proves its title")
+    if "\n" in why or len(why) > WHY_LIMIT:
+        raise RegistryError(f"{where} rule {rule_id!r}: 'why' must be one line of at most {WHY_LIMIT} characters")
+
+
 def _family(text: str, source: str, package: str) -> Family:
     data = tomllib.loads(text)
     _check_keys(data, {"family", "kind", "probe", "facts", "rule", "safety", "advice"}, source)
@@ -196,6 +212,9 @@ def _family(text: str, source: str, package: str) -> Family:
                                                                      "peer_label")),
                         _strings(table.get("platforms", []), f"{where} platforms"),
                         _strings(table.get("kinds", [k.name for k in kinds if k.sensitive]), f"{where} kinds"))
+    rules = data.get("rule", [])
+    for index, rule in enumerate(rules if isinstance(rules, list) else [rules], 1):
+        check_why(rule, f"{source} [[rule]] #{index}")
     return Family(name, _require(head, "title", str, f"{source} [family]"), kinds, probes,
                   _facts(data.get("facts", {}), source), tuple(data.get("rule", [])),
                   frozenset(_strings(safety.get("do_not_call", []), f"{source} do_not_call")),

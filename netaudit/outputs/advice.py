@@ -11,7 +11,9 @@ from importlib import resources
 from typing import Any
 
 from netaudit.core import registry
+from netaudit.core.model import severity_rank
 from netaudit.core.registry import Advice
+from netaudit.results.spool import briefs
 
 PLACEHOLDER = "TRUSTED_CIDR"
 
@@ -29,6 +31,8 @@ class Group:
     allowed: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
     grpc_port: int = 8500
+    severity: str = "none"  # the highest severity among the findings on the group's endpoints
+    at_severity: int = 0  # how many findings have it
 
     def __getattr__(self, name: str):
         return getattr(self.spec, name)
@@ -43,7 +47,12 @@ class Group:
 
 
 def _groups(data: dict[str, Any]) -> list[Group]:
+    """The groups with an open endpoint, the one that fixes the most severe findings first (then the one
+    that fixes more of them): a reader who applies the first snippet closes the worst exposure."""
     policy = data.get("policy") or {}
+    findings: dict[tuple[str, int], list[str]] = {}
+    for f in briefs(data["findings"]):
+        findings.setdefault((f["host"], f["port"]), []).append(f["severity"])
     segments = policy.get("segments", {})
     specs = registry.advice_groups()
     exposed: list[list[tuple[str, int, str]]] = [[] for _ in specs]  # (host, port, kind): one pass, few fields
@@ -65,8 +74,12 @@ def _groups(data: dict[str, Any]) -> list[Group]:
         reached = {r["segment"] for r in data.get("reachability", []) if r["state"] == "open" and r["segment"]
                    and r["kind"] in spec.kinds}
         group.denied = sorted({c for s in reached - allowed_segments for c in segments.get(s, {}).get("cidrs", ())})
+        severities = [s for host, port, _ in found for s in findings.get((host, port), ())]
+        if severities:
+            group.severity = max(severities, key=severity_rank)
+            group.at_severity = severities.count(group.severity)
         groups.append(group)
-    return groups
+    return sorted(groups, key=lambda g: (-severity_rank(g.severity) if g.at_severity else 1, -g.at_severity))
 
 
 def build_advice(data: dict[str, Any]) -> list[dict[str, str]]:
@@ -78,7 +91,7 @@ def build_advice(data: dict[str, Any]) -> list[dict[str, str]]:
     advice = []
     for group in _groups(data):
         for platform in group.platforms:
-            advice.append({"group": group.name, "label": group.label, "platform": platform,
+            advice.append({"group": group.name, "label": group.label, "platform": platform, "severity": group.severity,
                            "title": f"{PLATFORM_TITLES[platform]} for {group.label} ({group.ports_text})",
                            "snippet": env.get_template(f"{platform}.j2").render(g=group)})
     return advice

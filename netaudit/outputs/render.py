@@ -7,6 +7,7 @@ character as an escape (netaudit/core/textsafe.py), so no server can write to th
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from collections import Counter
@@ -14,11 +15,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netaudit.assess import rules
 from netaudit.core import registry
 from netaudit.outputs.advice import build_advice
 from netaudit.core.caps import more
 from netaudit.policy.reachability import VERDICTS
-from netaudit.core.model import SEVERITIES, severity_rank, vantage_name
+from netaudit.core.model import SEVERITIES, endpoint_order, severity_rank, vantage_name
 from netaudit.core.textsafe import terminal_lines, terminal_safe
 from netaudit.outputs.json_pieces import iter_json
 from netaudit.results.spool import briefs, sorted_items
@@ -145,7 +147,9 @@ def _endpoint_and_finding_lines(data: dict[str, Any]) -> list[str]:
                                                                not f["accepted"]["expired"] else "")
         lines.append(f"  {f['severity'].upper():8}  {marks}{f['title']}  [{f['rule']}]")
         if index < CARD_LIMIT:  # the evidence of the most severe, as the HTML report's cards
-            lines += [f"            {line}" for line in f.get("evidence", ())]  # history keeps none
+            if f.get("evidence") and (proof := why(f["rule"])):  # history keeps no evidence
+                lines.append(f"            {WHY_LABEL}: {proof}")
+            lines += [f"            {line}" for line in f.get("evidence", ())]
     return lines
 
 
@@ -160,6 +164,22 @@ def matrix(data: dict[str, Any]) -> tuple[list[str], list[tuple[dict[str, Any], 
     vantages = list(dict.fromkeys(r["vantage"] for r in data["reachability"]))
     cells = {(r["vantage"], r["host"], r["port"]): r for r in data["reachability"]}
     return vantages, [(ep, [cells[(v, ep["host"], ep["port"])] for v in vantages]) for ep in data["endpoints"]]
+
+
+# The label of a finding's why-line, the same in the text output and the HTML cards.
+WHY_LABEL = "Why this proves it"
+
+
+@functools.cache
+def why(rule_id: str) -> str | None:
+    """The why-line its rule declares for a finding, from whichever rule file declares the rule: the families'
+    and the policy's (assess/rules.py), the k8s identity check's and the NetworkPolicy rules'. None for a rule
+    this netaudit does not know (a result written by another release)."""
+    from netaudit.assess.k8s_identity import mismatch_rule
+    from netaudit.policy.k8s_policy import intent_rules
+
+    base = rule_id.split("@", 1)[0]
+    return rules.why(base) or next((r.why for r in (mismatch_rule(), *intent_rules()) if r.id == base), None)
 
 
 def plural(count: int, noun: str) -> str:
@@ -215,13 +235,30 @@ CELL_MARKS = {"open-not-allowed": "OPEN!", "open-allowed": "open+", "open": "ope
               "expected-unreachable": "UNREACHABLE!", "unknown": "?", "intent-unknown": "?policy"}
 
 
-def cell_label(cell: dict[str, Any]) -> str:
-    verdict = cell.get("verdict") or ("open" if cell["state"] == "open" else "unknown")
+def cell_verdict(cell: dict[str, Any]) -> str:
+    return cell.get("verdict") or ("open" if cell["state"] == "open" else "unknown")
+
+
+def cell_parts(cell: dict[str, Any]) -> tuple[str, str]:
+    """A matrix cell as (its verdict's mark, what was seen): the mark is the legend's word, so a cell that
+    breaks the policy reads differently from an allowed one without its colour."""
+    mark = CELL_MARKS[cell_verdict(cell)]
     if cell["state"] == "open":
-        return CELL_MARKS[verdict]
+        return mark, ""
     if cell.get("reason") == "not-probed":
-        return "? not probed"
-    return f"{CELL_MARKS[verdict]} {cell['state']}" + (f" ({cell['reason']})" if cell.get("reason") else "")
+        return mark, "not probed"
+    return mark, cell["state"] + (f" ({cell['reason']})" if cell.get("reason") else "")
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    return " ".join(part for part in cell_parts(cell) if part)
+
+
+def legend(rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[tuple[str, str, str]]:
+    """(verdict, mark, meaning) of each verdict the matrix shows, in the legend's order: a legend entry
+    that no cell shows would only be noise."""
+    shown = {cell_verdict(c) for _, cells in rows for c in cells}
+    return [(v, CELL_MARKS[v], text) for v, text in VERDICTS.items() if v in shown]
 
 
 def facets(data: dict[str, Any]) -> dict[tuple[str, int], dict[str, str]]:
@@ -277,7 +314,8 @@ def html_pieces(result) -> Iterator[str]:
 
     templates = resources.files("netaudit.report_templates")
     env = Environment(loader=FileSystemLoader(str(templates)), autoescape=True)
-    env.filters["summary"] = endpoint_summary
+    env.filters.update(summary=endpoint_summary, why=why, cell_parts=cell_parts, cell_verdict=cell_verdict,
+                       legend=legend)
     data = as_dict(result)
     if "advice" not in data:
         data["advice"] = build_advice(data)
@@ -292,7 +330,8 @@ def html_pieces(result) -> Iterator[str]:
         result=data, findings=findings, counts=Counter(f["severity"] for f in briefs(data["findings"])),
         severities=list(reversed(SEVERITIES)), vantages=vantages, matrix_rows=rows, controls=by_control(findings),
         trend=trend_svg(data.get("trend") or []), verdicts=VERDICTS, verdict_marks=CELL_MARKS,
-        exposed=exposed_kinds(data["endpoints"]), kubernetes=kubernetes_view(data["endpoints"], tags),
+        exposed=critical_endpoints(briefs(data["findings"]), data["endpoints"]), why_label=WHY_LABEL,
+        kubernetes=kubernetes_view(data["endpoints"], tags),
         card_limit=CARD_LIMIT, compliance_links=COMPLIANCE_LINKS, tags=tags, no_tags=NO_TAGS, choices=choices,
         transcripts=transcripts(data["endpoints"], {(f["host"], f["port"]) for f in findings[:CARD_LIMIT]}),
         script=script, script_hash=script_hash(script), severity_rank=severity_rank,
@@ -347,10 +386,28 @@ def kubernetes_view(endpoints: Iterable[dict[str, Any]],
     return [groups[key] for key in sorted(groups)]
 
 
-def exposed_kinds(endpoints: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """(label, count) of the open endpoints of each sensitive kind, in registry order."""
-    counts = Counter(e.get("kind") for e in endpoints if e["state"] == "open")
-    return [(registry.kind(k).label, counts[k]) for k in registry.sensitive_kinds() if counts[k]]
+# How many addresses the summary banner names per kind before it says "and N more".
+BANNER_ADDRESSES = 20
+
+
+def critical_endpoints(findings: Iterable[dict[str, Any]], endpoints: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The endpoints the critical findings are on, per kind (registry order): the banner names exactly what
+    it counts. Each entry: label, count, the first BANNER_ADDRESSES addresses and how many more there are."""
+    on: dict[tuple[str, int], None] = {(f["host"], f["port"]): None for f in findings if f["severity"] == "critical"}
+    by_kind: dict[str | None, list[tuple[str, int]]] = {}
+    for e in endpoints:
+        if (e["host"], e["port"]) in on:
+            by_kind.setdefault(e.get("kind"), []).append((e["host"], e["port"]))
+            del on[(e["host"], e["port"])]
+    order = list(registry.kinds())
+    out = []
+    for kind in sorted(by_kind, key=lambda k: order.index(k) if k in order else len(order)):
+        keys = sorted(by_kind[kind], key=lambda k: endpoint_order(*k))
+        declared = registry.kind(kind)
+        out.append({"label": declared.label if declared else kind or "unidentified", "count": len(keys),
+                    "addresses": [_address(*k) for k in keys[:BANNER_ADDRESSES]],
+                    "more": max(0, len(keys) - BANNER_ADDRESSES)})
+    return out
 
 
 def trend_svg(trend: list) -> dict | None:

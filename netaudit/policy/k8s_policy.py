@@ -35,14 +35,14 @@ from netaudit.assess.scoring import scores
 from netaudit.core import registry
 from netaudit.core.errors import UsageError
 from netaudit.core.model import SEVERITIES, Finding
-from netaudit.core.registry import RegistryError, check_cvss
+from netaudit.core.registry import RegistryError, check_cvss, check_why
 from netaudit.policy.netpol import ExternalAddress, NodeTraffic, Source, UnlabeledPod, Verdict, verdict
 from netaudit.targets.k8s import routing_services
 from netaudit.targets.k8s_snapshot import Pod, Service, Snapshot
 
 INTENTS = ("allowed", "denied", "unknown")
 STATES = ("open", "closed", "filtered", "undetermined")
-RULE_KEYS = {"id", "when", "severity", "cvss", "title", "remediation", "references", "compliance"}
+RULE_KEYS = {"id", "when", "severity", "cvss", "title", "why", "remediation", "references", "compliance"}
 ANY_POD = "(any pod)"
 
 
@@ -57,6 +57,7 @@ class IntentRule:
     remediation: str
     references: tuple[str, ...]
     compliance: dict[str, list[str]]
+    why: str
 
 
 @cache
@@ -83,8 +84,10 @@ def intent_rules() -> tuple[IntentRule, ...]:
         cvss = entry.get("cvss")
         if cvss is not None and cvss != FROM_KIND:
             check_cvss(cvss, f"{where}: rule {rule_id!r}")
+        check_why(entry, where)
         out.append(IntentRule(rule_id, when["intent"], tuple(states), entry["severity"], cvss, entry["title"],
-                              entry["remediation"], tuple(entry.get("references", ())), entry.get("compliance", {})))
+                              entry["remediation"], tuple(entry.get("references", ())), entry.get("compliance", {}),
+                              entry["why"]))
     return tuple(out)
 
 
