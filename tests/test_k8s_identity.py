@@ -44,12 +44,17 @@ def worker_port():
         yield port
 
 
-def scan(snapshot: Path, tmp_path: Path, fmt: str) -> dict:
+def scanned(snapshot: Path, tmp_path: Path, fmt: str) -> Path:
     out = tmp_path / f"scan.{fmt}"
     proc = subprocess.run([*NETAUDIT, "scan", f"k8s:{snapshot}", "--scope", "127.0.0.1/32", "--engine", "connect",
                            "--format", fmt, "-o", str(out), "--timeout", "3"], capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def scan(snapshot: Path, tmp_path: Path, fmt: str) -> dict:
+    out = scanned(snapshot, tmp_path, fmt)
     if fmt == "jsonl":
         from netaudit.results.stream import read_stream
 
@@ -86,3 +91,56 @@ def test_the_replica_its_pod_names_is_no_finding(worker_port, tmp_path):
     data = scan(snapshot, tmp_path, "json")
     assert any(e["details"].get("job") == "worker" for e in data["endpoints"])
     assert not [f for f in data["findings"] if f["rule"] == "k8s-tf-task-mismatch"]
+
+
+def test_the_report_shows_the_endpoint_under_its_namespace_and_tfjob(worker_port, tmp_path):
+    """The HTML report's Kubernetes view: the endpoint under `ml / TFJob mnist`, with its pod, replica, node
+    and how it was reached, and its worst finding; a scan with no k8s: identity has no such section."""
+    from html.parser import HTMLParser
+
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps({"kind": "List", "items": [tfjob_pod(worker_port, "ps", 1)]}))
+    page = scanned(snapshot, tmp_path, "html").read_text()
+
+    class Section(HTMLParser):
+        """The text of the Kubernetes section: its heading and each table row as a list of cells."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside, self.depth, self.headings, self.rows, self.cell = False, 0, [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                self.depth += 1
+                self.inside = self.inside or dict(attrs).get("id") == "kubernetes"
+            if self.inside and tag == "tr":
+                self.rows.append([])
+            if self.inside and tag in ("td", "h3"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if self.inside and tag == "td" and self.cell is not None:
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+            if self.inside and tag == "h3":
+                self.headings.append(self.cell.strip())
+                self.cell = None
+            if tag == "section":
+                self.depth -= 1
+                self.inside = self.inside and self.depth > 0
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    view = Section()
+    view.feed(page)
+    assert view.headings == ["ml / TFJob mnist"]
+    (row,) = [r for r in view.rows if r]
+    assert row == [f"127.0.0.1:{worker_port}", "tf-server", "open", "critical", "mnist-ps-1", "ps 1", "node-1",
+                   "pod IP", "-"]
+    plain = tmp_path / "plain.html"
+    proc = subprocess.run([*NETAUDIT, "scan", f"127.0.0.1:{worker_port}", "--engine", "connect", "--no-history",
+                           "-o", str(plain)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert 'id="kubernetes"' not in plain.read_text()
