@@ -298,13 +298,14 @@ def asks_for_models(endpoint: Endpoint) -> bool:
 
 
 async def cross_reference(endpoints: list[Endpoint], timeout: float, ctx: ProbeContext,
-                          guard: Callable[[Endpoint, Awaitable[None]], Awaitable[None]] | None = None) -> None:
+                          guard: Callable[[Endpoint, Awaitable[None]], Awaitable[None]] | None = None,
+                          known: dict[str, set[str]] | None = None) -> None:
     """Try names seen on one port of a host on the host's other ports whose family asks for models by name
     (TF Serving's gRPC and REST usually belong to one server, and only REST leaks names through metrics;
     KServe lists its models on REST, its gRPC port does not). `guard` runs each endpoint's part (the
-    scan's fault isolation)."""
+    scan's fault isolation). `known`: per host, the names its endpoints already handed on had leaked."""
     asking = [(e, p) for e in endpoints if (p := registry.inventory_probe(e.kind, _channel(e) or ""))]
-    seen: dict[str, set[str]] = {}
+    seen: dict[str, set[str]] = {host: set(names) for host, names in (known or {}).items()}
     for ep in endpoints:
         seen.setdefault(ep.host, set()).update(ep.details.get("models", {}), ep.details.get("metrics_model_names", []))
     for ep, probe in asking:

@@ -148,10 +148,14 @@ class _Run:
         self.local: frozenset[str] = frozenset()  # this machine's source addresses, once discovery says them
         self.failed: list[BaseException] = []  # a probe task's own failure: the sink could not write its endpoint
         self.retried = self.errors = 0
+        self.names: dict[str, set[str]] = {}  # per host, model names its handed-on endpoints leaked
 
     def hand_on(self, endpoint: Endpoint) -> None:
         attribute_replies([endpoint], self.engine.sees_packets, self.local, self.ttls)
         bound_endpoint(endpoint)
+        leaked = set(endpoint.details.get("models", {})) | set(endpoint.details.get("metrics_model_names", []))
+        if leaked:  # for cross_reference: a ModelServer port waits, the port that leaked names does not
+            self.names.setdefault(endpoint.host, set()).update(leaked)
         self.retried += bool(endpoint.details.get("probe_retries"))
         self.errors += "probe_error" in endpoint.details
         self.sink.endpoint(self.assessor.assess(endpoint, self.result))
@@ -223,7 +227,8 @@ class _Run:
                 from netaudit.fingerprint.runner import cross_reference
 
                 await cross_reference(self.waiting, self.opts.timeout, self.ctx,
-                                      lambda ep, work: isolated(ep, work, self.seconds, "cross-reference"))
+                                      lambda ep, work: isolated(ep, work, self.seconds, "cross-reference"),
+                                      self.names)
         finally:
             for task in list(self.pending):
                 task.cancel()
