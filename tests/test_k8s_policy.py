@@ -211,3 +211,34 @@ def test_where_an_address_lands(tmp_path, host, port, via, to, value):
     assert decided.value == value, decided.reason
     if value == "unknown":
         assert decided.reason  # always said why
+
+
+def _routing_by_scan(snapshot, pod) -> list:
+    """The definition routing_services indexes: every Service of the pod's namespace, checked one by one."""
+    sliced = {(s.namespace, s.service) for s in snapshot.endpoint_slices if s.service and pod.name in s.pods}
+    return [s for s in snapshot.services if s.namespace == pod.namespace and (
+        all(pod.labels.get(k) == v for k, v in s.selector.items()) if s.selector else
+        (s.namespace, s.name) in sliced)]
+
+
+def test_the_routing_index_gives_what_a_scan_of_every_service_gives(tmp_path):
+    from netaudit.targets.k8s import routing_services
+    from netaudit.targets.k8s_snapshot import load_snapshot
+
+    fixtures = Path(__file__).parent / "k8s"
+    knative = tmp_path / "knative.yaml"  # a Service without selector, routed by its EndpointSlice alone
+    from test_k8s_live import KNATIVE
+    knative.write_text(KNATIVE)
+    routed = tmp_path / "routed.json"
+    routed.write_text(json.dumps(ROUTED))
+    readings = [load_snapshot([str(p)]) for p in sorted(fixtures.iterdir())]
+    readings += [load_snapshot([str(fixtures / "tfjob-cluster.yaml"), str(knative)]), load_snapshot([str(routed)])]
+    compared = 0
+    for snapshot in readings:
+        for pod in snapshot.pods:
+            expected = _routing_by_scan(snapshot, pod)
+            assert routing_services(snapshot, pod) == expected, pod.key
+            compared += bool(expected)
+    assert compared > 5, "pods with Services were compared"
+    assert any(not s.selector for snap in readings for pod in snap.pods for s in routing_services(snap, pod)), \
+        "a Service without selector was routed to a pod"
