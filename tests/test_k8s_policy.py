@@ -179,6 +179,10 @@ ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
               "ports": [{"port": 80, "targetPort": "grpc", "nodePort": 30222}]}},
     {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-a"},
      "spec": {"clusterIP": "198.18.40.2", "selector": {"tier": "a"}, "ports": [{"port": 2222}]}},
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-lb"},
+     "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.3", "externalIPs": ["198.18.40.4"],
+              "selector": {"tier": "a"}, "ports": [{"port": 2222, "nodePort": 30333}]},
+     "status": {"loadBalancer": {"ingress": [{"ip": "198.18.40.5"}]}}},
     {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "only-b-from-apps"},
      "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"],
               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}]}},
@@ -195,6 +199,12 @@ ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
     ("198.18.0.11", 30222, "NodePort 30222 of Service ml/tf", ["ml/tf-0:2222", "ml/tf-1:2223"], "unknown"),
     ("198.18.40.2", 2222, "Service ml/tf-a ClusterIP address", ["ml/tf-0:2222"], "denied"),
     ("198.18.40.2", 2223, "Service ml/tf-a", [], "unknown"),
+    # The same single pod, denied from apps/client by its pod IP and ClusterIP; through a NodePort, externalIP or
+    # load balancer the source may be masqueraded as the node before NetworkPolicy sees it: unknown.
+    ("198.18.40.3", 2222, "Service ml/tf-lb ClusterIP address", ["ml/tf-0:2222"], "denied"),
+    ("198.18.40.4", 2222, "Service ml/tf-lb external or load-balancer address", ["ml/tf-0:2222"], "unknown"),
+    ("198.18.40.5", 2222, "Service ml/tf-lb external or load-balancer address", ["ml/tf-0:2222"], "unknown"),
+    ("198.18.0.11", 30333, "NodePort 30333 of Service ml/tf-lb", ["ml/tf-0:2222"], "unknown"),
     ("198.18.0.11", 6006, "hostNetwork pod on the node's address", ["ml/host-tf:6006"], "allowed"),
     ("198.18.0.11", 18500, "hostPort 18500 of a pod on node node-1", ["ml/hp:8500"], "allowed"),
     ("198.18.0.11", 9999, "node node-1", [], "unknown"),
@@ -211,6 +221,8 @@ def test_where_an_address_lands(tmp_path, host, port, via, to, value):
     assert decided.value == value, decided.reason
     if value == "unknown":
         assert decided.reason  # always said why
+    if "NodePort" in via or "external" in via:
+        assert "before or after NetworkPolicy" in decided.reason
 
 
 def _routing_by_scan(snapshot, pod) -> list:
