@@ -254,3 +254,27 @@ def test_the_routing_index_gives_what_a_scan_of_every_service_gives(tmp_path):
     assert compared > 5, "pods with Services were compared"
     assert any(not s.selector for snap in readings for pod in snap.pods for s in routing_services(snap, pod)), \
         "a Service without selector was routed to a pod"
+
+
+def test_the_history_scope_of_a_k8s_policy_survives_pod_and_policy_changes(tmp_path):
+    """Two readings of one cluster differ in pods and NetworkPolicies; runs against it must still compare."""
+    from netaudit.policy.k8s_policy import load_policy_spec
+    from netaudit.results.history import scope_key
+
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(ROUTED))
+    before = load_policy_spec(f"k8s:{path}").to_dict()
+    changed = {**ROUTED, "items": [*ROUTED["items"], pod("ml", "tf-2", "198.18.9.13", {"app": "tf"}, []),
+                                   {"kind": "NetworkPolicy", "metadata": {"namespace": "apps", "name": "new"},
+                                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}]}
+    path.write_text(json.dumps(changed))
+    after = load_policy_spec(f"k8s:{path}").to_dict()
+    assert (before["pods"], len(before["network_policies"])) != (after["pods"], len(after["network_policies"]))
+
+    def report(policy: dict) -> dict:
+        return {"reachability": [], "scans": [{"vantage": "apps/client"}], "policy": policy}
+
+    assert scope_key(report(before)) == scope_key(report(after))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(ROUTED))
+    assert scope_key(report(load_policy_spec(f"k8s:{other}").to_dict())) != scope_key(report(before))

@@ -111,9 +111,12 @@ class K8sPolicy:
         self.snapshot = snapshot
 
     def to_dict(self) -> dict[str, Any]:
+        """What the report shows of the policy, and under `scope` what makes two runs comparable in history
+        (results/history.py scope_key): the spec as typed, not the pods and policies, which change between
+        any two readings of a cluster and would leave every run without a baseline."""
         return {"type": "k8s-networkpolicy", "snapshot": self.spec.removeprefix("k8s:") or "the live API",
                 "network_policies": [f"{p.namespace}/{p.name}" for p in self.snapshot.network_policies],
-                "pods": len(self.snapshot.pods)}
+                "pods": len(self.snapshot.pods), "scope": {"type": "k8s-networkpolicy", "spec": self.spec}}
 
     # --- the vantage -------------------------------------------------------------------------------------
 
