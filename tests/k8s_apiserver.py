@@ -8,7 +8,9 @@ What it reproduces of the real server (kubernetes/kubernetes#63676 for the list 
   apiVersion, items of custom resources do;
 - `limit` and `continue` page through the items (`page_size` caps a page, so paging is exercised);
 - a custom resource whose CRD is not installed is a 404 with a meta/v1 Status;
-- without the bearer token 401, and a resource in `forbid` is 403 with the message RBAC writes.
+- without the bearer token 401, and a resource in `forbid` is 403 with the message RBAC writes;
+- `drip` seconds: every answer's body is sent one byte at a time, that long apart (a hostile or broken server
+  that keeps each recv alive).
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ class ApiServer:
     whose API exists (every one that has objects, plus any named); the others answer 404."""
 
     def __init__(self, documents: list[dict], cert: Path, key: Path, token: str, *, page_size: int = 2,
-                 crds: set[str] = frozenset(), forbid: set[str] = frozenset(), stall: bool = False):
+                 crds: set[str] = frozenset(), forbid: set[str] = frozenset(), stall: bool = False, drip: float = 0.0):
         self.token = token
         self.page_size = page_size
         self.forbid = set(forbid)
         self.stall = stall
+        self.drip = drip
         self.requests: list[dict] = []  # path, query and Authorization header of each request
         self.lists: dict[str, list[dict]] = {path_of(kind): [] for kind in BUILT_IN}
         self.list_kind = {path_of(kind): kind for kind in KINDS}
@@ -104,7 +107,15 @@ class ApiServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if not server.drip:
+                    self.wfile.write(data)
+                    return
+                self.wfile.flush()
+                for i in range(len(data)):
+                    if server.release.wait(server.drip):
+                        return
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
 
             def _status(self, code: int, reason: str, message: str) -> None:
                 self._send(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

@@ -143,7 +143,7 @@ def run_scan(environ: dict[str, str], tmp_path: Path) -> subprocess.CompletedPro
                           text=True, timeout=120, env=env)
 
 
-@pytest.mark.parametrize("forbid, word", [({"NetworkPolicy"}, "networkpolicies"), ({"TFJob"}, "tfjobs")])
+@pytest.mark.parametrize("forbid, word", [({"NetworkPolicy"}, "networkpolicies"), ({"Pod"}, "pods")])
 def test_forbidden_is_one_line_naming_the_resource_and_the_verb(cluster_files, ca, tmp_path, forbid, word):
     documents, _ = cluster_files
     authority, cert, key = ca
@@ -153,6 +153,25 @@ def test_forbidden_is_one_line_naming_the_resource_and_the_verb(cluster_files, c
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "403" in proc.stderr and word in proc.stderr and "list" in proc.stderr
     assert "system:serviceaccount:apps:netaudit" in proc.stderr  # the server's own words name the user
+
+
+@pytest.mark.parametrize("kind, plural, group", [("TFJob", "tfjobs", "kubeflow.org"),
+                                                  ("InferenceService", "inferenceservices", "serving.kserve.io"),
+                                                  ("Revision", "revisions", "serving.knative.dev")])
+def test_a_forbidden_custom_resource_is_absent_with_one_warning(cluster_files, ca, tmp_path, capsys, kind, plural,
+                                                                 group):
+    """A reader bound to the built-in `view` role may list no custom resource: the rest is still read."""
+    documents, _ = cluster_files
+    authority, cert, key = ca
+    with ApiServer(documents, cert, key, TOKEN, forbid={kind}) as server:
+        config = kubeconfig(tmp_path / "config", server.url, authority.cert_path, TOKEN)
+        snapshot = read_cluster(Access(environ={"KUBECONFIG": str(config)}))
+    assert kind not in snapshot.custom_objects
+    assert sorted(snapshot.custom_objects) == sorted({"TFJob", "InferenceService", "Revision"} - {kind})
+    assert len(snapshot.pods) == len([d for d in documents if d["kind"] == "Pod"])
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "warning" in warning[0] and "403" in warning[0], warning
+    assert f"resource {plural} in API group {group}" in warning[0] and "list" in warning[0]
 
 
 def test_a_refused_token_is_one_line(cluster_files, ca, tmp_path):
@@ -194,6 +213,47 @@ def test_a_server_that_never_answers_meets_the_deadline(cluster_files, ca, tmp_p
         config = kubeconfig(tmp_path / "config", server.url, authority.cert_path, TOKEN)
         with pytest.raises(UsageError, match="cannot reach .* timed out"):
             read_cluster(Access(environ={"KUBECONFIG": str(config)}), read_timeout=0.5)
+
+
+def test_a_server_that_drips_a_page_meets_the_total_deadline(cluster_files, ca, tmp_path):
+    """A byte every 0.5 s keeps each recv under its timeout; the whole reading must still end at `total`.
+    The fixture's first page alone would take minutes at that rate; the subprocess is given 30 s."""
+    documents, _ = cluster_files
+    authority, cert, key = ca
+    with ApiServer(documents, cert, key, TOKEN, drip=0.5) as server:
+        config = kubeconfig(tmp_path / "config", server.url, authority.cert_path, TOKEN)
+        code = ("import sys\n"
+                "from netaudit.core.errors import UsageError\n"
+                "from netaudit.targets.k8s_live import Access, read_cluster\n"
+                "try:\n"
+                f"    read_cluster(Access(environ={{'KUBECONFIG': {str(config)!r}}}), total=2, read_timeout=1)\n"
+                "except UsageError as exc:\n"
+                "    print(exc, file=sys.stderr)\n"
+                "    sys.exit(2)\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "took longer than 2 s in all" in proc.stderr and "namespaces" in proc.stderr
+
+
+def test_the_caps_of_a_snapshot_hold_over_all_pages(cluster_files, ca, tmp_path, monkeypatch):
+    """Every page is small; the lists together are not. Counted as they arrive, not after."""
+    documents, _ = cluster_files
+    authority, cert, key = ca
+    with ApiServer(documents, cert, key, TOKEN, page_size=2) as server:
+        config = kubeconfig(tmp_path / "config", server.url, authority.cert_path, TOKEN)
+        access = Access(environ={"KUBECONFIG": str(config)})
+        monkeypatch.setattr(k8s_live, "MAX_OBJECTS", 5)
+        with pytest.raises(UsageError, match=r"more than 5 objects in all \(at pods\)"):
+            read_cluster(access)
+        asked = len(server.requests)
+        monkeypatch.setattr(k8s_live, "MAX_OBJECTS", 10_000)
+        monkeypatch.setattr(k8s_live, "MAX_FILE_BYTES", 4096)
+        with pytest.raises(UsageError, match="lists together are larger than 4,096 bytes"):
+            read_cluster(access)
+    page = max(len(json.dumps(d)) for d in documents)
+    assert page < 4096, "each page alone is under the byte cap"
+    assert len(server.requests) - asked > 2, "the byte cap was passed over several pages"
+    assert len([d for d in documents if d["kind"] != "Namespace"]) > 5
 
 
 def test_no_credentials_at_all(tmp_path):

@@ -179,6 +179,10 @@ ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
               "ports": [{"port": 80, "targetPort": "grpc", "nodePort": 30222}]}},
     {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-a"},
      "spec": {"clusterIP": "198.18.40.2", "selector": {"tier": "a"}, "ports": [{"port": 2222}]}},
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-lb"},
+     "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.3", "externalIPs": ["198.18.40.4"],
+              "selector": {"tier": "a"}, "ports": [{"port": 2222, "nodePort": 30333}]},
+     "status": {"loadBalancer": {"ingress": [{"ip": "198.18.40.5"}]}}},
     {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "only-b-from-apps"},
      "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"],
               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}]}},
@@ -195,6 +199,12 @@ ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
     ("198.18.0.11", 30222, "NodePort 30222 of Service ml/tf", ["ml/tf-0:2222", "ml/tf-1:2223"], "unknown"),
     ("198.18.40.2", 2222, "Service ml/tf-a ClusterIP address", ["ml/tf-0:2222"], "denied"),
     ("198.18.40.2", 2223, "Service ml/tf-a", [], "unknown"),
+    # The same single pod, denied from apps/client by its pod IP and ClusterIP; through a NodePort, externalIP or
+    # load balancer the source may be masqueraded as the node before NetworkPolicy sees it: unknown.
+    ("198.18.40.3", 2222, "Service ml/tf-lb ClusterIP address", ["ml/tf-0:2222"], "denied"),
+    ("198.18.40.4", 2222, "Service ml/tf-lb external or load-balancer address", ["ml/tf-0:2222"], "unknown"),
+    ("198.18.40.5", 2222, "Service ml/tf-lb external or load-balancer address", ["ml/tf-0:2222"], "unknown"),
+    ("198.18.0.11", 30333, "NodePort 30333 of Service ml/tf-lb", ["ml/tf-0:2222"], "unknown"),
     ("198.18.0.11", 6006, "hostNetwork pod on the node's address", ["ml/host-tf:6006"], "allowed"),
     ("198.18.0.11", 18500, "hostPort 18500 of a pod on node node-1", ["ml/hp:8500"], "allowed"),
     ("198.18.0.11", 9999, "node node-1", [], "unknown"),
@@ -211,3 +221,60 @@ def test_where_an_address_lands(tmp_path, host, port, via, to, value):
     assert decided.value == value, decided.reason
     if value == "unknown":
         assert decided.reason  # always said why
+    if "NodePort" in via or "external" in via:
+        assert "before or after NetworkPolicy" in decided.reason
+
+
+def _routing_by_scan(snapshot, pod) -> list:
+    """The definition routing_services indexes: every Service of the pod's namespace, checked one by one."""
+    sliced = {(s.namespace, s.service) for s in snapshot.endpoint_slices if s.service and pod.name in s.pods}
+    return [s for s in snapshot.services if s.namespace == pod.namespace and (
+        all(pod.labels.get(k) == v for k, v in s.selector.items()) if s.selector else
+        (s.namespace, s.name) in sliced)]
+
+
+def test_the_routing_index_gives_what_a_scan_of_every_service_gives(tmp_path):
+    from netaudit.targets.k8s import routing_services
+    from netaudit.targets.k8s_snapshot import load_snapshot
+
+    fixtures = Path(__file__).parent / "k8s"
+    knative = tmp_path / "knative.yaml"  # a Service without selector, routed by its EndpointSlice alone
+    from test_k8s_live import KNATIVE
+    knative.write_text(KNATIVE)
+    routed = tmp_path / "routed.json"
+    routed.write_text(json.dumps(ROUTED))
+    readings = [load_snapshot([str(p)]) for p in sorted(fixtures.iterdir())]
+    readings += [load_snapshot([str(fixtures / "tfjob-cluster.yaml"), str(knative)]), load_snapshot([str(routed)])]
+    compared = 0
+    for snapshot in readings:
+        for pod in snapshot.pods:
+            expected = _routing_by_scan(snapshot, pod)
+            assert routing_services(snapshot, pod) == expected, pod.key
+            compared += bool(expected)
+    assert compared > 5, "pods with Services were compared"
+    assert any(not s.selector for snap in readings for pod in snap.pods for s in routing_services(snap, pod)), \
+        "a Service without selector was routed to a pod"
+
+
+def test_the_history_scope_of_a_k8s_policy_survives_pod_and_policy_changes(tmp_path):
+    """Two readings of one cluster differ in pods and NetworkPolicies; runs against it must still compare."""
+    from netaudit.policy.k8s_policy import load_policy_spec
+    from netaudit.results.history import scope_key
+
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(ROUTED))
+    before = load_policy_spec(f"k8s:{path}").to_dict()
+    changed = {**ROUTED, "items": [*ROUTED["items"], pod("ml", "tf-2", "198.18.9.13", {"app": "tf"}, []),
+                                   {"kind": "NetworkPolicy", "metadata": {"namespace": "apps", "name": "new"},
+                                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}]}
+    path.write_text(json.dumps(changed))
+    after = load_policy_spec(f"k8s:{path}").to_dict()
+    assert (before["pods"], len(before["network_policies"])) != (after["pods"], len(after["network_policies"]))
+
+    def report(policy: dict) -> dict:
+        return {"reachability": [], "scans": [{"vantage": "apps/client"}], "policy": policy}
+
+    assert scope_key(report(before)) == scope_key(report(after))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(ROUTED))
+    assert scope_key(report(load_policy_spec(f"k8s:{other}").to_dict())) != scope_key(report(before))

@@ -98,6 +98,9 @@ class Destination:
     via: str  # "pod IP", "Service ns/name ClusterIP", "NodePort 30222 of Service ns/name", ...
     targets: tuple[tuple[Pod, int | None], ...]  # None: the Service's named targetPort does not resolve
     unresolved: str = ""  # why there is no pod, when targets is empty
+    # A NodePort, externalIP or load-balancer route: with externalTrafficPolicy Cluster kube-proxy may
+    # masquerade the source as a node address, and whether before or after NetworkPolicy is undefined.
+    rewrites_source: bool = False
 
 
 class K8sPolicy:
@@ -108,9 +111,12 @@ class K8sPolicy:
         self.snapshot = snapshot
 
     def to_dict(self) -> dict[str, Any]:
+        """What the report shows of the policy, and under `scope` what makes two runs comparable in history
+        (results/history.py scope_key): the spec as typed, not the pods and policies, which change between
+        any two readings of a cluster and would leave every run without a baseline."""
         return {"type": "k8s-networkpolicy", "snapshot": self.spec.removeprefix("k8s:") or "the live API",
                 "network_policies": [f"{p.namespace}/{p.name}" for p in self.snapshot.network_policies],
-                "pods": len(self.snapshot.pods)}
+                "pods": len(self.snapshot.pods), "scope": {"type": "k8s-networkpolicy", "spec": self.spec}}
 
     # --- the vantage -------------------------------------------------------------------------------------
 
@@ -231,8 +237,10 @@ class K8sPolicy:
             if ip in (*service.cluster_ips, *service.external_ips, *service.load_balancer_ips):
                 for sp in service.ports:
                     if sp.port == port and sp.protocol == "TCP":
-                        kind = "ClusterIP" if ip in service.cluster_ips else "external or load-balancer"
-                        return self._through(service, sp.target_port, f"Service {service.key} {kind} address")
+                        if ip in service.cluster_ips:
+                            return self._through(service, sp.target_port, f"Service {service.key} ClusterIP address")
+                        return self._through(service, sp.target_port,
+                                             f"Service {service.key} external or load-balancer address", True)
                 return Destination(f"Service {service.key}", (), f"Service {service.key} has no TCP port {port}")
         node = {p.node for p in self.snapshot.pods if ip in p.host_ips or (p.host_network and ip in p.ips)}
         if node:
@@ -244,7 +252,8 @@ class K8sPolicy:
             for service in self.snapshot.services:
                 for sp in service.ports:
                     if sp.node_port == port and sp.protocol == "TCP":
-                        return self._through(service, sp.target_port, f"NodePort {port} of Service {service.key}")
+                        return self._through(service, sp.target_port, f"NodePort {port} of Service {service.key}",
+                                             True)
             hosted = [(p, cp.container_port) for p in on_node for c in p.containers for cp in c.ports
                       if cp.host_port == port and cp.protocol == "TCP"]
             if len(hosted) == 1:
@@ -254,7 +263,8 @@ class K8sPolicy:
                                "the snapshot on that port: NetworkPolicy does not govern it")
         return Destination("address", (), f"{ip} is no pod, Service or node address of the snapshot")
 
-    def _through(self, service: Service, target: int | str, via: str) -> Destination:
+    def _through(self, service: Service, target: int | str, via: str, rewrites_source: bool = False
+                 ) -> Destination:
         backends = self._backends.get(service.key, [])
         if not backends:
             return Destination(via, (), f"Service {service.key} routes to no running pod of the snapshot")
@@ -265,13 +275,19 @@ class K8sPolicy:
             else:
                 numbers = pod.ports_named(target, "TCP")
                 out.append((pod, next(iter(numbers)) if len(numbers) == 1 else None))
-        return Destination(via, tuple(out))
+        return Destination(via, tuple(out), rewrites_source=rewrites_source)
 
     def intent(self, source: Source, host: str, port: int) -> tuple[Destination, Verdict]:
         """The engine's verdict for `source` reaching (host, port), at the pods and pod ports behind it."""
         where = self.destination(host, port)
         if not where.targets:
             return where, Verdict("unknown", (), where.unresolved)
+        if where.rewrites_source:
+            return where, Verdict("unknown", (), (
+                f"through {where.via}, kube-proxy may replace the source with a node address "
+                "(externalTrafficPolicy: Cluster), and whether that happens before or after NetworkPolicy is "
+                "not defined (kubernetes.io, Network Policies): the verdict is only known for pod and ClusterIP "
+                "addresses"))
         verdicts = []
         for pod, pod_port in where.targets:
             if pod_port is None:

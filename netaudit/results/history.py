@@ -44,7 +44,10 @@ def scope_key(data: dict[str, Any]) -> str:
     """What makes two runs comparable: the same targets, ports and vantage (a scan), or the same vantages
     and policy (a report)."""
     if "reachability" in data:
-        basis = {"vantages": sorted(s["vantage"] for s in data["scans"]), "policy": data.get("policy")}
+        policy = data.get("policy")
+        if isinstance(policy, dict) and isinstance(policy.get("scope"), dict):
+            policy = policy["scope"]  # the stable part a policy names, without what changes every reading
+        basis = {"vantages": sorted(s["vantage"] for s in data["scans"]), "policy": policy}
     else:
         basis = {"targets": sorted(data["options"].get("targets", [])), "ports": data["options"].get("ports"),
                  "vantage": data.get("vantage")}

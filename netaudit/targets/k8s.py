@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +67,46 @@ def tf_ports() -> frozenset[int]:
     return frozenset(named_port_sets()["tf"])
 
 
+class _Routes:
+    """Which Services may route to a pod, indexed once per snapshot: asked for every pod, a scan over all
+    Services and slices is quadratic (3,000 pods, Services and slices took 13 s).
+
+    A selector Service is filed under one of its (label, value) pairs, so a pod meets only the Services that
+    share a label with it; a Service without a selector under the pods its EndpointSlices name."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.order = {id(s): i for i, s in enumerate(snapshot.services)}
+        self.by_label: dict[tuple[str, str, str], list[Service]] = {}
+        unselected = {(s.namespace, s.name): s for s in snapshot.services if not s.selector}
+        for service in snapshot.services:
+            if service.selector:
+                key, value = next(iter(service.selector.items()))
+                self.by_label.setdefault((service.namespace, key, value), []).append(service)
+        self.sliced: dict[tuple[str, str], list[Service]] = {}
+        for slice_ in snapshot.endpoint_slices:
+            service = unselected.get((slice_.namespace, slice_.service or ""))
+            if service is None or not slice_.service:
+                continue
+            for name in slice_.pods:
+                self.sliced.setdefault((slice_.namespace, name), []).append(service)
+
+    def of(self, pod: Pod) -> list[Service]:
+        found = {id(s): s for k, v in pod.labels.items() for s in self.by_label.get((pod.namespace, k, v), ())
+                 if all(pod.labels.get(sk) == sv for sk, sv in s.selector.items())}
+        found.update((id(s), s) for s in self.sliced.get((pod.namespace, pod.name), ()))
+        return sorted(found.values(), key=lambda s: self.order[id(s)])
+
+
+_ROUTES: weakref.WeakKeyDictionary[Snapshot, _Routes] = weakref.WeakKeyDictionary()
+
+
 def routing_services(snapshot: Snapshot, pod: Pod) -> list[Service]:
     """The Services whose selector picks this pod, and those without a selector whose EndpointSlices name it
-    (Knative's revision Services, manual endpoints)."""
-    sliced = {(s.namespace, s.service) for s in snapshot.endpoint_slices if s.service and pod.name in s.pods}
-    return [s for s in snapshot.services if s.namespace == pod.namespace and (
-        all(pod.labels.get(k) == v for k, v in s.selector.items()) if s.selector else
-        (s.namespace, s.name) in sliced)]
+    (Knative's revision Services, manual endpoints), in the snapshot's order."""
+    routes = _ROUTES.get(snapshot)
+    if routes is None:
+        routes = _ROUTES[snapshot] = _Routes(snapshot)
+    return routes.of(pod)
 
 
 def workload(snapshot: Snapshot, pod: Pod) -> Workload | None:
@@ -149,8 +183,13 @@ def service_addresses(snapshot: Snapshot, found: list[Workload]) -> list[tuple[s
     """ClusterIP, NodePort and LoadBalancer addresses of the Services in front of the workloads."""
     out = []
     picked = {w.pod.key for w in found}
+    behind: dict[int, list[Pod]] = {}
+    for pod in snapshot.pods:
+        if pod.key in picked:
+            for service in routing_services(snapshot, pod):
+                behind.setdefault(id(service), []).append(pod)
     for service in snapshot.services:
-        pods = [p for p in snapshot.pods if p.key in picked and service in routing_services(snapshot, p)]
+        pods = behind.get(id(service))
         if not pods:
             continue
         identity = {"namespace": service.namespace, "service": service.name, "type": service.type,

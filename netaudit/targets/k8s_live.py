@@ -10,14 +10,19 @@ through (targets/k8s_snapshot.py), so a live cluster and a dump of it give the s
 Which credentials, in the order kubectl and client-go use: the kubeconfig files of KUBECONFIG, else
 ~/.kube/config, else the pod's service account (KUBERNETES_SERVICE_HOST and _PORT, the token and CA under
 /var/run/secrets/kubernetes.io/serviceaccount). Every call has a deadline and no retry; the whole reading has
-one too. A missing custom resource (404: no such API group, no operator installed) is simply absent; a
-refusal (401, 403) is one line that names the resource and the RBAC verb that is missing.
+one too, kept while a page is read, not only between recvs. All pages of all lists together are held to the
+caps of one snapshot file (MAX_FILE_BYTES, MAX_OBJECTS) as they arrive. A missing custom resource (404: no such
+API group, no operator installed) is simply absent. So is one the credentials may not list (403), with one
+warning line naming the grant: the built-in `view` ClusterRole covers no custom resource, so a reader bound to
+it is common (kubernetes/kubernetes bootstrappolicy cluster-roles.yaml, `system:aggregate-to-view`). A refusal
+(401, or 403 on a built-in resource) is one line that names the resource and the RBAC verb that is missing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -32,6 +37,7 @@ READ_TIMEOUT = 30.0  # one page of a list call
 TOTAL_TIMEOUT = 120.0  # every call of one reading together
 PAGE_LIMIT = 500  # items per page: the API's `limit`, continued with `metadata.continue`
 MAX_PAGES = MAX_OBJECTS // PAGE_LIMIT + 1
+CHUNK = 1 << 16  # at most one recv per read: the deadline is checked between them
 
 
 @dataclass(frozen=True)
@@ -129,15 +135,37 @@ def connect(access: Access | None = None) -> tuple[Any, str]:
     return client.ApiClient(configuration), f"the API server at {configuration.host} ({origin})"
 
 
+@dataclass
+class _Reading:
+    """What one reading may still spend: its deadline, and the bytes and items left of a snapshot's caps,
+    counted over every page of every list so that nothing past them is held or parsed."""
+
+    where: str
+    total: float
+    deadline: float
+    connect_timeout: float
+    read_timeout: float
+    bytes_left: int
+    items_left: int
+
+    def timeout(self, resource: Resource) -> tuple[float, float]:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise UsageError(f"k8s: reading {self.where} took longer than {self.total:g} s in all "
+                             f"(stopped at {resource.qualified}): narrow it, or read a snapshot (k8s:FILE)")
+        return min(self.connect_timeout, left), min(self.read_timeout, left)
+
+
 def read_cluster(access: Access | None = None, *, total: float = TOTAL_TIMEOUT,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> Snapshot:
     """Every resource of RESOURCES, listed across all namespaces, as one Snapshot."""
     api, where = connect(access)
-    deadline = time.monotonic() + total
+    reading = _Reading(where, total, time.monotonic() + total, connect_timeout, read_timeout,
+                       bytes_left=MAX_FILE_BYTES, items_left=MAX_OBJECTS)
     documents: list[object] = []
     try:
         for resource in RESOURCES:
-            documents += _list_all(api, resource, where, deadline, connect_timeout, read_timeout)
+            documents += _list_all(api, resource, reading)
     finally:
         api.close()
     return snapshot_from_documents(documents, where)
@@ -154,21 +182,21 @@ def live_snapshot() -> Snapshot:
     return _LIVE["cluster"]
 
 
-def _list_all(api: Any, resource: Resource, where: str, deadline: float, connect_timeout: float,
-              read_timeout: float) -> list[object]:
+def _list_all(api: Any, resource: Resource, reading: _Reading) -> list[object]:
     """Every page of one list call. A page is a list object (`PodList`, `TFJobList`) whose items usually
     lack `kind`; the snapshot reader names them from the list's kind."""
     pages: list[object] = []
     token: str | None = None
+    where = reading.where
     for _ in range(MAX_PAGES):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise UsageError(f"k8s: reading {where} took longer than {TOTAL_TIMEOUT:.0f} s in all "
-                             f"(stopped at {resource.qualified}): narrow it, or read a snapshot (k8s:FILE)")
-        timeout = (min(connect_timeout, left), min(read_timeout, left))
-        page = _page(api, resource, where, token, timeout)
+        page = _page(api, resource, reading, token)
         if page is None:
             return []
+        items = page.get("items")
+        reading.items_left -= len(items) if isinstance(items, list) else 0
+        if reading.items_left < 0:
+            raise UsageError(f"k8s: {where}: more than {MAX_OBJECTS} objects in all (at {resource.qualified}): "
+                             "more than a snapshot holds")
         pages.append(page)
         meta = page.get("metadata") if isinstance(page.get("metadata"), dict) else {}
         token = meta.get("continue") if isinstance(meta.get("continue"), str) else None
@@ -178,9 +206,9 @@ def _list_all(api: Any, resource: Resource, where: str, deadline: float, connect
                      "more objects than a snapshot holds")
 
 
-def _page(api: Any, resource: Resource, where: str, token: str | None, timeout: tuple[float, float]
-          ) -> dict[str, Any] | None:
-    """One page, as the JSON the server sent (bounded); None when an optional resource does not exist."""
+def _page(api: Any, resource: Resource, reading: _Reading, token: str | None) -> dict[str, Any] | None:
+    """One page, as the JSON the server sent (bounded); None when an optional resource does not exist or the
+    credentials may not list it."""
     import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -188,11 +216,17 @@ def _page(api: Any, resource: Resource, where: str, token: str | None, timeout: 
     call = getattr(getattr(client, resource.api)(api), resource.method)
     args = (resource.group, resource.version, resource.plural) if resource.api == "CustomObjectsApi" else ()
     paging = {"limit": PAGE_LIMIT, **({"_continue": token} if token else {})}
+    where = reading.where
+    timeout = reading.timeout(resource)
     try:
         # Raw JSON, not model objects: the snapshot reader checks every field it uses, as for a file.
         response = call(*args, **paging, _preload_content=False, _request_timeout=timeout)
     except ApiException as exc:
         if exc.status == 404 and resource.optional:
+            return None
+        if exc.status == 403 and resource.optional:
+            print(f"netaudit: warning: {_refusal(exc, resource, where)}; read without {resource.qualified}",
+                  file=sys.stderr)
             return None
         raise UsageError(_refusal(exc, resource, where)) from None
     except AttributeError as exc:
@@ -205,13 +239,11 @@ def _page(api: Any, resource: Resource, where: str, token: str | None, timeout: 
         raise UsageError(f"k8s: cannot reach {where} (listing {resource.qualified}, deadline "
                          f"{timeout[0]:g} s to connect, {timeout[1]:g} s to answer): {_reason(exc)}") from None
     try:
-        body = response.read(MAX_FILE_BYTES + 1)
-    except urllib3.exceptions.HTTPError as exc:
+        body = _body(response, resource, reading)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise UsageError(f"k8s: {where} stopped answering while listing {resource.qualified}: {_reason(exc)}") from None
     finally:
         response.release_conn()
-    if len(body) > MAX_FILE_BYTES:
-        raise UsageError(f"k8s: {where}: one page of {resource.qualified} is larger than {MAX_FILE_BYTES >> 20} MiB")
     try:
         page = json.loads(body)
     except (ValueError, RecursionError):
@@ -220,6 +252,22 @@ def _page(api: Any, resource: Resource, where: str, token: str | None, timeout: 
     if not isinstance(page, dict) or not str(page.get("kind", "")).endswith("List"):
         raise UsageError(f"k8s: {where}: the answer to listing {resource.qualified} is not a list object")
     return page
+
+
+def _body(response: Any, resource: Resource, reading: _Reading) -> bytes:
+    """The page's bytes, one recv at a time (read1), within the reading's deadline and what is left of its
+    byte cap: a server that drips a byte per recv timeout, or sends without end, is stopped."""
+    chunks: list[bytes] = []
+    while True:
+        reading.timeout(resource)
+        chunk = response.read1(CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        reading.bytes_left -= len(chunk)
+        if reading.bytes_left < 0:
+            raise UsageError(f"k8s: {reading.where}: the lists together are larger than {MAX_FILE_BYTES:,} bytes "
+                             f"(at {resource.qualified}): more than a snapshot holds")
+        chunks.append(chunk)
 
 
 def _refusal(exc: Any, resource: Resource, where: str) -> str:
