@@ -32,7 +32,7 @@ from netaudit.lab.base import Lab, LabEndpoint
 from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
 from netaudit.lab.netns import NetnsError, ip_command
 from netaudit.lab.processes import module_argv, spawn
-from netaudit.lab.segments import run_in
+from netaudit.lab.segments import add_netns, run_in
 
 POD_NET = "198.18.64"  # the node's pod CIDR, a /24 of the lab's 198.18.0.0/15
 GATEWAY = f"{POD_NET}.254"  # the node's side of every pod's veth
@@ -200,9 +200,7 @@ class ClusterLab(Lab):
         return next(p for p in PODS if p.key == key)
 
     def _add_netns(self, name: str) -> None:
-        ip_command("netns", "add", name)
-        self.namespaces.append(name)
-        ip_command("-n", name, "link", "set", "lo", "up")
+        add_netns(self.namespaces, name)
 
     def _build_network(self) -> None:
         self._add_netns(self.node)

@@ -112,6 +112,14 @@ def scan_argv(vantage: str, engine: str | None = None) -> list[str]:
             "--vantage", vantage, *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
 
 
+def add_netns(namespaces: list[str], name: str) -> None:
+    """A namespace with its loopback up, recorded in `namespaces` the moment it exists, so teardown finds it
+    even when the next step fails."""
+    ip_command("netns", "add", name)
+    namespaces.append(name)
+    ip_command("-n", name, "link", "set", "lo", "up")
+
+
 def run_in(netns: str, *argv: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, **kw)
 
@@ -134,9 +142,7 @@ class SegmentedLab(Lab):
         return f"na{self.tag}-{host.segment}-{host.name}"
 
     def _add_netns(self, name: str) -> None:
-        ip_command("netns", "add", name)
-        self.namespaces.append(name)
-        ip_command("-n", name, "link", "set", "lo", "up")
+        add_netns(self.namespaces, name)
 
     def _build_network(self) -> None:
         self._add_netns(self.router)
