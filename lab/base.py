@@ -3,6 +3,7 @@ and `lab status` work from any later process, and a teardown that leaves nothing
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -38,8 +39,20 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("NETAUDIT_LAB_DIR") or f"/tmp/netaudit-lab-{os.getuid()}")
 
 
+# Every lab `lab up` can build, by the name its state file records; imported only when asked for, so the
+# loopback lab needs none of the root labs' modules.
+LAB_KINDS = {"loopback": "netaudit.lab.loopback:LoopbackLab", "segments": "netaudit.lab.segments:SegmentedLab",
+             "cluster": "netaudit.lab.cluster:ClusterLab"}
+
+
+def lab_class(kind: str) -> type["Lab"]:
+    module, _, name = LAB_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 class Lab:
     kind = "base"
+    rulesets: tuple[str, ...] = ()  # the firewalls `lab ruleset` can swap in; none on loopback
 
     def __init__(self, state_dir: Path | None = None):
         self.dir = Path(state_dir) if state_dir else default_state_dir()
@@ -153,6 +166,15 @@ class Lab:
         """Lab processes that are no longer running, with the end of their log: a scan that missed one of
         its endpoints says why, before `down` removes the logs."""
         return {p.name: log_tail(p, 3).strip() for p in self.processes if not alive(p)}
+
+    def apply_ruleset(self, ruleset: str) -> None:
+        raise LabError(f"the {self.kind} lab has no firewall")
+
+    def vantage_argv(self, vantage: str, *argv: str) -> list[str]:
+        raise LabError(f"the {self.kind} lab has no vantages to scan from")
+
+    def scan_argv(self, vantage: str, engine: str | None = None) -> list[str]:
+        raise LabError(f"the {self.kind} lab has no vantages to scan from")
 
     def targets(self) -> list[str]:
         return [e.target for e in self.endpoints]

@@ -31,7 +31,7 @@ from pathlib import Path
 from netaudit.lab.base import Lab, LabEndpoint
 from netaudit.lab.modelserver_launch import ModelServerSpec, start_modelserver, write_lab_models
 from netaudit.lab.netns import NetnsError, ip_command
-from netaudit.lab.processes import module_argv, spawn
+from netaudit.lab.processes import LabError, module_argv, spawn
 from netaudit.lab.segments import add_netns, run_in
 
 POD_NET = "198.18.64"  # the node's pod CIDR, a /24 of the lab's 198.18.0.0/15
@@ -184,12 +184,13 @@ def snapshot() -> dict:
 
 class ClusterLab(Lab):
     kind = "cluster"
+    rulesets = tuple(FIREWALLS)
 
-    def __init__(self, state_dir: Path | None = None, firewall: str = "flannel"):
+    def __init__(self, state_dir: Path | None = None, ruleset: str = "flannel"):
         super().__init__(state_dir)
-        if firewall not in FIREWALLS:
-            raise ValueError(f"unknown firewall {firewall!r}; choose from {', '.join(FIREWALLS)}")
-        self.firewall = firewall
+        if ruleset not in FIREWALLS:
+            raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(FIREWALLS)}")
+        self.ruleset = ruleset
         self.tag = hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:4]
         self.node = f"na{self.tag}-node"
 
@@ -217,20 +218,20 @@ class ClusterLab(Lab):
             ip_command("-n", netns, "link", "set", "eth0", "up")
             ip_command("-n", netns, "route", "add", GATEWAY, "dev", "eth0", "scope", "link")
             ip_command("-n", netns, "route", "add", "default", "via", GATEWAY, "dev", "eth0")
-        self.apply_firewall(self.firewall)
+        self.apply_ruleset(self.ruleset)
 
-    def apply_firewall(self, firewall: str) -> None:
+    def apply_ruleset(self, ruleset: str) -> None:
         """Swap the node's firewall in place: the same pods, policies and snapshot, enforced or not."""
         if not self.namespaces:
             self.load()
         run_in(self.node, "nft", "delete", "table", "inet", "nak8s")
-        proc = run_in(self.node, "nft", "-f", "-", input=ruleset_text(firewall))
+        proc = run_in(self.node, "nft", "-f", "-", input=ruleset_text(ruleset))
         if proc.returncode:
             raise NetnsError(f"nft in {self.node}: {proc.stderr.strip()}")
-        self.firewall = self.info["firewall"] = firewall
+        self.ruleset = self.info["ruleset"] = ruleset
 
     def _plan(self, deadline: float) -> None:
-        self.info.update({"firewall": self.firewall, "pod_net": f"{POD_NET}.0/24",
+        self.info.update({"ruleset": self.ruleset, "pod_net": f"{POD_NET}.0/24",
                           "vantages": {name: {"netns": self.netns(self.pod(key)), "pod": key}
                                        for name, key in VANTAGES.items()}})
         self._build_network()
@@ -261,9 +262,18 @@ class ClusterLab(Lab):
 
     def vantage_argv(self, vantage: str, *argv: str) -> list[str]:
         """A command run from a vantage pod, with the downward API's POD_NAMESPACE and POD_NAME."""
+        if vantage not in VANTAGES:
+            raise LabError(f"unknown vantage {vantage!r}; the cluster lab has {', '.join(VANTAGES)}")
         namespace, _, name = VANTAGES[vantage].partition("/")
         return ["ip", "netns", "exec", self.netns(self.pod(VANTAGES[vantage])), "env", f"POD_NAMESPACE={namespace}",
                 f"POD_NAME={name}", *argv]
+
+    def scan_argv(self, vantage: str, engine: str | None = None) -> list[str]:
+        """The scan a vantage pod runs: the snapshot's workloads, judged against its NetworkPolicies, from the
+        pod the downward API names (vantage_argv sets POD_NAMESPACE and POD_NAME)."""
+        snap = f"k8s:{self.info['snapshot']}"
+        return [*module_argv("netaudit", "scan"), snap, "--policy", snap, "--scope", self.info["pod_net"],
+                *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
 
     def down(self) -> list[str]:
         (self.dir / "cluster.json").unlink(missing_ok=True)

@@ -105,13 +105,6 @@ from = ["cluster"]
 """
 
 
-def scan_argv(vantage: str, engine: str | None = None) -> list[str]:
-    """The scan a lab vantage runs: the cluster segment's host range and the tf ports, with the default
-    engine unless one is named (raw SYNs as root, so the matrix shows what the firewall did)."""
-    return [*module_argv("netaudit", "scan"), f"{SEGMENTS['cluster']}.0/26", "--scope", "198.18.0.0/15",
-            "--vantage", vantage, *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
-
-
 def add_netns(namespaces: list[str], name: str) -> None:
     """A namespace with its loopback up, recorded in `namespaces` the moment it exists, so teardown finds it
     even when the next step fails."""
@@ -126,6 +119,7 @@ def run_in(netns: str, *argv: str, **kw) -> subprocess.CompletedProcess:
 
 class SegmentedLab(Lab):
     kind = "segments"
+    rulesets = tuple(RULES)
 
     def __init__(self, state_dir: Path | None = None, ruleset: str = "leaky", peers: bool = PEERS_DEFAULT):
         super().__init__(state_dir)
@@ -234,6 +228,12 @@ class SegmentedLab(Lab):
         if not self.namespaces:
             self.load()
         return ["ip", "netns", "exec", self.netns(VANTAGES[vantage]), *argv]
+
+    def scan_argv(self, vantage: str, engine: str | None = None) -> list[str]:
+        """The scan a vantage runs: the cluster segment's host range and the tf ports, with the default
+        engine unless one is named (raw SYNs as root, so the matrix shows what the firewall did)."""
+        return [*module_argv("netaudit", "scan"), f"{SEGMENTS['cluster']}.0/26", "--scope", "198.18.0.0/15",
+                "--vantage", vantage, *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
 
     def impair(self, vantage: str, delay_ms: int, loss: float) -> str:
         """Loss and delay on a vantage host's link, held by a lab process until cleared or `lab down`;

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 
 NETAUDIT = [sys.executable, "-m", "netaudit"]
+TREE = Path(__file__).resolve().parents[1]
 POLICY = '[segments.lab]\ncidrs = ["127.0.0.1/32"]\ntrust = "trusted"\n'
 ACCEPT = '[[accept]]\nrule = "tf-server-unauthenticated-plaintext"\nreason = "lab"\nowner = "me"\nexpires = 2999-01-01\n'
 
@@ -156,6 +157,11 @@ CASES = [
     # lab and export
     ("lab-action", ["lab", "bogus"], {}, 2, "bogus"),
     ("lab-vantage-without-lab", ["lab", "scan", "nowhere"], {}, 2, "lab"),
+    ("lab-ruleset-without-lab", ["lab", "ruleset", "flannel"], {}, 2, "needs the segmented or the cluster lab"),
+    ("lab-loopback-ruleset", ["lab", "up", "--loopback", "--ruleset", "isolated"], {}, 2,
+     "--ruleset isolated: the loopback lab has no firewall"),
+    ("lab-ruleset-of-another-lab", ["lab", "up", "--no-install", "--ruleset", "enforcing"], {}, 2,
+     "--ruleset enforcing: the "),
     ("export-what", ["export", "bogus"], {}, 2, "bogus"),
     ("export-stock-missing", ["export", "nmap-probes", "--with-stock", "missing"], {}, 2, "missing"),
     ("export-output-folder-missing", ["export", "nmap-probes", "-o", "missing-dir/p"], {}, 2, "missing-dir"),
@@ -266,3 +272,21 @@ def test_report_and_convert_answer_0_to_3_for_any_mutated_scan_never_4(data, tmp
     for argv in (["report", str(folder / "r.json"), "--no-history", "--format", "text", "-o", str(folder / "o.txt")],
                  ["convert", str(folder / "r.json"), "--format", "html", "-o", str(folder / "o.html")]):
         assert main(argv) in (0, 1, 2, 3), (argv, where, value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["lab", "status"], ["k8s", "expect", str(TREE / "tests" / "k8s" / "tfjob-cluster.yaml")],
+    ["convert", "r.json", "--format", "text"]], ids=["lab", "k8s", "convert"])
+def test_a_reader_that_left_is_one_line_and_exit_5_never_an_internal_error(argv, tmp_path):
+    """`netaudit … | head -1` where head is gone: the pipe's read end is closed before netaudit writes."""
+    (tmp_path / "r.json").write_text(scan_json())
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "NETAUDIT_LAB_DIR": str(tmp_path / "labstate")}
+    try:
+        proc = subprocess.run([*NETAUDIT, *argv], stdout=write, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["netaudit: error: cannot write standard output: Broken pipe"]

@@ -7,6 +7,7 @@ firewall every cell must be exactly as the engine intends."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +20,33 @@ NETAUDIT = [sys.executable, "-m", "netaudit"]
 TREE = Path(__file__).resolve().parents[1]
 
 
+def lab_cli(state: Path, *argv: str) -> subprocess.CompletedProcess:
+    """The lab as a user drives it: `netaudit lab …`, its state in `state`."""
+    return subprocess.run([*NETAUDIT, "lab", *argv], capture_output=True, text=True, timeout=400, cwd=TREE,
+                          env={**os.environ, "NETAUDIT_LAB_DIR": str(state)})
+
+
 @pytest.fixture(scope="module")
 def cluster_lab(tmp_path_factory):
     require_root_tools("ip", "nft")
     from netaudit.lab.cluster import ClusterLab
 
-    with ClusterLab(tmp_path_factory.mktemp("cluster-lab"), firewall="flannel") as lab:
+    state = tmp_path_factory.mktemp("cluster-lab")
+    lab, names = ClusterLab(state), []
+    try:
+        up = lab_cli(state, "up", "--cluster")
+        assert up.returncode == 0, up.stderr
+        assert "cluster lab is up" in up.stdout and "firewall: 'flannel'" in up.stdout
+        assert lab.load()
+        names = list(lab.namespaces)
         yield lab
+    finally:
+        down = lab_cli(state, "down")
+        lab.down()  # whatever the CLI left, if it failed
+    assert down.returncode == 0, down.stderr
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert names and not [ns for ns in names if ns in left.split()], left
+    assert not state.exists()  # `lab down` removed what the lab wrote, and then its folder
 
 
 def intended(lab, vantage: str) -> dict[tuple[str, int], str]:
@@ -44,13 +65,15 @@ def intended(lab, vantage: str) -> dict[tuple[str, int], str]:
     return out
 
 
+def set_ruleset(lab, name: str) -> None:
+    proc = lab_cli(lab.dir, "ruleset", name)
+    assert proc.returncode == 0 and f"ruleset is now {name}" in proc.stdout, proc.stderr
+
+
 def scan_from(lab, vantage: str, tmp_path: Path, engine: str = "connect") -> dict:
-    snapshot = lab.info["snapshot"]
-    out = tmp_path / f"{vantage}-{lab.firewall}.json"
-    argv = lab.vantage_argv(vantage, *NETAUDIT, "scan", f"k8s:{snapshot}", "--policy", f"k8s:{snapshot}", "--scope",
-                            lab.info["pod_net"], "--engine", engine, "--timeout", "1", "--format", "json", "-o",
-                            str(out))
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=TREE)
+    """`netaudit lab scan VANTAGE`: `scan k8s: --policy k8s:` run inside the vantage pod's namespace."""
+    out = tmp_path / f"{vantage}-{engine}.json"
+    proc = lab_cli(lab.dir, "scan", vantage, "--engine", engine, "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text())
 
@@ -61,7 +84,7 @@ def denied_but_open(data: dict) -> set[tuple[str, int]]:
 
 @pytest.mark.parametrize("vantage", ["apps", "ml-training"])
 def test_the_ignoring_firewall_shows_every_denied_cell_open(cluster_lab, tmp_path, vantage):
-    cluster_lab.apply_firewall("flannel")
+    set_ruleset(cluster_lab, "flannel")
     data = scan_from(cluster_lab, vantage, tmp_path)
     assert data["segment"] == cluster_lab.info["vantages"][vantage]["pod"]  # found through POD_NAMESPACE/POD_NAME
     intent = intended(cluster_lab, vantage)
@@ -79,11 +102,11 @@ def test_the_ignoring_firewall_shows_every_denied_cell_open(cluster_lab, tmp_pat
 
 @pytest.mark.parametrize("vantage", ["apps", "ml-training"])
 def test_the_enforcing_firewall_matches_the_intent_cell_for_cell(cluster_lab, tmp_path, vantage):
-    cluster_lab.apply_firewall("enforcing")
+    set_ruleset(cluster_lab, "enforcing")
     try:
         data = scan_from(cluster_lab, vantage, tmp_path, "syn")  # raw SYNs: a dropped SYN reads "filtered"
     finally:
-        cluster_lab.apply_firewall("flannel")
+        set_ruleset(cluster_lab, "flannel")
     assert denied_but_open(data) == set()
     intent = intended(cluster_lab, vantage)
     states = {(e["host"], e["port"]): e["state"] for e in data["endpoints"]}

@@ -56,9 +56,7 @@ def seglab(tmp_path_factory):
 
 
 def scan_from(lab, vantage: str, engine: str, out, *extra: str) -> dict:
-    from netaudit.lab.segments import scan_argv
-
-    argv = lab.vantage_argv(vantage, *scan_argv(vantage, engine), *extra)
+    argv = lab.vantage_argv(vantage, *lab.scan_argv(vantage, engine), *extra)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     path = out / f"{vantage}-{engine}.json"
@@ -242,17 +240,15 @@ def run_scan_in(lab, vantage: str, *args: str) -> dict:
 
 def test_lab_cli_scan_refuses_without_segmented_lab(tmp_path):
     proc = run_cli("lab", "scan", "corp", env={"NETAUDIT_LAB_DIR": str(tmp_path / "none")})
-    assert proc.returncode == 2 and "needs the segmented lab" in proc.stderr
+    assert proc.returncode == 2 and "needs the segmented or the cluster lab" in proc.stderr
 
 
 def test_opening_a_firewall_rule_shows_up_as_new(seglab, tmp_path):
     """History across a firewall change: isolated, then leaky (edge may now reach worker 0), then leaky again."""
-    from netaudit.lab.segments import scan_argv
-
     store = tmp_path / "history.sqlite"
 
     def edge_scan() -> dict:
-        argv = seglab.vantage_argv("edge", *scan_argv("edge"), "--store", str(store))
+        argv = seglab.vantage_argv("edge", *seglab.scan_argv("edge"), "--store", str(store))
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)

@@ -41,7 +41,7 @@ def _exited(lab) -> None:
 
 
 def _segmented(out_dir: Path):
-    from netaudit.lab.segments import VANTAGES, SegmentedLab, scan_argv
+    from netaudit.lab.segments import VANTAGES, SegmentedLab
     from netaudit.policy.segments import load_policy
     from netaudit.policy.report import build_report
     from netaudit.results.load import load_scan
@@ -52,7 +52,7 @@ def _segmented(out_dir: Path):
         paths = []
         for vantage in VANTAGES:
             _say(f"scanning the cluster segment from {vantage}…")
-            proc = subprocess.run(lab.vantage_argv(vantage, *scan_argv(vantage)), capture_output=True, text=True)
+            proc = subprocess.run(lab.vantage_argv(vantage, *lab.scan_argv(vantage)), capture_output=True, text=True)
             if proc.returncode not in (0, 1):
                 raise RuntimeError(f"scan from {vantage} failed: {proc.stderr.strip()}")
             path = out_dir / f"scan-{vantage}.json"

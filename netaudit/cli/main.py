@@ -13,7 +13,8 @@ from typing import Any
 
 from netaudit import DISTRIBUTION, LAB_INSTALL
 from netaudit.cli.parser import MAX_WORKERS, build_parser
-from netaudit.core.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError
+from netaudit.core.errors import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERNAL, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
+                                  UsageError)
 from netaudit.core.textsafe import terminal_lines, terminal_safe
 from netaudit.outputs.formats import BY_SUFFIX
 
@@ -286,23 +287,37 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace):
-    """The lab the state file describes, or the one `up` should build: segmented as root, else loopback."""
-    from netaudit.lab.base import saved_kind
-    from netaudit.lab.loopback import LoopbackLab
+    """The lab the state file describes, or the one `up` should build: --cluster, segmented as root, else
+    loopback. A lab that is up is the one every action means, so `up` of another kind says so."""
+    from netaudit.lab.base import lab_class, saved_kind
 
     from netaudit.cli.demo import segments_missing
 
-    kind = saved_kind()
-    if kind is None and args.action == "up":
-        why = None if args.loopback else segments_missing(install=not args.no_install)
-        if why:
-            print(f"{why}: starting the loopback lab instead of network segments", file=sys.stderr)
-        kind = "loopback" if args.loopback or args.hostile or why else "segments"
-    if kind == "segments":
-        from netaudit.lab.segments import SegmentedLab
-
-        return SegmentedLab(ruleset=args.ruleset)
-    return LoopbackLab(decoys=not args.no_decoys, peers=not args.no_peers, hostile=args.hostile, tarpits=args.tarpits)
+    kind, fallback = saved_kind(), None
+    if args.action == "up":
+        wanted = "cluster" if args.cluster else "loopback" if args.loopback else None
+        if kind is not None and wanted not in (None, kind):
+            raise UsageError(f"the {kind} lab is up; `netaudit lab down` first")
+        if kind is None and args.cluster:
+            if why := segments_missing(install=not args.no_install):
+                raise UsageError(f"lab up --cluster needs root with ip and nft ({why})")
+            kind = "cluster"
+        elif kind is None:
+            why = None if args.loopback else segments_missing(install=not args.no_install)
+            fallback = why and f"{why}: starting the loopback lab instead of network segments"
+            kind = "loopback" if args.loopback or args.hostile or why else "segments"
+    kind = kind or "loopback"
+    cls = lab_class(kind)
+    if args.action != "up":
+        return cls()
+    if args.ruleset and args.ruleset not in cls.rulesets:
+        raise UsageError(f"--ruleset {args.ruleset}: the {kind} lab " + (
+            f"takes {' or '.join(cls.rulesets)}" if cls.rulesets else "has no firewall"))
+    if fallback:
+        print(fallback, file=sys.stderr)
+    if kind == "loopback":
+        return cls(decoys=not args.no_decoys, peers=not args.no_peers, hostile=args.hostile, tarpits=args.tarpits)
+    return cls(ruleset=args.ruleset) if args.ruleset else cls()
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -319,11 +334,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
         killed = lab.down()
         print("lab is down" + (f" (SIGKILL needed for: {', '.join(killed)})" if killed else ""))
     elif args.action in ("scan", "ruleset", "impair"):
-        if lab.kind != "segments" or not lab.load():
-            raise UsageError(f"`lab {args.action}` needs the segmented lab: run `netaudit lab up` as root first")
+        if not lab.rulesets or not lab.load():
+            raise UsageError(f"`lab {args.action}` needs the segmented or the cluster lab: run `netaudit lab up` "
+                             "(or `lab up --cluster`) as root first")
         if args.action == "ruleset":
-            if args.name not in ("leaky", "isolated"):
-                raise UsageError("lab ruleset takes leaky or isolated")
+            if args.name not in lab.rulesets:
+                raise UsageError(f"the {lab.kind} lab's rulesets are {' and '.join(lab.rulesets)}")
             lab.apply_ruleset(args.name)
             lab._save()
             print(f"firewall ruleset is now {args.name}")
@@ -331,13 +347,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
         if args.name not in lab.info["vantages"]:
             raise UsageError(f"unknown vantage {args.name!r}; the lab has {', '.join(lab.info['vantages'])}")
         if args.action == "impair":
+            if lab.kind != "segments":
+                raise UsageError("`lab impair` needs the segmented lab")
             return impair_vantage(lab, args)
         import subprocess
 
-        from netaudit.lab.segments import scan_argv
-
         output = open_output(args)
-        argv = lab.vantage_argv(args.name, *scan_argv(args.name, args.engine))
+        argv = lab.vantage_argv(args.name, *lab.scan_argv(args.name, args.engine))
         out = subprocess.run(argv, capture_output=True, text=True)
         sys.stderr.write(out.stderr)
         write_output(out.stdout, output)
@@ -378,6 +394,10 @@ def print_lab(status: dict) -> None:
         print("  vantages: " + ", ".join(f"{name} {v['ip']}" for name, v in info["vantages"].items()))
         for name, how in info.get("impaired", {}).items():
             print(f"  impaired: {name}: {how}")
+    elif info.get("pod_net"):
+        print(f"  pods: {info['pod_net']} routed through the node namespace; snapshot: {info.get('snapshot')}")
+        print(f"  firewall: {info['ruleset']!r} on the node (flannel ignores NetworkPolicy, enforcing applies it)")
+        print("  vantages: " + ", ".join(f"{name} (pod {v['pod']})" for name, v in info["vantages"].items()))
     for name, why in (status.get("info") or {}).get("skipped", {}).items():
         print(f"  skipped: {name} ({terminal_safe(why.splitlines()[0])})")
     alive = {p["name"]: p["alive"] for p in status["processes"]}
@@ -509,13 +529,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a reader that left is one line, not a message at interpreter exit
+        return code
     except UsageError as exc:
         print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("netaudit: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except BrokenPipeError:  # `netaudit … | head`: the reader left; what is still buffered has nowhere to go
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("netaudit: error: cannot write standard output: Broken pipe", file=sys.stderr)
+        return EXIT_OUTPUT
     except OutputError as exc:  # the work was done, its output could not be written; the message says where it is
         print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -201,7 +201,11 @@ def add_lab(sub: Subcommands) -> None:
                          description="Start, stop, inspect or scan from the built-in lab. As root, `up` builds "
                          "network namespaces in 198.18.0.0/15 (segments cluster, apps, corp, edge) joined by a router "
                          "whose nftables ruleset plays the VPC firewall, with a TF cluster and a ModelServer in "
-                         "`cluster`. Without root (or with --loopback) it starts the loopback lab on 127.0.0.1: TF "
+                         "`cluster`. `up --cluster` (root) plays a Kubernetes cluster instead: namespaces as pods "
+                         "of a TFJob, a TF Serving Deployment and a KServe predictor, NetworkPolicies in the snapshot it writes, and a "
+                         "node firewall that ignores them (flannel) or enforces them (enforcing); `lab scan` then runs "
+                         "`scan k8s: --policy k8s:` from a vantage pod. Without root (or with --loopback) it starts "
+                         "the loopback lab on 127.0.0.1: TF "
                          "clusters, a ModelServer, TLS variants and decoys. `up --hostile` adds hostile servers on "
                          "127.0.0.1 (tarpits, drips, HTTP/2 floods, oversized, invalid and compressed-bomb gRPC "
                          "replies, resets, endless HTTP, TLS garbage and stalls, escape sequences in every field: "
@@ -209,10 +213,13 @@ def add_lab(sub: Subcommands) -> None:
                          f"scan. Needs: {LAB_INSTALL}.",
                          epilog="examples:\n  netaudit lab up\n  netaudit lab up --loopback --hostile --tarpits 100\n"
                                 "  netaudit lab scan edge -o edge.json\n"
+                                "  netaudit lab up --cluster && netaudit lab scan apps -o apps.json\n"
+                                "  netaudit lab ruleset enforcing\n"
                                 "  netaudit lab ruleset isolated\n  netaudit lab impair edge --delay 200 --loss 10\n"
                                 "  netaudit lab impair edge --clear\n  netaudit lab down")
     lab.add_argument("action", choices=["up", "down", "status", "scan", "ruleset", "impair"],
-                     help="scan VANTAGE: scan the cluster segment from that segment; ruleset NAME: swap the firewall; "
+                     help="scan VANTAGE: scan the cluster segment from that segment (the cluster lab: the snapshot's "
+                     "workloads from that pod, against its NetworkPolicies); ruleset NAME: swap the firewall; "
                      "impair VANTAGE: packet loss and delay on that host's link (tc netem, or a delay line where "
                      "the kernel has no netem)")
     lab.add_argument("name", nargs="?", metavar="VANTAGE|RULESET", help="for scan, impair and ruleset")
@@ -221,14 +228,17 @@ def add_lab(sub: Subcommands) -> None:
     lab.add_argument("--no-peers", action="store_true",
                      help="up, loopback lab: leave out KServe, MLServer, Triton and TensorBoard (faster)")
     lab.add_argument("--loopback", action="store_true", help="up: the loopback lab even as root")
+    lab.add_argument("--cluster", action="store_true",
+                     help="up: the lab that plays a Kubernetes cluster (root; see docs/kubernetes.md)")
     lab.add_argument("--no-install", action="store_true",
                      help="up: as root, do not apt-get install missing lab packages (iproute2, nftables, procps)")
     lab.add_argument("--hostile", action="store_true",
                      help="up, loopback lab: also start the hostile servers (one process, 127.0.0.1 only)")
     lab.add_argument("--tarpits", type=non_negative_int, default=0, metavar="N",
                      help="up --hostile: this many extra tarpit ports (default 0)")
-    lab.add_argument("--ruleset", default="leaky", choices=["leaky", "isolated"],
-                     help="up, segmented lab: the firewall to start with (default leaky: realistic mistakes)")
+    lab.add_argument("--ruleset", choices=["leaky", "isolated", "flannel", "enforcing"],
+                     help="up: the firewall to start with; segmented lab: leaky (default: realistic mistakes) or "
+                          "isolated; cluster lab: flannel (default: NetworkPolicies ignored) or enforcing")
     lab.add_argument("--engine", choices=tuple(ENGINES),
                      help="scan: discovery engine (default as for scan: syn as root on IPv4)")
     lab.add_argument("-o", "--output", metavar="FILE", help="scan: write the JSON result here (default stdout)")
