@@ -183,6 +183,13 @@ ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
      "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.3", "externalIPs": ["198.18.40.4"],
               "selector": {"tier": "a"}, "ports": [{"port": 2222, "nodePort": 30333}]},
      "status": {"loadBalancer": {"ingress": [{"ip": "198.18.40.5"}]}}},
+    # externalTrafficPolicy Local: NodePorts hand on to the node's own pods and keep the client's address.
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-local"},
+     "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.6", "externalIPs": ["198.18.40.7"],
+              "externalTrafficPolicy": "Local", "selector": {"tier": "a"},
+              "ports": [{"port": 2222, "nodePort": 30444}]}},
+    {**pod("apps", "elsewhere", "198.18.9.21", {"app": "other"}, [], node="node-2"),
+     "status": {"phase": "Running", "podIP": "198.18.9.21", "hostIP": "198.18.0.12"}},
     {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "only-b-from-apps"},
      "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"],
               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}]}},
@@ -223,6 +230,32 @@ def test_where_an_address_lands(tmp_path, host, port, via, to, value):
         assert decided.reason  # always said why
     if "NodePort" in via or "external" in via:
         assert "before or after NetworkPolicy" in decided.reason
+
+
+@pytest.mark.parametrize("source, host, port, to, value, why", [
+    # tf-0 (node-1) is denied to everyone by deny-a: Local keeps the source, so a NodePort on node-1 is judged.
+    ("apps/client", "198.18.0.11", 30444, ["ml/tf-0:2222"], "denied", None),
+    ("203.0.113.9", "198.18.0.11", 30444, ["ml/tf-0:2222"], "denied", None),
+    # node-2 runs no pod of the Service: with Local it drops the connection, NetworkPolicy is not asked.
+    ("apps/client", "198.18.0.12", 30444, [], "unknown", "no pod on node node-2"),
+    # An external address with Local keeps an outside client's source; one inside the cluster gets Cluster's.
+    ("203.0.113.9", "198.18.40.7", 2222, ["ml/tf-0:2222"], "denied", None),
+    ("apps/client", "198.18.40.7", 2222, ["ml/tf-0:2222"], "unknown", "which a client inside the cluster does not get"),
+    # The same outside client through a Service with the default Cluster policy: unknown.
+    ("203.0.113.9", "198.18.40.4", 2222, ["ml/tf-0:2222"], "unknown", "externalTrafficPolicy: Cluster"),
+])
+def test_external_traffic_policy_local_keeps_the_source(tmp_path, source, host, port, to, value, why):
+    from netaudit.policy.k8s_policy import load_policy_spec
+
+    path = tmp_path / "routed.json"
+    path.write_text(json.dumps(ROUTED))
+    policy = load_policy_spec(f"k8s:{path}")
+    where, decided = policy.intent(policy.source(source), host, port)
+    assert [f"{p.key}:{n}" for p, n in where.targets] == to
+    assert decided.value == value, decided.reason
+    assert why is None or why in decided.reason, decided.reason
+    if value == "denied":
+        assert decided.rules == ("ml/deny-a#ingress",), decided.rules
 
 
 def _routing_by_scan(snapshot, pod) -> list:

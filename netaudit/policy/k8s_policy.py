@@ -98,9 +98,11 @@ class Destination:
     via: str  # "pod IP", "Service ns/name ClusterIP", "NodePort 30222 of Service ns/name", ...
     targets: tuple[tuple[Pod, int | None], ...]  # None: the Service's named targetPort does not resolve
     unresolved: str = ""  # why there is no pod, when targets is empty
-    # A NodePort, externalIP or load-balancer route: with externalTrafficPolicy Cluster kube-proxy may
-    # masquerade the source as a node address, and whether before or after NetworkPolicy is undefined.
-    rewrites_source: bool = False
+    # Whose address NetworkPolicy sees: "all" sources keep theirs (pod IP, ClusterIP, a NodePort with
+    # externalTrafficPolicy Local); "outside" ones only (an externalIP or load-balancer address with Local:
+    # in-cluster clients of those get Cluster semantics); "none" (externalTrafficPolicy Cluster), where
+    # kube-proxy may masquerade the source as a node address, before or after NetworkPolicy (undefined).
+    keeps_source: str = "all"
 
 
 class K8sPolicy:
@@ -240,7 +242,8 @@ class K8sPolicy:
                         if ip in service.cluster_ips:
                             return self._through(service, sp.target_port, f"Service {service.key} ClusterIP address")
                         return self._through(service, sp.target_port,
-                                             f"Service {service.key} external or load-balancer address", True)
+                                             f"Service {service.key} external or load-balancer address",
+                                             "outside" if service.external_traffic_policy == "Local" else "none")
                 return Destination(f"Service {service.key}", (), f"Service {service.key} has no TCP port {port}")
         node = {p.node for p in self.snapshot.pods if ip in p.host_ips or (p.host_network and ip in p.ips)}
         if node:
@@ -252,8 +255,10 @@ class K8sPolicy:
             for service in self.snapshot.services:
                 for sp in service.ports:
                     if sp.node_port == port and sp.protocol == "TCP":
-                        return self._through(service, sp.target_port, f"NodePort {port} of Service {service.key}",
-                                             True)
+                        via = f"NodePort {port} of Service {service.key}"
+                        if service.external_traffic_policy == "Cluster":
+                            return self._through(service, sp.target_port, via, "none")
+                        return self._through(service, sp.target_port, via, on_nodes=node)
             hosted = [(p, cp.container_port) for p in on_node for c in p.containers for cp in c.ports
                       if cp.host_port == port and cp.protocol == "TCP"]
             if len(hosted) == 1:
@@ -263,11 +268,19 @@ class K8sPolicy:
                                "the snapshot on that port: NetworkPolicy does not govern it")
         return Destination("address", (), f"{ip} is no pod, Service or node address of the snapshot")
 
-    def _through(self, service: Service, target: int | str, via: str, rewrites_source: bool = False
-                 ) -> Destination:
+    def _through(self, service: Service, target: int | str, via: str, keeps_source: str = "all",
+                 on_nodes: set[str] | None = None) -> Destination:
+        """`on_nodes`: a NodePort with externalTrafficPolicy Local hands on to the pods of the node it was
+        reached on, and "traffic mistakenly sent to a node with no endpoints will be dropped" (ServiceSpec)."""
         backends = self._backends.get(service.key, [])
         if not backends:
             return Destination(via, (), f"Service {service.key} routes to no running pod of the snapshot")
+        if on_nodes is not None:
+            backends = [pod for pod in backends if pod.node in on_nodes]
+            if not backends:
+                return Destination(via, (), f"Service {service.key} has externalTrafficPolicy Local and no pod on "
+                                            f"node {', '.join(sorted(n for n in on_nodes if n))}: the node drops "
+                                            "the connection before NetworkPolicy")
         out = []
         for pod in backends:
             if isinstance(target, int):
@@ -275,19 +288,22 @@ class K8sPolicy:
             else:
                 numbers = pod.ports_named(target, "TCP")
                 out.append((pod, next(iter(numbers)) if len(numbers) == 1 else None))
-        return Destination(via, tuple(out), rewrites_source=rewrites_source)
+        return Destination(via, tuple(out), keeps_source=keeps_source)
 
     def intent(self, source: Source, host: str, port: int) -> tuple[Destination, Verdict]:
         """The engine's verdict for `source` reaching (host, port), at the pods and pod ports behind it."""
         where = self.destination(host, port)
         if not where.targets:
             return where, Verdict("unknown", (), where.unresolved)
-        if where.rewrites_source:
+        outside = isinstance(source, ExternalAddress)
+        if where.keeps_source == "none" or (where.keeps_source == "outside" and not outside):
+            why = ("externalTrafficPolicy: Cluster" if where.keeps_source == "none" else
+                   "externalTrafficPolicy: Local, which a client inside the cluster does not get")
             return where, Verdict("unknown", (), (
-                f"through {where.via}, kube-proxy may replace the source with a node address "
-                "(externalTrafficPolicy: Cluster), and whether that happens before or after NetworkPolicy is "
-                "not defined (kubernetes.io, Network Policies): the verdict is only known for pod and ClusterIP "
-                "addresses"))
+                f"through {where.via}, kube-proxy may replace the source with a node address ({why}), and "
+                "whether that happens before or after NetworkPolicy is not defined (kubernetes.io, Network "
+                "Policies): the verdict is known for pod and ClusterIP addresses, and with externalTrafficPolicy "
+                "Local for NodePorts and for clients outside the cluster"))
         verdicts = []
         for pod, pod_port in where.targets:
             if pod_port is None:

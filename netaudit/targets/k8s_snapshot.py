@@ -122,6 +122,9 @@ class Service:
     ports: tuple[ServicePort, ...]
     external_ips: tuple[IPAddress, ...]
     load_balancer_ips: tuple[IPAddress, ...]  # status.loadBalancer.ingress[].ip
+    # How NodePort, externalIP and load-balancer traffic is handed on: Local keeps the client's address and
+    # the node's own pods only, Cluster (the default) may masquerade it (core/v1 ServiceSpec).
+    external_traffic_policy: str = "Cluster"
 
     @property
     def key(self) -> str:
@@ -462,6 +465,7 @@ class _Builder:
             external_ips=tuple(i.address() for i in spec["externalIPs"].items()),
             load_balancer_ips=tuple(i["ip"].address() for i in root["status"]["loadBalancer"]["ingress"].items()
                                     if not i["ip"].absent),  # entries with only a hostname have no IP
+            external_traffic_policy=spec["externalTrafficPolicy"].choice(("Cluster", "Local"), "Cluster"),
         ))
 
     def _network_policy(self, root: _At, namespace: str, name: str, api_version: str | None) -> None:
