@@ -163,6 +163,38 @@ def test_the_rules_are_data_and_cover_every_intent():
     assert denied.severity == "critical" and denied.states == ("open",)
 
 
+def test_the_shipped_k8s_rule_files_load():
+    from netaudit.assess.k8s_identity import mismatch_rule
+
+    assert mismatch_rule().id == "k8s-tf-task-mismatch" and mismatch_rule().why
+
+
+GOOD_INTENT = {"id": "x", "when": {"intent": "denied", "state": ["open"]}, "severity": "critical", "title": "t",
+               "why": "w", "remediation": "r"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"whne": 1}, "takes only"),
+    ({"when": None}, "needs "),
+    ({"severity": "hgih"}, "severity 'hgih' is not one of"),
+    ({"why": "two\nlines"}, "'why' must be one line"),
+    ({"why": None}, "missing 'why'"),
+    ({"when": {"intent": "maybe"}}, "when needs intent"),
+    ({"when": {"intent": "denied", "state": ["opne"]}}, "when needs intent"),
+    ({"cvss": "CVSS:3.1/AV:N"}, "does not parse"),
+])
+def test_a_broken_k8s_rule_is_a_clear_error_naming_it(change, message):
+    """The loader both k8s rule files share (core/registry.check_data_rules) and the intent checks after it."""
+    from netaudit.core.registry import RegistryError
+    from netaudit.policy.k8s_policy import checked_intent_rules
+
+    entry = {k: v for k, v in {**GOOD_INTENT, **change}.items() if v is not None}
+    assert checked_intent_rules([GOOD_INTENT], "t.toml")[0].id == "x"
+    with pytest.raises(RegistryError, match="t.toml") as caught:
+        checked_intent_rules([entry], "t.toml")
+    assert message in str(caught.value), caught.value
+
+
 # --- where an address lands: the pod and pod port NetworkPolicy judges (no traffic) -------------------------
 
 ROUTED = {"apiVersion": "v1", "kind": "List", "items": [

@@ -11,16 +11,12 @@ data (data/k8s_identity_rules.toml).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
-from netaudit.core.model import SEVERITIES, Endpoint, Finding
-from netaudit.core.registry import RegistryError, check_why
-
-RULE_KEYS = {"id", "severity", "title", "why", "remediation", "references", "compliance"}
+from netaudit.core.model import Endpoint, Finding
+from netaudit.core.registry import RegistryError, check_data_rules, data_rules
 
 
 @dataclass(frozen=True)
@@ -37,13 +33,10 @@ class MismatchRule:
 @cache
 def mismatch_rule() -> MismatchRule:
     where = "data/k8s_identity_rules.toml"
-    rules = tomllib.loads(resources.files("netaudit").joinpath(where).read_text()).get("rule", [])
-    if len(rules) != 1 or set(rules[0]) - RULE_KEYS or not {"id", "severity", "title", "remediation"} <= set(rules[0]) \
-            or rules[0]["severity"] not in SEVERITIES:
-        raise RegistryError(f"{where}: one [[rule]] with id, severity (one of {', '.join(SEVERITIES)}), title and "
-                            f"remediation, and only {', '.join(sorted(RULE_KEYS))}")
+    rules = check_data_rules(data_rules(where), where)
+    if len(rules) != 1:
+        raise RegistryError(f"{where}: needs exactly one [[rule]], has {len(rules)}")
     rule = rules[0]
-    check_why(rule, where)
     return MismatchRule(rule["id"], rule["severity"], rule["title"], rule["remediation"],
                         tuple(rule.get("references", ())), rule.get("compliance", {}), rule["why"])
 

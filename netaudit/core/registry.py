@@ -192,6 +192,35 @@ def check_why(rule: Any, where: str) -> None:
         raise RegistryError(f"{where} rule {rule_id!r}: 'why' must be one line of at most {WHY_LIMIT} characters")
 
 
+RULE_TEXT_KEYS = frozenset({"id", "severity", "title", "why", "remediation", "references", "compliance"})
+
+
+def data_rules(where: str) -> list[Any]:
+    """The `[[rule]]` tables of a rule file under netaudit/ (data/…toml), unchecked: check_data_rules next."""
+    return tomllib.loads(resources.files("netaudit").joinpath(where).read_text()).get("rule", [])
+
+
+def check_data_rules(rules: list[Any], where: str, needs: frozenset[str] = frozenset(),
+                     takes: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Rules that are not a family's (data/k8s_*_rules.toml): each has the keys every rule has (and
+    `needs`), a known severity and its `why`, and no key but those and `takes`, so a mistake in netaudit's
+    own data stops every command instead of a finding going missing."""
+    required = {"id", "severity", "title", "remediation"} | needs
+    allowed = RULE_TEXT_KEYS | needs | takes
+    for entry in rules:
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{where}: every [[rule]] is a table")
+        rule_id = entry.get("id", "?")
+        if set(entry) - allowed or not required <= set(entry):
+            raise RegistryError(f"{where}: rule {rule_id!r}: needs {', '.join(sorted(required))}, and takes only "
+                                f"{', '.join(sorted(allowed))}")
+        if entry["severity"] not in SEVERITIES:
+            raise RegistryError(f"{where}: rule {rule_id!r}: severity {entry['severity']!r} is not one of "
+                                f"{', '.join(SEVERITIES)}")
+        check_why(entry, where)
+    return rules
+
+
 def _family(text: str, source: str, package: str) -> Family:
     data = tomllib.loads(text)
     _check_keys(data, {"family", "kind", "probe", "facts", "rule", "safety", "advice"}, source)

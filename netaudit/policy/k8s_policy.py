@@ -24,25 +24,22 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from dataclasses import dataclass
 from functools import cache, cached_property
-from importlib import resources
 from typing import Any
 
 from netaudit.assess.rules import FROM_KIND
 from netaudit.assess.scoring import scores
 from netaudit.core import registry
 from netaudit.core.errors import UsageError
-from netaudit.core.model import SEVERITIES, Finding
-from netaudit.core.registry import RegistryError, check_cvss, check_why
+from netaudit.core.model import Finding
+from netaudit.core.registry import RegistryError, check_cvss, check_data_rules, data_rules
 from netaudit.policy.netpol import ExternalAddress, NodeTraffic, Source, UnlabeledPod, Verdict, verdict
 from netaudit.targets.k8s import routing_services
 from netaudit.targets.k8s_snapshot import Pod, Service, Snapshot
 
 INTENTS = ("allowed", "denied", "unknown")
 STATES = ("open", "closed", "filtered", "undetermined")
-RULE_KEYS = {"id", "when", "severity", "cvss", "title", "why", "remediation", "references", "compliance"}
 ANY_POD = "(any pod)"
 
 
@@ -64,27 +61,22 @@ class IntentRule:
 def intent_rules() -> tuple[IntentRule, ...]:
     """data/k8s_policy_rules.toml, checked: a wrong key, intent, state, severity or vector stops every command."""
     where = "data/k8s_policy_rules.toml"
-    data = tomllib.loads(resources.files("netaudit").joinpath(where).read_text())
+    return checked_intent_rules(data_rules(where), where)
+
+
+def checked_intent_rules(rules: list[Any], where: str) -> tuple[IntentRule, ...]:
     out = []
-    for entry in data.get("rule", []):
-        rule_id = entry.get("id", "?")
-        unknown = set(entry) - RULE_KEYS
-        if unknown or not {"id", "when", "severity", "title", "remediation"} <= set(entry):
-            raise RegistryError(f"{where}: rule {rule_id!r}: needs id, when, severity, title and remediation, "
-                                f"and takes only {', '.join(sorted(RULE_KEYS))}")
+    for entry in check_data_rules(rules, where, needs=frozenset({"when"}), takes=frozenset({"cvss"})):
+        rule_id = entry["id"]
         when = entry["when"]
         states = when.get("state", list(STATES)) if isinstance(when, dict) else None
         if not isinstance(when, dict) or set(when) - {"intent", "state"} or when.get("intent") not in INTENTS \
                 or not isinstance(states, list) or not set(states) <= set(STATES):
             raise RegistryError(f"{where}: rule {rule_id!r}: when needs intent ({', '.join(INTENTS)}) and a state "
                                 f"list of {', '.join(STATES)}")
-        if entry["severity"] not in SEVERITIES:
-            raise RegistryError(f"{where}: rule {rule_id!r}: severity {entry['severity']!r} is not one of "
-                                f"{', '.join(SEVERITIES)}")
         cvss = entry.get("cvss")
         if cvss is not None and cvss != FROM_KIND:
             check_cvss(cvss, f"{where}: rule {rule_id!r}")
-        check_why(entry, where)
         out.append(IntentRule(rule_id, when["intent"], tuple(states), entry["severity"], cvss, entry["title"],
                               entry["remediation"], tuple(entry.get("references", ())), entry.get("compliance", {}),
                               entry["why"]))
