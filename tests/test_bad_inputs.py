@@ -127,6 +127,8 @@ CASES = [
     ("report-not-json", ["report", "r.json"], {"r.json": "{"}, 2, "JSON"),
     ("report-not-a-scan", ["report", "r.json"], {"r.json": "[1, 2]"}, 2, "scan"),
     ("report-schema-only", ["report", "r.json"], {"r.json": '{"schema": "netaudit/scan-v1"}'}, 2, "required"),
+    ("report-source-not-an-address", ["report", "r.json", "--policy", "p.toml"],
+     {"r.json": scan_json(vantage=None, stats={"source_addresses": ["gateway"]}), "p.toml": POLICY}, 2, "stats.source_addresses[0]"),
     ("report-no-host", ["report", "r.json"], {"r.json": scan_json(endpoints__0__host=DELETE)}, 2, "host"),
     ("report-severity", ["report", "r.json"], {"r.json": scan_json(findings__0__severity="super")}, 2, "severity"),
     ("report-port-word", ["report", "r.json"], {"r.json": scan_json(endpoints__0__port="abc")}, 2, "port"),
