@@ -178,3 +178,19 @@ def test_a_link_to_proc_self_fd_1_appends_to_the_file_stdout_is(tmp_path, result
     text = log.read_text()
     assert text.startswith("header\n{") and text.endswith("}\nfooter\n") and '"netaudit/scan-v1"' in text
     assert log.stat().st_ino == inode
+
+
+def test_the_text_legend_explains_the_marks_the_matrix_shows_and_no_other(tmp_path):
+    from test_bad_inputs import POLICY
+
+    (tmp_path / "r.json").write_text(scan_json())
+    (tmp_path / "p.toml").write_text(POLICY)
+    proc = run_cli("report", str(tmp_path / "r.json"), "--policy", str(tmp_path / "p.toml"), "--no-history",
+                   "--format", "text")
+    assert proc.returncode in (0, 1), proc.stderr
+    text = proc.stdout
+    table = text.split("REACHABILITY\n", 1)[1].split("\n\nLEGEND\n", 1)[0].splitlines()[1:]
+    legend = text.split("\n\nLEGEND\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert table and legend
+    shown = {row.split()[2] for row in table}
+    assert {line.split()[0] for line in legend} == shown, (table, legend)

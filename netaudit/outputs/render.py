@@ -207,7 +207,7 @@ def to_text(result) -> str:
     table += [[_address(ep["host"], ep["port"]), ep.get("kind") or "-", *(cell_label(c) for c in cells)]
               for ep, cells in rows]
     lines += _table([r + [""] for r in table])
-    lines += ["", "LEGEND"] + [f"  {CELL_MARKS[v]:<13} {text}" for v, text in VERDICTS.items()] + [""]
+    lines += ["", "LEGEND"] + [f"  {mark:<13} {text}" for _, mark, text in legend(rows)] + [""]
     lines.append("EVIDENCE PER CELL")
     for ep, cells in rows:
         lines += [f"  {c['vantage']} -> {_address(ep['host'], ep['port'])}: {c['evidence']}" for c in cells]
