@@ -191,3 +191,18 @@ def test_the_installed_demo_writes_its_report(lab_venv, outside):
 def test_the_checkout_and_the_install_agree_on_the_version(bare_venv, outside):
     mine = installed(bare_venv, outside, "--version").stdout
     assert mine == run_cli("--version").stdout
+
+
+def test_the_installed_k8s_expect_gives_the_checkouts_verdicts(bare_venv, outside):
+    """The NetworkPolicy engine, its rule files and the snapshot reader ship: the installed wheel, run outside
+    the tree on a copy of the kubectl fixture and a TFJob manifest, agrees cell for cell with the checkout."""
+    for name in ("kubectl-list.json", "tfjob-cluster.yaml"):
+        shutil.copy(TREE / "tests" / "k8s" / name, outside / name)
+    files = ("kubectl-list.json", "tfjob-cluster.yaml")
+    mine = installed(bare_venv, outside, "k8s", "expect", *files, "--format", "json")
+    theirs = run_cli("k8s", "expect", *(str(outside / f) for f in files), "--format", "json")
+    assert mine.returncode == theirs.returncode and mine.returncode in (0, 1), mine.stderr
+    data = json.loads(mine.stdout)
+    assert data["schema"] == "netaudit/k8s-expect-v1" and data["cells"] and data["findings"]
+    assert {c["verdict"] for c in data["cells"]} >= {"allowed", "denied"}
+    assert data["cells"] == json.loads(theirs.stdout)["cells"]
