@@ -136,3 +136,40 @@ spec: {containers: [{name: tensorflow, image: tensorflow/tensorflow:2.16.1}]}
     (tmp_path / "bert.yaml").write_text(UNDEPLOYED + "---\n" + deployed)
     pods = {p.name for p in load([str(tmp_path / "bert.yaml")]).pods}
     assert {"bert-chief-0", "bert-worker-0", "bert-worker-1", "bert-v2-worker-0"} <= pods
+
+
+# The cluster lab's three NetworkPolicies (lab/cluster.py POLICIES), read by hand: only the job's replicas reach
+# its TF port, TF Serving gRPC 8500 only from `apps`, the KServe predictor's 8080 from every namespace.
+LAB_INTENT = {
+    ("apps/scanner", "mnist-chief-0", 2222): "denied", ("ml-training/debug", "mnist-chief-0", 2222): "denied",
+    ("ml-training/mnist-worker-0", "mnist-chief-0", 2222): "allowed",
+    ("ml-training/mnist-ps-0", "mnist-worker-1", 2222): "allowed",
+    ("apps/scanner", "resnet-6b8f9c7d5-x2x9q", 8500): "allowed",
+    ("ml-training/debug", "resnet-6b8f9c7d5-x2x9q", 8500): "denied",
+    ("apps/scanner", "resnet-6b8f9c7d5-x2x9q", 8501): "denied",  # the pod isolated, 8501 not admitted
+    ("ml-training/debug", "flowers-predictor-7c9d8f6b4-k8m2p", 8080): "allowed",
+    ("apps/scanner", "flowers-predictor-7c9d8f6b4-k8m2p", 9000): "denied",  # the undeclared gRPC port
+}
+
+
+def test_expect_on_the_cluster_labs_snapshot_gives_its_policies_verdicts(tmp_path):
+    """The snapshot the cluster lab writes (no root needed to write it), as `k8s expect` reads it."""
+    from netaudit.lab.cluster import snapshot
+
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(snapshot()))
+    sources = sorted({source for source, _, _ in LAB_INTENT})
+    proc = subprocess.run([*NETAUDIT, "k8s", "expect", str(path), *(a for s in sources for a in ("--from", s)),
+                           "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    cells = {(f"{c['from']['namespace']}/{c['from']['pod']}", c["to"]["pod"], c["to"]["port"]): c
+             for c in json.loads(proc.stdout)["cells"]}
+    assert {key: cells[key]["verdict"] for key in LAB_INTENT} == LAB_INTENT
+    assert cells["apps/scanner", "mnist-chief-0", 2222]["rules"] == ["ml-training/training-peers-only#ingress"]
+    assert cells["apps/scanner", "resnet-6b8f9c7d5-x2x9q", 8500]["rules"] == [
+        "ml-serving/resnet-grpc-from-apps#ingress[0]"]
+    # By default (every namespace's unlabeled pod, 0.0.0.0/0): the predictor's 8080 rule admits every namespace.
+    default = subprocess.run([*NETAUDIT, "k8s", "expect", str(path), "--format", "json"], capture_output=True,
+                             text=True, timeout=60)
+    assert [(f["rule"], f["target"]) for f in json.loads(default.stdout)["findings"]] == [
+        ("k8s-tf-port-open-to-all", "ml-serving/flowers-predictor-7c9d8f6b4-k8m2p")]
