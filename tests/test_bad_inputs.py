@@ -278,13 +278,15 @@ def test_report_and_convert_answer_0_to_3_for_any_mutated_scan_never_4(data, tmp
 
 @pytest.mark.parametrize("argv", [
     ["lab", "status"], ["k8s", "expect", str(TREE / "tests" / "k8s" / "tfjob-cluster.yaml")],
-    ["convert", "r.json", "--format", "text"]], ids=["lab", "k8s", "convert"])
+    ["convert", "r.json", "--format", "text"], ["--help"], []], ids=["lab", "k8s", "convert", "help", "bare"])
 def test_a_reader_that_left_is_one_line_and_exit_5_never_an_internal_error(argv, tmp_path):
-    """`netaudit … | head -1` where head is gone: the pipe's read end is closed before netaudit writes."""
+    """`netaudit … | head -1` where head is gone: the pipe's read end is closed before netaudit writes.
+    Buffered, as in a user's shell (PYTHONUNBUFFERED would hide bytes left in the buffer at exit)."""
     (tmp_path / "r.json").write_text(scan_json())
     read, write = os.pipe()
     os.close(read)
-    env = {**os.environ, "NETAUDIT_LAB_DIR": str(tmp_path / "labstate")}
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+           "NETAUDIT_LAB_DIR": str(tmp_path / "labstate")}
     try:
         proc = subprocess.run([*NETAUDIT, *argv], stdout=write, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                               env=env, timeout=120)

@@ -134,9 +134,10 @@ def test_stdout_on_a_full_device_is_one_line_and_exit_5(tmp_path, result):
     need_root()
     full = tmp_path / "full"
     os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # a private /dev/full
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as in a user's shell
     with open(full, "w") as out:
         proc = subprocess.run([*NETAUDIT, "convert", str(result), "--format", "text"], stdout=out,
-                              stderr=subprocess.PIPE, text=True, timeout=60)
+                              stderr=subprocess.PIPE, text=True, timeout=60, env=buffered)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 5 and len(lines) == 1 and "standard output" in lines[0], proc.stderr
     assert stat.S_ISCHR(os.stat(full).st_mode)

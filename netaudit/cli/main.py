@@ -520,6 +520,24 @@ COMMANDS = {"scan": cmd_scan, "report": cmd_report, "convert": cmd_convert, "his
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every way out, --help and argparse's own exits included, ends with standard output flushed here:
+    what is still buffered for a reader that left (`netaudit … | head`) or a full device is one line and
+    exit 5, not a message from the interpreter's teardown and exit 120."""
+    try:
+        code = _run(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        code = exc.code if isinstance(exc.code, int) else EXIT_OK if exc.code is None else EXIT_USAGE
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the leftover bytes go nowhere, quietly
+        if code != EXIT_OUTPUT:  # not already said by the OutputError that made it
+            print(f"netaudit: error: cannot write standard output: {exc.strerror}", file=sys.stderr)
+        return EXIT_OUTPUT
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     from netaudit.core.errors import OutputError
     from netaudit.core.registry import RegistryError
 
@@ -529,17 +547,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
-        code = COMMANDS[args.command](args)
-        sys.stdout.flush()  # here, where a reader that left is one line, not a message at interpreter exit
-        return code
+        return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"netaudit: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("netaudit: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE
-    except BrokenPipeError:  # `netaudit … | head`: the reader left; what is still buffered has nowhere to go
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # a print() to a reader that left; main() sends what is still buffered nowhere
         print("netaudit: error: cannot write standard output: Broken pipe", file=sys.stderr)
         return EXIT_OUTPUT
     except OutputError as exc:  # the work was done, its output could not be written; the message says where it is
