@@ -215,13 +215,28 @@ ROUTED = {"apiVersion": "v1", "kind": "List", "items": [
      "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.3", "externalIPs": ["198.18.40.4"],
               "selector": {"tier": "a"}, "ports": [{"port": 2222, "nodePort": 30333}]},
      "status": {"loadBalancer": {"ingress": [{"ip": "198.18.40.5"}]}}},
-    # externalTrafficPolicy Local: NodePorts hand on to the node's own pods and keep the client's address.
-    {"kind": "Service", "metadata": {"namespace": "ml", "name": "tf-local"},
+    # externalTrafficPolicy Local: a client outside the cluster is handed to the node's own pods, its address
+    # kept. lb-0 (node-1) is isolated by no policy, lb-1 (node-2) by deny-z2; node-3 runs none of them.
+    pod("ml", "lb-0", "198.18.9.30", {"app": "lb"}, [{"containerPort": 2222}]),
+    {**pod("ml", "lb-1", "198.18.9.31", {"app": "lb", "zone": "z2"}, [{"containerPort": 2222}], node="node-2"),
+     "status": {"phase": "Running", "podIP": "198.18.9.31", "hostIP": "198.18.0.12"}},
+    {**pod("apps", "elsewhere", "198.18.9.21", {"app": "other"}, [], node="node-3"),
+     "status": {"phase": "Running", "podIP": "198.18.9.21", "hostIP": "198.18.0.13"}},
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "lb-local"},
      "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.6", "externalIPs": ["198.18.40.7"],
-              "externalTrafficPolicy": "Local", "selector": {"tier": "a"},
+              "externalTrafficPolicy": "Local", "selector": {"app": "lb"},
               "ports": [{"port": 2222, "nodePort": 30444}]}},
-    {**pod("apps", "elsewhere", "198.18.9.21", {"app": "other"}, [], node="node-2"),
-     "status": {"phase": "Running", "podIP": "198.18.9.21", "hostIP": "198.18.0.12"}},
+    # Two load balancers on one address, each with its own port.
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "lb-http"},
+     "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.8", "selector": {"app": "lb"},
+              "externalTrafficPolicy": "Local", "ports": [{"port": 80, "targetPort": 2222}]},
+     "status": {"loadBalancer": {"ingress": [{"ip": "198.18.50.1"}]}}},
+    {"kind": "Service", "metadata": {"namespace": "ml", "name": "lb-grpc"},
+     "spec": {"type": "LoadBalancer", "clusterIP": "198.18.40.9", "selector": {"zone": "z2"},
+              "externalTrafficPolicy": "Local", "ports": [{"port": 443, "targetPort": 2222}]},
+     "status": {"loadBalancer": {"ingress": [{"ip": "198.18.50.1"}]}}},
+    {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "deny-z2"},
+     "spec": {"podSelector": {"matchLabels": {"zone": "z2"}}, "policyTypes": ["Ingress"]}},
     {"kind": "NetworkPolicy", "metadata": {"namespace": "ml", "name": "only-b-from-apps"},
      "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"],
               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}]}},
@@ -264,17 +279,28 @@ def test_where_an_address_lands(tmp_path, host, port, via, to, value):
         assert "before or after NetworkPolicy" in decided.reason
 
 
+OUTSIDE = "203.0.113.9"
+INSIDE = "client inside the cluster does not get"
+
+
 @pytest.mark.parametrize("source, host, port, to, value, why", [
-    # tf-0 (node-1) is denied to everyone by deny-a: Local keeps the source, so a NodePort on node-1 is judged.
-    ("apps/client", "198.18.0.11", 30444, ["ml/tf-0:2222"], "denied", None),
-    ("203.0.113.9", "198.18.0.11", 30444, ["ml/tf-0:2222"], "denied", None),
-    # node-2 runs no pod of the Service: with Local it drops the connection, NetworkPolicy is not asked.
-    ("apps/client", "198.18.0.12", 30444, [], "unknown", "no pod on node node-2"),
-    # An external address with Local keeps an outside client's source; one inside the cluster gets Cluster's.
-    ("203.0.113.9", "198.18.40.7", 2222, ["ml/tf-0:2222"], "denied", None),
-    ("apps/client", "198.18.40.7", 2222, ["ml/tf-0:2222"], "unknown", "which a client inside the cluster does not get"),
+    # From outside the cluster a Local NodePort reaches the pods of the node it was sent to, source kept.
+    (OUTSIDE, "198.18.0.11", 30444, ["ml/lb-0:2222"], "allowed", None),
+    (OUTSIDE, "198.18.0.12", 30444, ["ml/lb-1:2222"], "denied", None),
+    (OUTSIDE, "198.18.0.13", 30444, [], "unknown", "no pod on node node-3: the node drops"),
+    # From inside, kube-proxy hands the connection to any pod of the Service: not the node's alone.
+    ("apps/client", "198.18.0.11", 30444, ["ml/lb-0:2222"], "unknown", INSIDE),
+    ("apps/client", "198.18.0.13", 30444, [], "unknown", INSIDE),
+    ("node node-1", "198.18.0.11", 30444, ["ml/lb-0:2222"], "unknown", INSIDE),
+    # A Local external address: an outside client reaches every pod (the load balancer picks the node).
+    (OUTSIDE, "198.18.40.7", 2222, ["ml/lb-0:2222", "ml/lb-1:2222"], "unknown", "ml/lb-1"),
+    ("apps/client", "198.18.40.7", 2222, ["ml/lb-0:2222", "ml/lb-1:2222"], "unknown", INSIDE),
     # The same outside client through a Service with the default Cluster policy: unknown.
-    ("203.0.113.9", "198.18.40.4", 2222, ["ml/tf-0:2222"], "unknown", "externalTrafficPolicy: Cluster"),
+    (OUTSIDE, "198.18.40.4", 2222, ["ml/tf-0:2222"], "unknown", "externalTrafficPolicy: Cluster"),
+    # Two Services on one load-balancer address: each port finds its own.
+    (OUTSIDE, "198.18.50.1", 80, ["ml/lb-0:2222", "ml/lb-1:2222"], "unknown", "ml/lb-1"),
+    (OUTSIDE, "198.18.50.1", 443, ["ml/lb-1:2222"], "denied", None),
+    (OUTSIDE, "198.18.50.1", 8443, [], "unknown", "no Service on 198.18.50.1 has TCP port 8443"),
 ])
 def test_external_traffic_policy_local_keeps_the_source(tmp_path, source, host, port, to, value, why):
     from netaudit.policy.k8s_policy import load_policy_spec
@@ -287,7 +313,7 @@ def test_external_traffic_policy_local_keeps_the_source(tmp_path, source, host, 
     assert decided.value == value, decided.reason
     assert why is None or why in decided.reason, decided.reason
     if value == "denied":
-        assert decided.rules == ("ml/deny-a#ingress",), decided.rules
+        assert decided.rules == ("ml/deny-z2#ingress",), decided.rules
 
 
 def _routing_by_scan(snapshot, pod) -> list:

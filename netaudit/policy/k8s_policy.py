@@ -90,10 +90,11 @@ class Destination:
     via: str  # "pod IP", "Service ns/name ClusterIP", "NodePort 30222 of Service ns/name", ...
     targets: tuple[tuple[Pod, int | None], ...]  # None: the Service's named targetPort does not resolve
     unresolved: str = ""  # why there is no pod, when targets is empty
-    # Whose address NetworkPolicy sees: "all" sources keep theirs (pod IP, ClusterIP, a NodePort with
-    # externalTrafficPolicy Local); "outside" ones only (an externalIP or load-balancer address with Local:
-    # in-cluster clients of those get Cluster semantics); "none" (externalTrafficPolicy Cluster), where
-    # kube-proxy may masquerade the source as a node address, before or after NetworkPolicy (undefined).
+    # Whose address NetworkPolicy sees: "all" sources keep theirs (pod IP, ClusterIP); "outside" ones only
+    # (a NodePort, externalIP or load-balancer route with externalTrafficPolicy Local: a client inside the
+    # cluster does not get Local, kube-proxy hands it to any pod of the Service and may masquerade node
+    # traffic); "none" (externalTrafficPolicy Cluster), where kube-proxy may masquerade any source as a node
+    # address, before or after NetworkPolicy (undefined).
     keeps_source: str = "all"
 
 
@@ -227,6 +228,7 @@ class K8sPolicy:
             return Destination("pod IP", ((pods[0], port),))
         if len(pods) > 1:
             return Destination("pod IP", (), f"{len(pods)} running pods have the address {ip} in the snapshot")
+        portless = []  # Services on the address without the port: several may share an external or LB address
         for service in self.snapshot.services:
             if ip in (*service.cluster_ips, *service.external_ips, *service.load_balancer_ips):
                 for sp in service.ports:
@@ -236,7 +238,10 @@ class K8sPolicy:
                         return self._through(service, sp.target_port,
                                              f"Service {service.key} external or load-balancer address",
                                              "outside" if service.external_traffic_policy == "Local" else "none")
-                return Destination(f"Service {service.key}", (), f"Service {service.key} has no TCP port {port}")
+                portless.append(service.key)
+        if portless:
+            return Destination(f"Service {portless[0]}", (), f"no Service on {ip} has TCP port {port} "
+                                                             f"({', '.join(portless)} do not)")
         node = {p.node for p in self.snapshot.pods if ip in p.host_ips or (p.host_network and ip in p.ips)}
         if node:
             on_node = [p for p in self._live_pods if p.node in node]
@@ -250,7 +255,7 @@ class K8sPolicy:
                         via = f"NodePort {port} of Service {service.key}"
                         if service.external_traffic_policy == "Cluster":
                             return self._through(service, sp.target_port, via, "none")
-                        return self._through(service, sp.target_port, via, on_nodes=node)
+                        return self._through(service, sp.target_port, via, "outside", on_nodes=node)
             hosted = [(p, cp.container_port) for p in on_node for c in p.containers for cp in c.ports
                       if cp.host_port == port and cp.protocol == "TCP"]
             if len(hosted) == 1:
@@ -262,8 +267,9 @@ class K8sPolicy:
 
     def _through(self, service: Service, target: int | str, via: str, keeps_source: str = "all",
                  on_nodes: set[str] | None = None) -> Destination:
-        """`on_nodes`: a NodePort with externalTrafficPolicy Local hands on to the pods of the node it was
-        reached on, and "traffic mistakenly sent to a node with no endpoints will be dropped" (ServiceSpec)."""
+        """`on_nodes`: a NodePort with externalTrafficPolicy Local hands a client outside the cluster on to
+        the pods of the node it reached, and "traffic mistakenly sent to a node with no endpoints will be
+        dropped" (ServiceSpec)."""
         backends = self._backends.get(service.key, [])
         if not backends:
             return Destination(via, (), f"Service {service.key} routes to no running pod of the snapshot")
@@ -272,7 +278,8 @@ class K8sPolicy:
             if not backends:
                 return Destination(via, (), f"Service {service.key} has externalTrafficPolicy Local and no pod on "
                                             f"node {', '.join(sorted(n for n in on_nodes if n))}: the node drops "
-                                            "the connection before NetworkPolicy")
+                                            "a connection from outside the cluster before NetworkPolicy",
+                                   keeps_source)
         out = []
         for pod in backends:
             if isinstance(target, int):
@@ -285,17 +292,18 @@ class K8sPolicy:
     def intent(self, source: Source, host: str, port: int) -> tuple[Destination, Verdict]:
         """The engine's verdict for `source` reaching (host, port), at the pods and pod ports behind it."""
         where = self.destination(host, port)
-        if not where.targets:
-            return where, Verdict("unknown", (), where.unresolved)
         outside = isinstance(source, ExternalAddress)
         if where.keeps_source == "none" or (where.keeps_source == "outside" and not outside):
             why = ("externalTrafficPolicy: Cluster" if where.keeps_source == "none" else
-                   "externalTrafficPolicy: Local, which a client inside the cluster does not get")
+                   "externalTrafficPolicy: Local, which a client inside the cluster does not get: kube-proxy "
+                   "hands it to any pod of the Service")
             return where, Verdict("unknown", (), (
                 f"through {where.via}, kube-proxy may replace the source with a node address ({why}), and "
                 "whether that happens before or after NetworkPolicy is not defined (kubernetes.io, Network "
                 "Policies): the verdict is known for pod and ClusterIP addresses, and with externalTrafficPolicy "
-                "Local for NodePorts and for clients outside the cluster"))
+                "Local for clients outside the cluster"))
+        if not where.targets:
+            return where, Verdict("unknown", (), where.unresolved)
         verdicts = []
         for pod, pod_port in where.targets:
             if pod_port is None:
