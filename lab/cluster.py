@@ -8,7 +8,7 @@ routes between them, and the lab writes the snapshot the API would return for th
     apps         the `scanner` pod, a vantage
 
 Every pod has a /32 address routed through the node namespace, as a routed CNI (Calico, Cilium) wires pods:
-pod-to-pod traffic crosses the node's forward hook, where the lab's firewall sits. Two firewalls:
+pod-to-pod traffic crosses the node's forward hook, where the lab's firewall sits. Two rulesets for it:
 
 - `flannel`: accepts everything. flannel implements no NetworkPolicy (flannel-io/flannel
   Documentation/integrations.md: policy comes from Canal or kube-network-policies beside it), so the
@@ -138,11 +138,11 @@ ENFORCING = [
     f"ip saddr {{ {_ALL_POD_IPS} }} ip daddr {_ip('flowers-predictor')} tcp dport 8080 accept",
     f"ip daddr {_ip('flowers-predictor')} drop",
 ]
-FIREWALLS = {"flannel": [], "enforcing": ENFORCING}
+RULESETS = {"flannel": [], "enforcing": ENFORCING}
 
 
 def ruleset_text(name: str) -> str:
-    rules = ["ct state established,related accept", *FIREWALLS[name]]
+    rules = ["ct state established,related accept", *RULESETS[name]]
     return ("table inet nak8s {\n    chain forward {\n        type filter hook forward priority 0; policy accept;\n"
             + "".join(f"        {rule}\n" for rule in rules) + "    }\n}\n")
 
@@ -184,12 +184,12 @@ def snapshot() -> dict:
 
 class ClusterLab(Lab):
     kind = "cluster"
-    rulesets = tuple(FIREWALLS)
+    rulesets = tuple(RULESETS)
 
     def __init__(self, state_dir: Path | None = None, ruleset: str = "flannel"):
         super().__init__(state_dir)
-        if ruleset not in FIREWALLS:
-            raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(FIREWALLS)}")
+        if ruleset not in RULESETS:
+            raise ValueError(f"unknown ruleset {ruleset!r}; choose from {', '.join(RULESETS)}")
         self.ruleset = ruleset
         self.tag = hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:4]
         self.node = f"na{self.tag}-node"

@@ -159,6 +159,9 @@ CASES = [
     # lab and export
     ("lab-action", ["lab", "bogus"], {}, 2, "bogus"),
     ("lab-vantage-without-lab", ["lab", "scan", "nowhere"], {}, 2, "lab"),
+    ("lab-state-of-unknown-kind", ["lab", "status"], {"labstate/": "", "labstate/state.json": '{"kind": "bogus"}'}, 2,
+     "unknown lab kind 'bogus'"),
+    ("lab-cluster-and-loopback", ["lab", "up", "--cluster", "--loopback"], {}, 2, "--cluster or --loopback"),
     ("lab-ruleset-without-lab", ["lab", "ruleset", "flannel"], {}, 2, "needs the segmented or the cluster lab"),
     ("lab-loopback-ruleset", ["lab", "up", "--loopback", "--ruleset", "isolated"], {}, 2,
      "--ruleset isolated: the loopback lab has no firewall"),
@@ -294,3 +297,15 @@ def test_a_reader_that_left_is_one_line_and_exit_5_never_an_internal_error(argv,
         os.close(write)
     assert proc.returncode == 5, proc.stderr
     assert proc.stderr.strip().splitlines() == ["netaudit: error: cannot write standard output: Broken pipe"]
+
+
+def test_the_state_a_dead_lab_of_another_kind_left_does_not_block_lab_up(tmp_path):
+    """A cluster lab whose processes and namespaces are gone: `lab up --loopback` clears its state and goes on
+    (here to the --ruleset check, which stops it before anything starts)."""
+    state = tmp_path / "labstate"
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"kind": "cluster", "processes": [], "endpoints": [],
+                                                  "namespaces": [], "info": {}}))
+    proc = run_case(tmp_path, ["lab", "up", "--loopback", "--ruleset", "flannel"])
+    assert proc.returncode == 2 and "the loopback lab has no firewall" in proc.stderr, proc.stderr
+    assert not state.exists()

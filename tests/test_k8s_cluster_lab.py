@@ -32,7 +32,7 @@ def cluster_lab(tmp_path_factory):
     from netaudit.lab.cluster import ClusterLab
 
     state = tmp_path_factory.mktemp("cluster-lab")
-    lab, names = ClusterLab(state), []
+    lab = ClusterLab(state)
     try:
         up = lab_cli(state, "up", "--cluster")
         assert up.returncode == 0, up.stderr
@@ -40,13 +40,24 @@ def cluster_lab(tmp_path_factory):
         assert lab.load()
         names = list(lab.namespaces)
         yield lab
-    finally:
         down = lab_cli(state, "down")
-        lab.down()  # whatever the CLI left, if it failed
-    assert down.returncode == 0, down.stderr
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert names and not [ns for ns in names if ns in left.split()], left
-    assert not state.exists()  # `lab down` removed what the lab wrote, and then its folder
+        assert down.returncode == 0, down.stderr
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        assert names and not [ns for ns in names if ns in left], left
+        assert not state.exists()  # `lab down` removed what the lab wrote, and then its folder
+    finally:
+        lab.down()  # only what a failed `lab up` or `lab down` left
+
+
+def test_another_lab_or_a_segments_action_while_the_cluster_lab_is_up_is_one_line(cluster_lab):
+    for argv, code, words in ((("up", "--loopback"), 2, "the cluster lab is up"), (("up",), 4, "already up"),
+                              (("impair", "apps"), 2, "needs the segmented lab"),
+                              (("ruleset", "leaky"), 2, "rulesets are flannel and enforcing"),
+                              (("scan", "nowhere"), 2, "unknown vantage 'nowhere'")):
+        proc = lab_cli(cluster_lab.dir, *argv)
+        assert proc.returncode == code and words in proc.stderr, (argv, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert cluster_lab.status()["up"]  # none of them touched it
 
 
 def intended(lab, vantage: str) -> dict[tuple[str, int], str]:

@@ -182,16 +182,22 @@ def test_a_link_to_proc_self_fd_1_appends_to_the_file_stdout_is(tmp_path, result
 
 
 def test_the_text_legend_explains_the_marks_the_matrix_shows_and_no_other(tmp_path):
+    """Two vantages: `lab` (a trusted segment without an allow rule: OPEN!) and `other` (in no segment, where
+    the port is closed: blocked). The legend must hold the marks of every column, and nothing else."""
     from test_bad_inputs import POLICY
 
-    (tmp_path / "r.json").write_text(scan_json())
+    from netaudit.outputs.render import CELL_MARKS
+
+    (tmp_path / "lab.json").write_text(scan_json())
+    (tmp_path / "other.json").write_text(scan_json(vantage="other", endpoints__0__state="closed"))
     (tmp_path / "p.toml").write_text(POLICY)
-    proc = run_cli("report", str(tmp_path / "r.json"), "--policy", str(tmp_path / "p.toml"), "--no-history",
-                   "--format", "text")
+    proc = run_cli("report", str(tmp_path / "lab.json"), str(tmp_path / "other.json"), "--policy",
+                   str(tmp_path / "p.toml"), "--no-history", "--format", "text")
     assert proc.returncode in (0, 1), proc.stderr
     text = proc.stdout
-    table = text.split("REACHABILITY\n", 1)[1].split("\n\nLEGEND\n", 1)[0].splitlines()[1:]
+    table = text.split("REACHABILITY\n", 1)[1].split("\n\nLEGEND\n", 1)[0].splitlines()
     legend = text.split("\n\nLEGEND\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert table and legend
-    shown = {row.split()[2] for row in table}
-    assert {line.split()[0] for line in legend} == shown, (table, legend)
+    assert table[0].split()[2:] == ["lab", "other"], table
+    shown = {word for row in table[1:] for word in row.split()[2:] if word in CELL_MARKS.values()}
+    assert shown == {"OPEN!", "blocked"}, table
+    assert [line.split()[0] for line in legend] == ["OPEN!", "blocked"], legend

@@ -289,22 +289,32 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def open_lab(args: argparse.Namespace):
     """The lab the state file describes, or the one `up` should build: --cluster, segmented as root, else
     loopback. A lab that is up is the one every action means, so `up` of another kind says so."""
-    from netaudit.lab.base import lab_class, saved_kind
+    from netaudit.lab.base import LAB_KINDS, default_state_dir, lab_class, saved_kind
 
     from netaudit.cli.demo import segments_missing
 
     kind, fallback = saved_kind(), None
+    if kind is not None and kind not in LAB_KINDS:
+        raise UsageError(f"{default_state_dir()} holds the state of an unknown lab kind {kind!r} (written by another "
+                         "netaudit release?); remove that folder's state.json, then try again")
     if args.action == "up":
+        if args.cluster and args.loopback:
+            raise UsageError("lab up takes --cluster or --loopback, not both")
         wanted = "cluster" if args.cluster else "loopback" if args.loopback else None
-        if kind is not None and wanted not in (None, kind):
-            raise UsageError(f"the {kind} lab is up; `netaudit lab down` first")
+        if kind is not None:
+            saved = lab_class(kind)()
+            if not (saved.status()["up"] or saved.namespaces):
+                saved.down()  # what a lab that died left behind, so the one asked for starts clean
+                kind = None
+            elif wanted not in (None, kind):
+                raise UsageError(f"the {kind} lab is up; `netaudit lab down` first")
         if kind is None and args.cluster:
             if why := segments_missing(install=not args.no_install):
                 raise UsageError(f"lab up --cluster needs root with ip and nft ({why})")
             kind = "cluster"
         elif kind is None:
             why = None if args.loopback else segments_missing(install=not args.no_install)
-            fallback = why and f"{why}: starting the loopback lab instead of network segments"
+            fallback = why
             kind = "loopback" if args.loopback or args.hostile or why else "segments"
     kind = kind or "loopback"
     cls = lab_class(kind)
@@ -312,9 +322,10 @@ def open_lab(args: argparse.Namespace):
         return cls()
     if args.ruleset and args.ruleset not in cls.rulesets:
         raise UsageError(f"--ruleset {args.ruleset}: the {kind} lab " + (
-            f"takes {' or '.join(cls.rulesets)}" if cls.rulesets else "has no firewall"))
+            f"takes {' or '.join(cls.rulesets)}" if cls.rulesets else "has no firewall")
+            + (f" ({fallback}: the loopback lab instead of network segments)" if fallback else ""))
     if fallback:
-        print(fallback, file=sys.stderr)
+        print(f"{fallback}: starting the loopback lab instead of network segments", file=sys.stderr)
     if kind == "loopback":
         return cls(decoys=not args.no_decoys, peers=not args.no_peers, hostile=args.hostile, tarpits=args.tarpits)
     return cls(ruleset=args.ruleset) if args.ruleset else cls()
@@ -396,7 +407,7 @@ def print_lab(status: dict) -> None:
             print(f"  impaired: {name}: {how}")
     elif info.get("pod_net"):
         print(f"  pods: {info['pod_net']} routed through the node namespace; snapshot: {info.get('snapshot')}")
-        print(f"  firewall: {info['ruleset']!r} on the node (flannel ignores NetworkPolicy, enforcing applies it)")
+        print(f"  firewall: {info.get('ruleset')!r} on the node (flannel ignores NetworkPolicy, enforcing applies it)")
         print("  vantages: " + ", ".join(f"{name} (pod {v['pod']})" for name, v in info["vantages"].items()))
     for name, why in (status.get("info") or {}).get("skipped", {}).items():
         print(f"  skipped: {name} ({terminal_safe(why.splitlines()[0])})")
