@@ -25,7 +25,8 @@ def test_lab_up_status_down_leaves_nothing(tmp_path):
             "modelserver-mtls/grpc"]
         assert "coordination leader" in up.stdout and up.stdout.count("[running]") == 18
         again = run_cli("lab", "up", env=env)
-        assert again.returncode == 4 and "already up" in again.stderr
+        assert again.returncode == 2 and "the loopback lab is already up" in again.stderr
+        assert len(again.stderr.strip().splitlines()) == 1, again.stderr  # said before anything starts
         targets = run_cli("lab", "status", "--targets", env=env).stdout.split()
         assert targets == [f"{e['host']}:{e['port']}" for e in state["endpoints"]]
     finally:

@@ -122,7 +122,8 @@ def test_exact_matrix_from_every_vantage_with_every_engine(seglab, tmp_path, rul
         assert cells[("edge", TF[0])]["answered_by"].startswith("nobody: no reply")
     text = report(paths, seglab.info["policy"], "text")
     assert "blocked closed (reset)" in text and "blocked filtered (admin-prohibited)" in text
-    assert "OPEN!         open, and the policy does not allow it" in text
+    # The legend explains the marks shown: only the leaky ruleset lets a segment reach what it must not.
+    assert ("OPEN!         open, and the policy does not allow it" in text) == (ruleset == "leaky"), text
     assert "corp -> 198.18.1.20:8500: nmap -sS SYN" in text
 
 

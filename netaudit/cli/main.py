@@ -288,7 +288,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def open_lab(args: argparse.Namespace):
     """The lab the state file describes, or the one `up` should build: --cluster, segmented as root, else
-    loopback. A lab that is up is the one every action means, so `up` of another kind says so."""
+    loopback. `up` while a lab is up says so before anything starts; what a dead lab left is cleared."""
     from netaudit.lab.base import LAB_KINDS, default_state_dir, lab_class, saved_kind
 
     from netaudit.cli.demo import segments_missing
@@ -300,22 +300,19 @@ def open_lab(args: argparse.Namespace):
     if args.action == "up":
         if args.cluster and args.loopback:
             raise UsageError("lab up takes --cluster or --loopback, not both")
-        wanted = "cluster" if args.cluster else "loopback" if args.loopback else None
         if kind is not None:
             saved = lab_class(kind)()
-            if not (saved.status()["up"] or saved.namespaces):
-                saved.down()  # what a lab that died left behind, so the one asked for starts clean
-                kind = None
-            elif wanted not in (None, kind):
-                raise UsageError(f"the {kind} lab is up; `netaudit lab down` first")
-        if kind is None and args.cluster:
+            if saved.status()["up"] or saved.namespaces:
+                raise UsageError(f"the {kind} lab is already up (state in {saved.dir}); run `netaudit lab down` "
+                                 "first")
+            saved.down()  # what a lab that died left behind, so the one asked for starts clean
+        if args.cluster:
             if why := segments_missing(install=not args.no_install):
                 raise UsageError(f"lab up --cluster needs root with ip and nft ({why})")
             kind = "cluster"
-        elif kind is None:
-            why = None if args.loopback else segments_missing(install=not args.no_install)
-            fallback = why
-            kind = "loopback" if args.loopback or args.hostile or why else "segments"
+        else:
+            fallback = None if args.loopback else segments_missing(install=not args.no_install)
+            kind = "loopback" if args.loopback or args.hostile or fallback else "segments"
     kind = kind or "loopback"
     cls = lab_class(kind)
     if args.action != "up":
