@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netaudit.lab.processes import LabError, LabProcess, alive, log_tail, stop, wait_ready
+from netaudit.lab.processes import LabError, LabProcess, alive, log_tail, module_argv, stop, wait_ready
 
 START_TIMEOUT = 180.0
 LEFTOVERS = "leftovers"
@@ -175,6 +175,13 @@ class Lab:
 
     def scan_argv(self, vantage: str, engine: str | None = None) -> list[str]:
         raise LabError(f"the {self.kind} lab has no vantages to scan from")
+
+    @staticmethod
+    def _scan(*args: str, engine: str | None) -> list[str]:
+        """`netaudit scan ARGS` as every lab vantage runs it: 1 s deadlines (the lab is local), JSON on stdout,
+        the default engine unless one is named (raw SYNs as root, so the matrix shows what the firewall did)."""
+        return [*module_argv("netaudit", "scan"), *args, *(["--engine", engine] if engine else []), "--timeout", "1",
+                "--format", "json"]
 
     def targets(self) -> list[str]:
         return [e.target for e in self.endpoints]

@@ -272,8 +272,7 @@ class ClusterLab(Lab):
         """The scan a vantage pod runs: the snapshot's workloads, judged against its NetworkPolicies, from the
         pod the downward API names (vantage_argv sets POD_NAMESPACE and POD_NAME)."""
         snap = f"k8s:{self.info['snapshot']}"
-        return [*module_argv("netaudit", "scan"), snap, "--policy", snap, "--scope", self.info["pod_net"],
-                *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
+        return self._scan(snap, "--policy", snap, "--scope", self.info["pod_net"], engine=engine)
 
     def down(self) -> list[str]:
         (self.dir / "cluster.json").unlink(missing_ok=True)

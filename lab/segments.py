@@ -230,10 +230,9 @@ class SegmentedLab(Lab):
         return ["ip", "netns", "exec", self.netns(VANTAGES[vantage]), *argv]
 
     def scan_argv(self, vantage: str, engine: str | None = None) -> list[str]:
-        """The scan a vantage runs: the cluster segment's host range and the tf ports, with the default
-        engine unless one is named (raw SYNs as root, so the matrix shows what the firewall did)."""
-        return [*module_argv("netaudit", "scan"), f"{SEGMENTS['cluster']}.0/26", "--scope", "198.18.0.0/15",
-                "--vantage", vantage, *(["--engine", engine] if engine else []), "--timeout", "1", "--format", "json"]
+        """The scan a vantage runs: the cluster segment's host range and the tf ports."""
+        return self._scan(f"{SEGMENTS['cluster']}.0/26", "--scope", "198.18.0.0/15", "--vantage", vantage,
+                          engine=engine)
 
     def impair(self, vantage: str, delay_ms: int, loss: float) -> str:
         """Loss and delay on a vantage host's link, held by a lab process until cleared or `lab down`;

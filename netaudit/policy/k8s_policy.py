@@ -236,8 +236,7 @@ class K8sPolicy:
                         if ip in service.cluster_ips:
                             return self._through(service, sp.target_port, f"Service {service.key} ClusterIP address")
                         return self._through(service, sp.target_port,
-                                             f"Service {service.key} external or load-balancer address",
-                                             "outside" if service.external_traffic_policy == "Local" else "none")
+                                             f"Service {service.key} external or load-balancer address", external=True)
                 portless.append(service.key)
         if portless:
             return Destination(f"Service {portless[0]}", (), f"no Service on {ip} has TCP port {port} "
@@ -252,10 +251,8 @@ class K8sPolicy:
             for service in self.snapshot.services:
                 for sp in service.ports:
                     if sp.node_port == port and sp.protocol == "TCP":
-                        via = f"NodePort {port} of Service {service.key}"
-                        if service.external_traffic_policy == "Cluster":
-                            return self._through(service, sp.target_port, via, "none")
-                        return self._through(service, sp.target_port, via, "outside", on_nodes=node)
+                        return self._through(service, sp.target_port, f"NodePort {port} of Service {service.key}",
+                                             external=True, reached=node)
             hosted = [(p, cp.container_port) for p in on_node for c in p.containers for cp in c.ports
                       if cp.host_port == port and cp.protocol == "TCP"]
             if len(hosted) == 1:
@@ -265,19 +262,22 @@ class K8sPolicy:
                                "the snapshot on that port: NetworkPolicy does not govern it")
         return Destination("address", (), f"{ip} is no pod, Service or node address of the snapshot")
 
-    def _through(self, service: Service, target: int | str, via: str, keeps_source: str = "all",
-                 on_nodes: set[str] | None = None) -> Destination:
-        """`on_nodes`: a NodePort with externalTrafficPolicy Local hands a client outside the cluster on to
-        the pods of the node it reached, and "traffic mistakenly sent to a node with no endpoints will be
-        dropped" (ServiceSpec)."""
+    def _through(self, service: Service, target: int | str, via: str, external: bool = False,
+                 reached: set[str] | None = None) -> Destination:
+        """`external`: a NodePort, externalIP or load-balancer route, whose source the Service's
+        externalTrafficPolicy decides (Destination.keeps_source). `reached`: the nodes a NodePort was sent to;
+        with Local a client outside the cluster gets their pods only, and "traffic mistakenly sent to a node
+        with no endpoints will be dropped" (ServiceSpec)."""
+        local = service.external_traffic_policy == "Local"
+        keeps_source = ("outside" if local else "none") if external else "all"
         backends = self._backends.get(service.key, [])
         if not backends:
             return Destination(via, (), f"Service {service.key} routes to no running pod of the snapshot")
-        if on_nodes is not None:
-            backends = [pod for pod in backends if pod.node in on_nodes]
+        if local and reached is not None:
+            backends = [pod for pod in backends if pod.node in reached]
             if not backends:
                 return Destination(via, (), f"Service {service.key} has externalTrafficPolicy Local and no pod on "
-                                            f"node {', '.join(sorted(n for n in on_nodes if n))}: the node drops "
+                                            f"node {', '.join(sorted(n for n in reached if n))}: the node drops "
                                             "a connection from outside the cluster before NetworkPolicy",
                                    keeps_source)
         out = []
