@@ -3,52 +3,97 @@
 tf.distribute.Server cannot do TLS itself, so the lab puts it behind proxies that present the
 certificates a scanner must judge: expired, self-signed, for another name, without ALPN (like stunnel),
 serving plaintext and TLS on the same port (--dual), or accepting TLS 1.0 and 1.1 (--legacy). Binds 127.0.0.1 only.
+
+One asyncio thread does all the TLS. A relay that reads an SSLSocket in one thread while another thread
+writes it races inside OpenSSL (one SSL object used by two threads) and corrupted this proxy's heap
+during a CI scan (python/cpython#143756, #151508).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import ssl
 import sys
-import threading
-import time
 import warnings
 
 TLS_HANDSHAKE = 0x16
+SETUP_SECONDS = 10  # first byte, TLS handshake and backend connect, or the connection is dropped
 
 
-def relay(src: socket.socket, dst: socket.socket) -> None:
+def report(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A failed handshake or a reset is one line in the lab log: scanners send such connections all the time."""
+    print(f"connection not served: {context.get('exception') or context.get('message')!r}", file=sys.stderr,
+          flush=True)
+
+
+async def first_byte(conn: socket.socket) -> bytes:
+    """Peek, so that a --dual proxy can hand the same bytes to TLS or to the backend."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(conn, lambda: readable.done() or readable.set_result(None))
     try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
+        await readable
+    finally:
+        loop.remove_reader(conn)
+    return conn.recv(1, socket.MSG_PEEK)
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One direction; its end closes the other side too, as neither TF nor gRPC half-closes."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (OSError, ssl.SSLError):
         pass
     finally:
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        writer.close()
 
 
-def handle(conn: socket.socket, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:
+async def handle(conn: socket.socket, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:
+    loop = asyncio.get_running_loop()
+    client: asyncio.StreamWriter | None = None
     try:
-        conn.settimeout(10)
-        first = conn.recv(1, socket.MSG_PEEK)
-        client: socket.socket = conn
-        if first and (not dual or first[0] == TLS_HANDSHAKE):
-            client = ctx.wrap_socket(conn, server_side=True)
-        client.settimeout(None)
-        upstream = socket.create_connection(backend, timeout=10)
-        upstream.settimeout(None)
-    except (OSError, ssl.SSLError):
-        conn.close()
+        async with asyncio.timeout(SETUP_SECONDS):
+            first = await first_byte(conn)
+            if not first:
+                conn.close()
+                return
+            reader = asyncio.StreamReader()
+            protocol = asyncio.StreamReaderProtocol(reader)
+            tls = ctx if not dual or first[0] == TLS_HANDSHAKE else None
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn, ssl=tls)
+            client = asyncio.StreamWriter(transport, protocol, reader, loop)
+            upstream_reader, upstream = await asyncio.open_connection(*backend)
+    except (OSError, ssl.SSLError, TimeoutError) as exc:
+        report(loop, {"exception": exc})
+        if client is None:
+            conn.close()
+        else:
+            client.close()
         return
-    threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
-    relay(upstream, client)
-    client.close()
-    upstream.close()
+    await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, client))
+
+
+async def serve(listener: socket.socket, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(report)
+    listener.setblocking(False)
+    connections: set[asyncio.Task] = set()
+    while True:
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        except OSError as exc:
+            # A client that reset before accept, or no descriptor left under load: that connection fails,
+            # the proxy (one lab endpoint) stays up for the rest of the scan.
+            report(loop, {"exception": exc})
+            await asyncio.sleep(0.05)
+            continue
+        task = asyncio.create_task(handle(conn, backend, ctx, dual))
+        connections.add(task)
+        task.add_done_callback(connections.discard)
 
 
 def main() -> None:
@@ -72,18 +117,7 @@ def main() -> None:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     listener = socket.create_server(("127.0.0.1", args.listen))
     print(f"READY tlsproxy {args.listen} -> {args.backend}", flush=True)
-    while True:
-        conn = None
-        try:
-            conn, _ = listener.accept()
-            threading.Thread(target=handle, args=(conn, (host, int(port)), ctx, args.dual), daemon=True).start()
-        except (OSError, RuntimeError) as exc:
-            # A client that reset before accept, no descriptor or thread left under load: that connection
-            # fails, the proxy (one lab endpoint) stays up for the rest of the scan.
-            print(f"connection not served: {exc!r}", file=sys.stderr, flush=True)
-            if conn is not None:
-                conn.close()
-            time.sleep(0.05)
+    asyncio.run(serve(listener, (host, int(port)), ctx, args.dual))
 
 
 if __name__ == "__main__":
