@@ -4,96 +4,133 @@ tf.distribute.Server cannot do TLS itself, so the lab puts it behind proxies tha
 certificates a scanner must judge: expired, self-signed, for another name, without ALPN (like stunnel),
 serving plaintext and TLS on the same port (--dual), or accepting TLS 1.0 and 1.1 (--legacy). Binds 127.0.0.1 only.
 
-One asyncio thread does all the TLS. A relay that reads an SSLSocket in one thread while another thread
-writes it races inside OpenSSL (one SSL object used by two threads) and corrupted this proxy's heap
-during a CI scan (python/cpython#143756, #151508).
+One asyncio thread does all the TLS, through memory BIOs. A relay that reads an SSLSocket in one thread
+while another thread writes it races inside OpenSSL (one SSL object used by two threads) and corrupted
+this proxy's heap during a CI scan (python/cpython#143756, #151508).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import ssl
 import sys
 import warnings
 
 TLS_HANDSHAKE = 0x16
-SETUP_SECONDS = 10  # first byte, TLS handshake and backend connect, or the connection is dropped
+SETUP_SECONDS = 10  # first bytes, TLS handshake and backend connect, or the connection is dropped
+CHUNK = 65536
 
 
 def report(_loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """A failed handshake or a reset is one line in the lab log: scanners send such connections all the time."""
+    """A reset or a failed backend connect is one line in the lab log: scanners cause them all the time."""
     print(f"connection not served: {context.get('exception') or context.get('message')!r}", file=sys.stderr,
           flush=True)
 
 
-async def first_byte(conn: socket.socket) -> bytes:
-    """Peek, so that a --dual proxy can hand the same bytes to TLS or to the backend."""
-    loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(conn, lambda: readable.done() or readable.set_result(None))
-    try:
-        await readable
-    finally:
-        loop.remove_reader(conn)
-    return conn.recv(1, socket.MSG_PEEK)
+class TLSLink:
+    """The server side of one TLS connection, driven through memory BIOs. asyncio's own TLS transport
+    drops the alert OpenSSL writes when a handshake fails, and a scanner's TLS detection (nmap's
+    SSLSessionReq probe) reads that alert as the sign of a TLS server; here every byte OpenSSL writes
+    is sent."""
+
+    def __init__(self, ctx: ssl.SSLContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 first: bytes):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.incoming.write(first)
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.reader, self.writer = reader, writer
+
+    async def _flush(self) -> None:
+        if data := self.outgoing.read():
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def _feed(self) -> None:
+        if data := await self.reader.read(CHUNK):
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._feed()
+            except ssl.SSLError:
+                await self._flush()  # the alert
+                raise
+        await self._flush()
+
+    async def read(self, size: int = CHUNK) -> bytes:
+        """Application data, or b"" once the client closed (with close_notify or without)."""
+        while True:
+            try:
+                data = self.tls.read(size)
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._feed()
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            await self._flush()
+            return data
+
+    def write(self, data: bytes) -> None:
+        self.tls.write(data)  # a memory BIO takes everything: no want-write
+        self.writer.write(self.outgoing.read())
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(source, sink) -> None:
     """One direction; its end closes the other side too, as neither TF nor gRPC half-closes."""
     try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
+        while data := await source.read(CHUNK):
+            sink.write(data)
+            await sink.drain()
     except (OSError, ssl.SSLError):
         pass
     finally:
-        writer.close()
+        sink.close()
 
 
-async def handle(conn: socket.socket, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:
-    loop = asyncio.get_running_loop()
-    client: asyncio.StreamWriter | None = None
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: tuple[str, int],
+                 ctx: ssl.SSLContext, dual: bool) -> None:
     try:
         async with asyncio.timeout(SETUP_SECONDS):
-            first = await first_byte(conn)
+            first = await reader.read(CHUNK)
             if not first:
-                conn.close()
+                writer.close()
                 return
-            reader = asyncio.StreamReader()
-            protocol = asyncio.StreamReaderProtocol(reader)
-            tls = ctx if not dual or first[0] == TLS_HANDSHAKE else None
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn, ssl=tls)
-            client = asyncio.StreamWriter(transport, protocol, reader, loop)
+            client: TLSLink | asyncio.StreamReader = reader
+            if not dual or first[0] == TLS_HANDSHAKE:
+                client = TLSLink(ctx, reader, writer, first)
+                await client.handshake()
+                first = b""
             upstream_reader, upstream = await asyncio.open_connection(*backend)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
-        report(loop, {"exception": exc})
-        if client is None:
-            conn.close()
-        else:
-            client.close()
+        if not isinstance(exc, ssl.SSLError):  # a failed handshake is what a scanner's TLS check causes
+            report(asyncio.get_running_loop(), {"exception": exc})
+        writer.close()
         return
-    await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, client))
+    if first:  # --dual's plaintext: what was read to tell it from TLS goes on first
+        upstream.write(first)
+    await asyncio.gather(pipe(client, upstream), pipe(upstream_reader, writer if client is reader else client))
 
 
-async def serve(listener: socket.socket, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(report)
-    listener.setblocking(False)
-    connections: set[asyncio.Task] = set()
-    while True:
-        try:
-            conn, _ = await loop.sock_accept(listener)
-        except OSError as exc:
-            # A client that reset before accept, or no descriptor left under load: that connection fails,
-            # the proxy (one lab endpoint) stays up for the rest of the scan.
-            report(loop, {"exception": exc})
-            await asyncio.sleep(0.05)
-            continue
-        task = asyncio.create_task(handle(conn, backend, ctx, dual))
-        connections.add(task)
-        task.add_done_callback(connections.discard)
+async def serve(port: int, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:
+    asyncio.get_running_loop().set_exception_handler(report)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, backend, ctx, dual), "127.0.0.1", port)
+    print(f"READY tlsproxy {port} -> {backend[0]}:{backend[1]}", flush=True)
+    await server.serve_forever()
 
 
 def main() -> None:
@@ -115,9 +152,7 @@ def main() -> None:
         warnings.simplefilter("ignore", DeprecationWarning)  # deprecated is the point of this variant
         ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    listener = socket.create_server(("127.0.0.1", args.listen))
-    print(f"READY tlsproxy {args.listen} -> {args.backend}", flush=True)
-    asyncio.run(serve(listener, (host, int(port)), ctx, args.dual))
+    asyncio.run(serve(args.listen, (host, int(port)), ctx, args.dual))
 
 
 if __name__ == "__main__":

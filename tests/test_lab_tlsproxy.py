@@ -13,6 +13,8 @@ import asyncio
 import os
 import ssl
 import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import pytest
 
@@ -59,33 +61,53 @@ def client_contexts(ca: LabCA, proxy: str) -> list[ssl.SSLContext | None]:
     return [modern, legacy]
 
 
+@asynccontextmanager
+async def proxy_before_echo(tmp_path, flag: str) -> AsyncIterator[tuple[int, LabCA, list[int]]]:
+    """(proxy port, its CA, one entry per finished backend connection): a real tlsproxy process in front of
+    an echo server on a loopback port of the test's own."""
+    ca = LabCA(tmp_path / "pki")
+    cert, key = ca.issue("server", "localhost")
+    echoed: list[int] = []
+    backend = await asyncio.start_server(lambda r, w: echo(r, w, echoed), "127.0.0.1", 0)
+    port = free_port()
+    lab = Lab(tmp_path)
+    lab.processes = [spawn("tls-proxy", module_argv("netaudit.lab.tlsproxy", "--listen", str(port), "--backend",
+                                                    f"127.0.0.1:{backend.sockets[0].getsockname()[1]}",
+                                                    "--cert", str(cert), "--key", str(key), flag), tmp_path)]
+    try:
+        await asyncio.to_thread(wait_ready, lab.processes, time.monotonic() + 30)
+        yield port, ca, echoed
+        assert alive(lab.processes[0]), log_tail(lab.processes[0])
+    finally:
+        lab.down()
+        backend.close()
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("proxy", ["--legacy", "--dual"])
 def test_full_duplex_relay_on_many_connections(tmp_path, proxy):
-    ca = LabCA(tmp_path / "pki")
-    cert, key = ca.issue("server", "localhost")
-    contexts = client_contexts(ca, proxy)
-
-    async def scenario(port: int) -> list[bool]:
-        echoed: list[int] = []
-        backend = await asyncio.start_server(lambda r, w: echo(r, w, echoed), "127.0.0.1", 0)
-        backend_port = backend.sockets[0].getsockname()[1]
-        lab = Lab(tmp_path)
-        lab.processes = [spawn("tls-proxy", module_argv("netaudit.lab.tlsproxy", "--listen", str(port), "--backend",
-                                                        f"127.0.0.1:{backend_port}", "--cert", str(cert),
-                                                        "--key", str(key), proxy), tmp_path)]
-        try:
-            await asyncio.to_thread(wait_ready, lab.processes, time.monotonic() + 30)
+    async def scenario() -> list[bool]:
+        async with proxy_before_echo(tmp_path, proxy) as (port, ca, echoed):
+            contexts = client_contexts(ca, proxy)
             results = await asyncio.gather(*(round_trip(port, contexts[i % len(contexts)], i)
                                              for i in range(CONNECTIONS)))
-            assert alive(lab.processes[0]), log_tail(lab.processes[0])
             async with asyncio.timeout(30):
                 while len(echoed) < CONNECTIONS:  # the proxy passes each client's close on to the backend
                     await asyncio.sleep(0.05)
             return list(results)
-        finally:
-            lab.down()
-            backend.close()
 
-    results = asyncio.run(scenario(free_port()))
-    assert results == [True] * CONNECTIONS
+    assert asyncio.run(scenario()) == [True] * CONNECTIONS
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
+def test_a_refused_handshake_is_answered_with_a_tls_alert(tmp_path):
+    """A TLS server answers a ClientHello it will not take with an alert record. Scanners read the alert as
+    the sign of TLS (nmap's SSLSessionReq probe); asyncio's own TLS transport closes without sending it."""
+    async def scenario() -> str:
+        async with proxy_before_echo(tmp_path, "--no-alpn") as (port, ca, _):
+            legacy = client_contexts(ca, "--legacy")[1]
+            with pytest.raises(ssl.SSLError) as refused:
+                await asyncio.open_connection("127.0.0.1", port, ssl=legacy, server_hostname="localhost")
+            return str(refused.value)
+
+    assert "ALERT_PROTOCOL_VERSION" in asyncio.run(scenario())
