@@ -369,3 +369,20 @@ def test_the_history_scope_of_a_k8s_policy_survives_pod_and_policy_changes(tmp_p
     other = tmp_path / "other.json"
     other.write_text(json.dumps(ROUTED))
     assert scope_key(report(load_policy_spec(f"k8s:{other}").to_dict())) != scope_key(report(before))
+
+
+def test_both_kinds_of_policy_answer_every_call_a_scan_and_a_report_make():
+    """reachability.VantagePolicy is a Protocol, checked by no one at run time: a method renamed or given
+    another parameter in one policy kind would fail only when a scan used that kind."""
+    import inspect
+
+    from netaudit.policy.k8s_policy import K8sPolicy
+    from netaudit.policy.reachability import VantagePolicy
+    from netaudit.policy.segments import Policy
+
+    calls = {name: inspect.signature(f) for name, f in vars(VantagePolicy).items()
+             if inspect.isfunction(f) and not name.startswith("_")}
+    assert set(calls) == {"to_dict", "locate", "place", "row", "policy_findings", "trust_context"}
+    for kind in (Policy, K8sPolicy):
+        answered = {name: list(inspect.signature(getattr(kind, name)).parameters) for name in calls}
+        assert answered == {name: list(sig.parameters) for name, sig in calls.items()}, kind.__name__

@@ -258,9 +258,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                          "use --engine connect")
     vantage, segment = args.vantage, None
     if policy is not None:
-        from netaudit.policy.reachability import locate_vantage
-
-        vantage, segment, why = locate_vantage(policy, targets, args.vantage)
+        vantage, segment, why = policy.locate(targets, args.vantage)
         if why:
             print(f"netaudit: {why}", file=sys.stderr)
     if sys.stderr.isatty():

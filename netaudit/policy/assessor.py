@@ -13,7 +13,7 @@ from typing import Any
 
 from netaudit.assess.rules import assess
 from netaudit.core.model import Endpoint, Finding, ScanResult
-from netaudit.policy.reachability import AnyPolicy, assess_scan, trust_context
+from netaudit.policy.reachability import VantagePolicy, assess_scan
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Assessed:
 
 @dataclass
 class Assessor:
-    policy: AnyPolicy | None = None  # network segments or a cluster's NetworkPolicies
+    policy: VantagePolicy | None = None  # network segments or a cluster's NetworkPolicies
     segment: str | None = None  # the vantage's segment of the policy; None: in none, so nothing is judged
 
     def begin(self, result: ScanResult) -> None:
@@ -49,6 +49,6 @@ class Assessor:
             scan = {"endpoints": [data], "options": result.options, "stats": result.stats}
             rows, found, unreachable = assess_scan(scan, result.vantage, self.segment, self.policy)
             for finding in findings:
-                trust_context(finding, rows, self.policy)
+                self.policy.trust_context(finding, rows)
             findings += found
         return Assessed(endpoint, data, findings, unreachable)

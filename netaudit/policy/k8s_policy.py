@@ -16,8 +16,7 @@ Service's DNAT: a pod IP directly; a Service's ClusterIP, external or load-balan
 NodePort, at each pod behind it and its targetPort (all must agree, else unknown); a node address with a
 hostPort or a hostNetwork pod at that pod. An address the snapshot does not hold is listed, not judged.
 
-This object answers the calls policy/reachability.py and policy/report.py make of a policy (row,
-policy_findings, trust_context, locate, place); segments.Policy answers them with network segments.
+K8sPolicy is a reachability.VantagePolicy; segments.Policy is the other, with network segments.
 """
 
 from __future__ import annotations
@@ -35,6 +34,8 @@ from netaudit.core.errors import UsageError
 from netaudit.core.model import Finding
 from netaudit.core.registry import RegistryError, check_cvss, check_data_rules, data_rules
 from netaudit.policy.netpol import ExternalAddress, NodeTraffic, Source, UnlabeledPod, Verdict, verdict
+from netaudit.policy.reachability import ScanView, VantagePolicy, base_row
+from netaudit.policy.reachability import verdict as cell_verdict
 from netaudit.targets.k8s import routing_services
 from netaudit.targets.k8s_snapshot import Pod, Service, Snapshot
 
@@ -147,7 +148,7 @@ class K8sPolicy:
                          "address outside the cluster")
 
     def locate(self, targets, named: str | None) -> tuple[str, str | None, str | None]:
-        """(vantage name, vantage key, what to tell the user), as reachability.locate_vantage answers."""
+        """(vantage name, vantage key, what to tell the user)."""
         from netaudit.discovery.base import source_address
 
         if named and named.startswith("k8s:"):
@@ -321,20 +322,17 @@ class K8sPolicy:
         parts = "; ".join(f"{v.value} for {p.key}" for p, v in verdicts[:5])
         return where, Verdict("unknown", rules, f"the pods behind {where.via} differ: {parts}")
 
-    # --- what reachability.py and report.py ask of a policy --------------------------------------------------
+    # --- the cells, as reachability.VantagePolicy asks for them ---------------------------------------------
 
-    def row(self, vantage: str, segment: str | None, view, ep: dict[str, Any], kind: str | None) -> dict[str, Any]:
-        from netaudit.policy.reachability import verdict as cell_verdict
-
-        cell = view.cell(ep["host"], ep["port"])
-        kind = kind or ep.get("kind")
-        base = {"vantage": vantage, "segment": segment, "host": ep["host"], "port": ep["port"], "kind": kind, **cell}
+    def row(self, vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any],
+            kind: str | None) -> dict[str, Any]:
+        base = base_row(vantage, segment, view, ep, kind)
         source = self.source(segment)
         if source is None:
-            return {**base, "allowed": None, "verdict": cell_verdict(cell["state"], None)}
+            return {**base, "allowed": None, "verdict": cell_verdict(base["state"], None)}
         where, decided = self.intent(source, ep["host"], ep["port"])
         allowed = {"allowed": True, "denied": False}.get(decided.value)
-        shown = cell_verdict(cell["state"], allowed) if allowed is not None else "intent-unknown"
+        shown = cell_verdict(base["state"], allowed) if allowed is not None else "intent-unknown"
         to = [f"{p.key}:{port}" for p, port in where.targets if port is not None]
         return {**base, "allowed": allowed, "verdict": shown, "intent": decided.value, "rules": list(decided.rules),
                 "intent_reason": decided.reason, "via": where.via, "to": to, "judged": bool(where.targets)}
@@ -376,7 +374,7 @@ class K8sPolicy:
         """A NetworkPolicy names no trust levels, so a finding's severity is left as its rule set it."""
 
 
-def load_policy_spec(spec: str):
+def load_policy_spec(spec: str) -> VantagePolicy:
     """`--policy FILE` (segments, TOML) or `--policy k8s:SNAPSHOT[,SNAPSHOT...]` / `k8s:` (the live API)."""
     if spec.startswith("k8s:"):
         from netaudit.targets.k8s import read_snapshot

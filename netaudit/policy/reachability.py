@@ -5,22 +5,38 @@ policy says of it, and the findings that follow. One scan (`scan --policy`) and 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol
 
 from netaudit.core import registry
-from netaudit.assess.rules import FROM_KIND, policy_rule
-from netaudit.discovery.engines import ENGINES
 from netaudit.core.model import Finding
-from netaudit.policy.segments import Policy, Segment
+from netaudit.discovery.engines import ENGINES
 from netaudit.discovery.portstates import answered_by, lookup, received, target_ttls
-from netaudit.assess.scoring import scores, with_context
 
-if TYPE_CHECKING:
-    from netaudit.policy.k8s_policy import K8sPolicy
 
-# Network segments (policy/segments.py) or a cluster's NetworkPolicies (policy/k8s_policy.py, which judges
-# its own cells: row, policy_findings, trust_context and locate_vantage hand a K8sPolicy its part).
-AnyPolicy = Union[Policy, "K8sPolicy"]
+class VantagePolicy(Protocol):
+    """What a scan and a report ask of a policy. Two kinds answer: network segments with trust levels
+    (policy/segments.py) and a cluster's NetworkPolicies (policy/k8s_policy.py). A vantage's `segment`
+    is the policy's name for where it stands: a segment, or a pod, namespace, node or address."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as the result records it."""
+
+    def locate(self, targets, named: str | None) -> tuple[str, str | None, str | None]:
+        """For `scan --policy`: (vantage, its segment, what to tell the user)."""
+
+    def place(self, scan: dict[str, Any]) -> tuple[str, str | None]:
+        """For `report`: (vantage, segment) of a scan result being merged."""
+
+    def row(self, vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any],
+            kind: str | None) -> dict[str, Any]:
+        """One matrix cell, with `allowed` and `verdict` as the policy judges it."""
+
+    def policy_findings(self, rows: list[dict[str, Any]], endpoints: dict[tuple[str, int], dict[str, Any]]
+                        ) -> list[Finding]:
+        """The findings the judged cells give."""
+
+    def trust_context(self, finding: Finding, rows: list[dict[str, Any]]) -> None:
+        """Set a rule finding's context from where its endpoint was reached."""
 
 
 # A cell's verdict, for the matrix legend. Without a policy (or for a vantage in no segment) an open cell
@@ -89,74 +105,28 @@ def verdict(state: str, allowed: bool | None) -> str:
     return "unknown"
 
 
-def row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], policy: AnyPolicy | None,
+def base_row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], kind: str | None
+             ) -> dict[str, Any]:
+    """A matrix cell before any policy has judged it."""
+    return {"vantage": vantage, "segment": segment, "host": ep["host"], "port": ep["port"],
+            "kind": kind or ep.get("kind"), **view.cell(ep["host"], ep["port"])}
+
+
+def row(vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any], policy: VantagePolicy | None,
         kind: str | None = None) -> dict[str, Any]:
     """One matrix cell. `kind` is the endpoint's kind as the report knows it (from any vantage)."""
-    if policy is not None and not isinstance(policy, Policy):  # a policy of another kind judges its own cells
+    if policy is not None:
         return policy.row(vantage, segment, view, ep, kind)
-    cell = view.cell(ep["host"], ep["port"])
-    kind = kind or ep.get("kind")
-    allowed = bool(kind and policy.rules_for(kind, segment)) if policy is not None and segment else None
-    return {"vantage": vantage, "segment": segment, "host": ep["host"], "port": ep["port"], "kind": kind,
-            **cell, "allowed": allowed, "verdict": verdict(cell["state"], allowed)}
+    cell = base_row(vantage, segment, view, ep, kind)
+    return {**cell, "allowed": None, "verdict": verdict(cell["state"], None)}
 
 
-def trust_context(finding: Finding, rows: list[dict[str, Any]], policy: AnyPolicy) -> None:
-    """The finding's context from the segments that reached its endpoint."""
-    if not isinstance(policy, Policy):
-        return policy.trust_context(finding, rows)
-    reached = sorted({r["segment"] for r in rows if r["segment"] and r["state"] == "open"
-                      and (r["host"], r["port"]) == (finding.host, finding.port)})
-    with_context(finding, [policy.segments[s] for s in reached])
-
-
-def _firewall_seen(rows: list[dict[str, Any]], host: str, port: int) -> str:
+def firewall_seen(rows: list[dict[str, Any]], host: str, port: int) -> str:
+    """One evidence line: the endpoint's state from every vantage."""
     others = [f"{r['vantage']}: {r['state']}" + (f" ({r['reason']})" if r.get("reason") and r["state"] != "open"
                                                   else "")
               for r in rows if (r["host"], r["port"]) == (host, port)]
     return "state from every vantage: " + ", ".join(others)
-
-
-def policy_findings(rows: list[dict[str, Any]], endpoints: dict[tuple[str, int], dict[str, Any]],
-                    policy: AnyPolicy) -> list[Finding]:
-    """A finding for each open cell the policy does not allow, or allows only with TLS/mTLS it lacks."""
-    if not isinstance(policy, Policy):
-        return policy.policy_findings(rows, endpoints)
-    out = []
-    for r in rows:
-        ep = endpoints[(r["host"], r["port"])]
-        declared = registry.kind(ep.get("kind"))
-        if r["state"] != "open" or declared is None or not declared.sensitive or r["segment"] is None:
-            continue
-        segment: Segment = policy.segments[r["segment"]]
-        address = f"{r['host']}:{r['port']}"
-        allowed_from = sorted({s for a in policy.allows if ep["kind"] in a.kinds for s in a.sources})
-        fields = {"kind": ep["kind"], "address": address, "port": r["port"], "segment": segment.name,
-                  "trust": segment.trust, "cidrs": ", ".join(map(str, segment.cidrs)),
-                  "allowed": ", ".join(allowed_from) or "none", "transport": r["transport"]}
-        evidence = [f"vantage {r['vantage']} (segment {segment.name}, {segment.trust}): {r['evidence']}",
-                    f"probe result: {ep['kind']}, transport {ep.get('transport')}, authenticated "
-                    f"{ep.get('authenticated')}", _firewall_seen(rows, r["host"], r["port"])]
-        permits = policy.rules_for(ep["kind"], segment.name)
-        if not permits:
-            rule = policy_rule("not-allowed")
-        else:
-            unmet = min((a.unmet(r["transport"]) for a in permits), key=len)
-            if not unmet:
-                continue
-            rule = policy_rule("requirement-unmet")
-            fields["required"] = " and ".join(unmet)
-        severity = declared.policy_severity[segment.trust] if rule.severity == FROM_KIND else rule.severity
-        vector = declared.policy_cvss if rule.cvss == FROM_KIND else rule.cvss
-        if vector and segment.trust == "trusted" and "/MAV:" not in vector:
-            vector += "/MAV:A"
-        out.append(Finding(rule=f"{rule.id}@{segment.name}", severity=severity, host=r["host"], port=r["port"],
-                           title=rule.title.format(**fields), evidence=evidence,
-                           remediation=rule.remediation.format(**fields), references=list(rule.references),
-                           compliance=rule.compliance, cvss_vector=vector,
-                           cvss_score=scores(vector)[1] if vector else None,
-                           context=f"seen from {segment.name} ({segment.trust})"))
-    return out
 
 
 def expected_unreachable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -171,7 +141,7 @@ def _ports_named(scan: dict[str, Any]) -> bool:
     return not any(part.strip() in named_port_sets() for part in spec.split(","))
 
 
-def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy: AnyPolicy) -> tuple[
+def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy: VantagePolicy) -> tuple[
         list[dict[str, Any]], list[Finding], list[dict[str, Any]]]:
     """One vantage against the policy: its matrix rows, the policy findings, and what it expects but could
     not reach. A port this vantage could not reach was never fingerprinted, so its kind is the one usually
@@ -189,25 +159,4 @@ def assess_scan(scan: dict[str, Any], vantage: str, segment: str | None, policy:
         if ep["state"] != "open" and kind:
             rows[-1]["kind_source"] = f"usual kind of port {ep['port']} (not reachable, so not fingerprinted)"
     endpoints = {(e["host"], e["port"]): e for e in scan["endpoints"]}
-    return rows, policy_findings(rows, endpoints, policy), expected_unreachable(rows)
-
-
-def locate_vantage(policy: AnyPolicy, targets, named: str | None) -> tuple[str, str | None, str | None]:
-    """(vantage, its policy segment, what to tell the user). Without a name the vantage is the segment
-    that holds the address this machine sends from (the kernel's route choice; nothing is sent)."""
-    from netaudit.discovery.base import source_address
-
-    if not isinstance(policy, Policy):
-        return policy.locate(targets, named)
-    if named in policy.segments:
-        return named, named, None
-    first = next(iter(targets.blocks[0].addresses()))
-    try:
-        source = source_address(str(first))
-    except OSError as exc:
-        return named or "unknown", None, f"no route to {first} ({exc.strerror}): the vantage's segment is unknown"
-    segment = policy.segment_of(source)
-    if segment is None:
-        return named or "unknown", None, (f"the source address {source} is in no segment of the policy: the vantage "
-                                          f"is {named or 'unknown'}, and its reachability cannot be judged")
-    return named or segment.name, segment.name, None
+    return rows, policy.policy_findings(rows, endpoints), expected_unreachable(rows)

@@ -11,11 +11,9 @@ from typing import Any
 
 from netaudit.core.errors import UsageError
 from netaudit.core import registry
-from netaudit.policy.reachability import (AnyPolicy, ScanView, expected_unreachable, policy_findings, row,
-                                          trust_context)
+from netaudit.policy.reachability import ScanView, VantagePolicy, expected_unreachable, row
 from netaudit.core.model import Finding, endpoint_order, severity_rank
 from netaudit.discovery.portstates import merge_groups
-from netaudit.policy.segments import Policy
 
 REPORT_SCHEMA = "netaudit/report-v1"
 SUMMED_STATS = ("probes", "retried", "probe_retried", "probe_errors")
@@ -61,22 +59,11 @@ class Report:
 
 
 
-def _vantage(scan: dict[str, Any], policy: AnyPolicy | None) -> tuple[str, str | None]:
-    """(vantage name, policy segment): the named vantage, else the segment holding the scan's source address."""
-    name = scan.get("vantage")
+def _vantage(scan: dict[str, Any], policy: VantagePolicy | None) -> tuple[str, str | None]:
+    """(vantage name, policy segment)."""
     if policy is None:
-        return name or "(unnamed)", None
-    if not isinstance(policy, Policy):
-        return policy.place(scan)
-    if name in policy.segments:
-        return name, name
-    if scan.get("segment") in policy.segments:  # scan --policy placed it
-        return name or scan["segment"], scan["segment"]
-    for source in scan.get("stats", {}).get("source_addresses", []):
-        segment = policy.segment_of(source)
-        if segment:
-            return name or segment.name, segment.name
-    return name or "(unnamed)", None
+        return scan.get("vantage") or "(unnamed)", None
+    return policy.place(scan)
 
 
 def _finding_from_dict(data: dict[str, Any]) -> Finding:
@@ -160,7 +147,7 @@ def merge_shards(scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def build_report(scans: list[dict[str, Any]], policy: AnyPolicy | None) -> Report:
+def build_report(scans: list[dict[str, Any]], policy: VantagePolicy | None) -> Report:
     scans = merge_shards(scans)
     vantages = [(_vantage(scan, policy), scan) for scan in scans]
     views: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -182,9 +169,9 @@ def build_report(scans: list[dict[str, Any]], policy: AnyPolicy | None) -> Repor
     unreachable = []
     if policy is not None:
         for finding in findings.values():
-            trust_context(finding, reachability, policy)
+            policy.trust_context(finding, reachability)
         by_key = {(e["host"], e["port"]): e for e in endpoints}
-        for finding in policy_findings(reachability, by_key, policy):
+        for finding in policy.policy_findings(reachability, by_key):
             findings[finding.id] = finding
         unreachable = expected_unreachable(reachability)
     ordered = sorted(findings.values(), key=lambda f: (-severity_rank(f.severity), f.host, f.port, f.rule))

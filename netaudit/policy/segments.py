@@ -1,16 +1,22 @@
-"""The policy file: network segments with a trust level, and who may reach which kind of TF endpoint."""
+"""The policy file: network segments with a trust level, and who may reach which kind of TF endpoint; and
+its verdicts, as policy/reachability.py's VantagePolicy asks for them."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
+from netaudit.assess.rules import FROM_KIND, policy_rule
+from netaudit.assess.scoring import scores, with_context
 from netaudit.core import registry
-from netaudit.core.registry import TRUST_LEVELS
 from netaudit.core.errors import UsageError
 from netaudit.core.files import read_toml
-from netaudit.targets.parse import IPNetwork
+from netaudit.core.model import Finding
+from netaudit.core.registry import TRUST_LEVELS
 from netaudit.core.validate import check_keys, nearest
+from netaudit.policy.reachability import ScanView, base_row, firewall_seen, verdict
+from netaudit.targets.parse import IPNetwork
 
 REQUIREMENTS = ("tls", "mtls")
 
@@ -57,6 +63,87 @@ class Policy:
                              for s in self.segments.values()},
                 "allow": [{"kinds": list(a.kinds), "from": list(a.sources), "require": list(a.require)}
                           for a in self.allows]}
+
+    def locate(self, targets, named: str | None) -> tuple[str, str | None, str | None]:
+        """Without a name the vantage is the segment that holds the address this machine sends from (the
+        kernel's route choice; nothing is sent)."""
+        from netaudit.discovery.base import source_address
+
+        if named in self.segments:
+            return named, named, None
+        first = next(iter(targets.blocks[0].addresses()))
+        try:
+            source = source_address(str(first))
+        except OSError as exc:
+            return named or "unknown", None, f"no route to {first} ({exc.strerror}): the vantage's segment is unknown"
+        segment = self.segment_of(source)
+        if segment is None:
+            return named or "unknown", None, (f"the source address {source} is in no segment of the policy: the "
+                                              f"vantage is {named or 'unknown'}, and its reachability cannot be judged")
+        return named or segment.name, segment.name, None
+
+    def place(self, scan: dict[str, Any]) -> tuple[str, str | None]:
+        """The named vantage, else the segment scan --policy recorded, else the one holding a source address."""
+        name = scan.get("vantage")
+        if name in self.segments:
+            return name, name
+        if scan.get("segment") in self.segments:
+            return name or scan["segment"], scan["segment"]
+        for source in scan.get("stats", {}).get("source_addresses", []):
+            segment = self.segment_of(source)
+            if segment:
+                return name or segment.name, segment.name
+        return name or "(unnamed)", None
+
+    def row(self, vantage: str, segment: str | None, view: ScanView, ep: dict[str, Any],
+            kind: str | None) -> dict[str, Any]:
+        """A vantage in no segment judges nothing (allowed None)."""
+        cell = base_row(vantage, segment, view, ep, kind)
+        allowed = bool(cell["kind"] and self.rules_for(cell["kind"], segment)) if segment else None
+        return {**cell, "allowed": allowed, "verdict": verdict(cell["state"], allowed)}
+
+    def trust_context(self, finding: Finding, rows: list[dict[str, Any]]) -> None:
+        """The finding's context from the segments that reached its endpoint."""
+        reached = sorted({r["segment"] for r in rows if r["segment"] and r["state"] == "open"
+                          and (r["host"], r["port"]) == (finding.host, finding.port)})
+        with_context(finding, [self.segments[s] for s in reached])
+
+    def policy_findings(self, rows: list[dict[str, Any]], endpoints: dict[tuple[str, int], dict[str, Any]]
+                        ) -> list[Finding]:
+        """A finding for each open cell the policy does not allow, or allows only with TLS/mTLS it lacks."""
+        return [f for r in rows if (f := self._finding(r, endpoints[(r["host"], r["port"])], rows))]
+
+    def _finding(self, r: dict[str, Any], ep: dict[str, Any], rows: list[dict[str, Any]]) -> Finding | None:
+        declared = registry.kind(ep.get("kind"))
+        if r["state"] != "open" or declared is None or not declared.sensitive or r["segment"] is None:
+            return None
+        segment = self.segments[r["segment"]]
+        address = f"{r['host']}:{r['port']}"
+        allowed_from = sorted({s for a in self.allows if ep["kind"] in a.kinds for s in a.sources})
+        fields = {"kind": ep["kind"], "address": address, "port": r["port"], "segment": segment.name,
+                  "trust": segment.trust, "cidrs": ", ".join(map(str, segment.cidrs)),
+                  "allowed": ", ".join(allowed_from) or "none", "transport": r["transport"]}
+        evidence = [f"vantage {r['vantage']} (segment {segment.name}, {segment.trust}): {r['evidence']}",
+                    f"probe result: {ep['kind']}, transport {ep.get('transport')}, authenticated "
+                    f"{ep.get('authenticated')}", firewall_seen(rows, r["host"], r["port"])]
+        permits = self.rules_for(ep["kind"], segment.name)
+        if not permits:
+            rule = policy_rule("not-allowed")
+        else:
+            unmet = min((a.unmet(r["transport"]) for a in permits), key=len)
+            if not unmet:
+                return None
+            rule = policy_rule("requirement-unmet")
+            fields["required"] = " and ".join(unmet)
+        severity = declared.policy_severity[segment.trust] if rule.severity == FROM_KIND else rule.severity
+        vector = declared.policy_cvss if rule.cvss == FROM_KIND else rule.cvss
+        if vector and segment.trust == "trusted" and "/MAV:" not in vector:
+            vector += "/MAV:A"
+        return Finding(rule=f"{rule.id}@{segment.name}", severity=severity, host=r["host"], port=r["port"],
+                       title=rule.title.format(**fields), evidence=evidence,
+                       remediation=rule.remediation.format(**fields), references=list(rule.references),
+                       compliance=rule.compliance, cvss_vector=vector, cvss_score=scores(vector)[1] if vector else None,
+                       context=f"seen from {segment.name} ({segment.trust})")
 
 
 def _list(value, what: str, path: str) -> tuple[str, ...]:
