@@ -8,7 +8,8 @@ three runs), and the CPU seconds of netaudit, of the TF server answering it and 
 cores). Each size runs every format given (default json, jsonl, html and sarif: each is written from the one
 assessed stream, jsonl as it goes and the others from its spool afterwards), with the engine named on the
 command line (as root netaudit defaults to syn), once in one process and once with `--workers` (default 2:
-the processes share the cores with the TF server). Peak RSS is the largest of
+the processes share the cores with the TF server). Each jsonl stream is then converted to json (`netaudit
+convert`), with its own row. Peak RSS is the largest of
 netaudit's processes (wait4's ru_maxrss); "all processes" is the peak of their summed PSS, sampled every
 50 ms, which counts a page forked workers share once.
 
@@ -105,6 +106,18 @@ def measure(ns: Netns, argv: list[str], server_pid: int) -> Run:
                cpu_seconds(server_pid) - server_before)
 
 
+def convert_row(ns: Netns, stream: Path, size: int, server_pid: int) -> None:
+    """`netaudit convert` of the stream just written, to JSON: it reads the stream into a spool a line at a
+    time, so its peak should stay near the scan's own."""
+    target = stream.with_name("converted.json")
+    run = measure(ns, [sys.executable, "-m", "netaudit", "convert", str(stream), "--format", "json", "-o", str(target)],
+                  server_pid)
+    print(f"{size:>9}  convert jsonl ({stream.stat().st_size / 1e6:.1f}MB) to json: {run.seconds:.1f}s, peak RSS "
+          f"{run.rss / 1e6:.0f}MB, output {target.stat().st_size / 1e6 if target.exists() else 0:.1f}MB"
+          + ("" if run.code in (0, 1) else f"  (exit {run.code})"), flush=True)
+    target.unlink(missing_ok=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1024,4096,16384", help="endpoint counts, from 1024, 4096, 16384")
@@ -144,6 +157,8 @@ def main() -> None:
                           f"{size_bytes / size / 1e3:>10.1f}KB  {nmap.seconds:>7.2f}s {run.seconds / nmap.seconds:>5.0f}x"
                           f"  {run.cpu:>11.1f}s {run.server_cpu:>9.1f}s {nmap.cpu:>7.2f}s {nmap.server_cpu:>18.2f}s"
                           + ("" if run.code in (0, 1) else f"  (exit {run.code})"), flush=True)
+                    if fmt == "jsonl" and out.exists():
+                        convert_row(ns, out, size, server.pid)
                     out.unlink(missing_ok=True)
         finally:
             server.kill()

@@ -20,7 +20,7 @@ from netaudit.results.accept import Acceptance
 from netaudit.results.diff import annotate
 from netaudit.results.history import Recorded
 from netaudit.results.spool import Spool, Spooled
-from netaudit.results.stream import StreamWriter
+from netaudit.results.stream import StreamWriter, parse_stream
 
 from conftest import run_cli
 
@@ -44,6 +44,22 @@ def spooled(lab_scan):
         yield writer.summary(result), spool
 
 
+@pytest.fixture(scope="module")
+def stream_file(lab_scan, tmp_path_factory):
+    """lab_scan as the JSON lines `scan --format jsonl` writes, its endpoints in reverse order."""
+    path = tmp_path_factory.mktemp("stream") / "scan.jsonl"
+    assessor = Assessor()
+    result = copy.copy(lab_scan)
+    result.endpoints, result.findings = [], []
+    with open(path, "w", encoding="utf-8") as out:
+        writer = StreamWriter(out)
+        writer.begin(result)
+        for endpoint in reversed(lab_scan.endpoints):
+            writer.endpoint(assessor.assess(endpoint, result))
+        writer.end(writer.summary(result))
+    return path
+
+
 def marked(data: dict, lab_scan) -> dict:
     """History's marks: a baseline holding half the findings (the rest are new), one accepted, one expired."""
     ids = [f.id for f in lab_scan.findings]
@@ -64,6 +80,19 @@ def test_each_format_writes_the_spool_as_it_writes_lists(fmt, spooled, lab_scan)
     view = spool.view(marked(copy.deepcopy(summary), lab_scan))
     assert isinstance(view["endpoints"], Spooled) and "stream" not in view
     assert written(FORMATS[fmt](Recorded(view))) == written(FORMATS[fmt](Recorded(whole)))
+
+
+@pytest.mark.parametrize("fmt", WHOLE)
+def test_convert_writes_a_stream_from_a_spool_as_it_writes_the_stream_read_as_lists(fmt, stream_file, lab_scan,
+                                                                                   tmp_path):
+    """`convert` never holds a stream whole (results/load.py spool_stream), and gives what the lists give."""
+    proc = run_cli("convert", str(stream_file), "--format", fmt, "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    with open(stream_file, encoding="utf-8") as lines:
+        lists = parse_stream(lines, str(stream_file))
+    assert [(e["host"], e["port"]) for e in lists["endpoints"]] == [(e.host, e.port) for e in lab_scan.endpoints]
+    assert len(lists["findings"]) == len(lab_scan.findings) > 20
+    assert (tmp_path / "out").read_text(encoding="utf-8") == written(FORMATS[fmt](Recorded(lists)))
 
 
 def test_the_json_pieces_are_json_dumps(spooled, lab_scan):

@@ -48,6 +48,19 @@ def scan_json(**changes) -> str:
 
 DELETE = object()
 
+
+def scan_stream(**changes) -> str:
+    """scan_json's result, changed as asked, as the JSON lines of `scan --format jsonl`."""
+    return "".join(json.dumps(record) + "\n" for record in stream_records(json.loads(scan_json(**changes))))
+
+
+def stream_records(data: dict) -> list[dict]:
+    header = {"type": "header", "schema": "netaudit/scan-stream-v1", "result_schema": "netaudit/scan-v1",
+              "vantage": data["vantage"], "started": data["started"], "options": data["options"]}
+    lines = [header] + [{"type": "endpoint", "endpoint": e, "findings": data["findings"]} for e in data["endpoints"]]
+    return lines + [{"type": "trailer", "finished": data["finished"], "complete": True, "stats": {}, "port_states": [],
+                     "endpoints": 1, "findings": 1, "severities": {}, "expected_unreachable": []}]
+
 # (id, argv, files to create, exit code, a word the one line must hold). PORT is the held loopback port.
 CASES = [
     # scan: targets and options
@@ -150,6 +163,14 @@ CASES = [
      2, "port"),
     ("convert-no-findings", ["convert", "r.json", "--format", "junit"], {"r.json": scan_json(findings=DELETE)}, 2,
      "findings"),
+    ("convert-stream-port-word", ["convert", "r.jsonl", "--format", "html"],
+     {"r.jsonl": scan_stream(endpoints__0__port="abc")}, 2, "r.jsonl line 2: endpoint.port"),
+    ("convert-stream-severity", ["convert", "r.jsonl", "--format", "sarif"],
+     {"r.jsonl": scan_stream(findings__0__severity="super")}, 2, "r.jsonl line 2: findings[0].severity"),
+    ("convert-stream-kind", ["convert", "r.jsonl", "--format", "json"],
+     {"r.jsonl": scan_stream(endpoints__0__kind="tf-srever")}, 2, "did you mean 'tf-server'"),
+    ("convert-stream-findings-word", ["convert", "r.jsonl", "--format", "text"],
+     {"r.jsonl": scan_stream(findings="none")}, 2, "r.jsonl line 2: findings: not a list"),
     ("convert-output-folder-missing", ["convert", "r.json", "-o", "missing-dir/x.html"], {"r.json": scan_json()}, 2,
      "missing-dir"),
     # history
@@ -276,6 +297,26 @@ def test_report_and_convert_answer_0_to_3_for_any_mutated_scan_never_4(data, tmp
     (folder / "r.json").write_text(json.dumps(scan))
     for argv in (["report", str(folder / "r.json"), "--no-history", "--format", "text", "-o", str(folder / "o.txt")],
                  ["convert", str(folder / "r.json"), "--format", "html", "-o", str(folder / "o.html")]):
+        assert main(argv) in (0, 1, 2, 3), (argv, where, value)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_convert_answers_0_to_3_for_any_mutated_stream_never_4(data, tmp_path_factory):
+    """A stream is checked line by line as it is read into the spool: any field of any line changed."""
+    from netaudit.cli.main import main
+
+    records = stream_records(json.loads(scan_json()))
+    where = data.draw(st.sampled_from([p for p in paths(records) if len(p) > 1]))
+    value = data.draw(MUTATIONS)
+    node = records
+    for part in where[:-1]:
+        node = node[part]
+    node[where[-1]] = value
+    folder = tmp_path_factory.mktemp("mutated")
+    (folder / "r.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    for fmt in ("html", "json"):
+        argv = ["convert", str(folder / "r.jsonl"), "--format", fmt, "-o", str(folder / f"o.{fmt}")]
         assert main(argv) in (0, 1, 2, 3), (argv, where, value)
 
 

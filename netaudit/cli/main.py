@@ -441,15 +441,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from netaudit.results.history import Recorded
     from netaudit.outputs.formats import FORMATS
-    from netaudit.results.load import load_scan_or_report
+    from netaudit.results.load import load_scan_or_report, spool_stream
+    from netaudit.results.spool import Spool
+    from netaudit.results.stream import is_stream
 
     fmt = output_format(args)
     if fmt == "jsonl":
         raise UsageError("convert writes json, html, sarif, junit, prom, ocsf or text; a jsonl stream is what it "
                          "reads")
-    data = load_scan_or_report(args.result, "result")
-    write_output(FORMATS[fmt](Recorded(data)), open_output(args))
-    return exit_code(data, args.fail_on)
+    if not is_stream(args.result):
+        data = load_scan_or_report(args.result, "result")
+        write_output(FORMATS[fmt](Recorded(data)), open_output(args))
+        return exit_code(data, args.fail_on)
+    with Spool() as spool:  # a stream is written as a scan writes it: from a spool, never held whole
+        summary = spool_stream(args.result, spool)
+        write_output(FORMATS[fmt](Recorded(spool.view(summary))), open_output(args))
+    return exit_code(summary, args.fail_on)
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -17,11 +17,22 @@ from netaudit.core.errors import UsageError
 
 
 @cache
-def _validator(name: str):
+def _schema(name: str) -> dict[str, Any]:
     from jsonschema import Draft202012Validator
 
     schema = json.loads(resources.files("netaudit").joinpath(f"data/schemas/{name}.json").read_text())
     Draft202012Validator.check_schema(schema)
+    return schema
+
+
+@cache
+def _validator(name: str, part: str | None = None):
+    """The schema's validator, or with `part` that of one item of its top-level list `part`."""
+    from jsonschema import Draft202012Validator
+
+    schema = _schema(name)
+    if part is not None:
+        schema = schema["properties"][part]["items"]
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
@@ -32,22 +43,40 @@ def field_path(parts) -> str:
     return out or "(top level)"
 
 
-def check_result(data: Any, path: str, schema: str) -> None:
-    """`schema` is scan-v1 or report-v1. The first error, by its place in the file, names the field."""
-    errors = sorted(_validator(schema).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+def _first_error(validator, data: Any, path: str, schema: str, prefix: tuple = ()) -> None:
+    """The first error, by its place in the file, names the field."""
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         error = errors[0]
-        raise UsageError(f"{path}: {field_path(error.absolute_path)}: {_short(error.message)} "
+        raise UsageError(f"{path}: {field_path((*prefix, *error.absolute_path))}: {_short(error.message)} "
                          f"(not a valid netaudit/{schema} file)")
-    if schema == "scan-v1":
-        from netaudit.core import registry
 
-        known = registry.kinds()
+
+def _known_kind(endpoint: dict[str, Any], path: str, where: str) -> None:
+    from netaudit.core import registry
+
+    kind, known = endpoint.get("kind"), registry.kinds()
+    if kind is not None and kind not in known:
+        raise UsageError(f"{path}: {where}.kind: {kind!r} is not a kind netaudit knows{nearest(kind, known)}")
+
+
+def check_result(data: Any, path: str, schema: str) -> None:
+    """`schema` is scan-v1 or report-v1."""
+    _first_error(_validator(schema), data, path, schema)
+    if schema == "scan-v1":
         for i, endpoint in enumerate(data["endpoints"]):
-            kind = endpoint.get("kind")
-            if kind is not None and kind not in known:
-                raise UsageError(f"{path}: endpoints[{i}].kind: {kind!r} is not a kind netaudit knows"
-                                 f"{nearest(kind, known)}")
+            _known_kind(endpoint, path, f"endpoints[{i}]")
+
+
+def check_scan_items(endpoint: Any, findings: Any, where: str) -> None:
+    """One endpoint and its findings, as a scan stream's line holds them, against scan-v1's items: a stream is
+    checked line by line, never held whole."""
+    _first_error(_validator("scan-v1", "endpoints"), endpoint, where, "scan-v1", ("endpoint",))
+    _known_kind(endpoint, where, "endpoint")
+    if not isinstance(findings, list):
+        raise UsageError(f"{where}: findings: not a list (not a valid netaudit/scan-v1 file)")
+    for i, finding in enumerate(findings):
+        _first_error(_validator("scan-v1", "findings"), finding, where, "scan-v1", ("findings", i))
 
 
 def _short(message: str, limit: int = 160) -> str:

@@ -7,9 +7,10 @@ from typing import Any
 from netaudit.core.errors import UsageError
 from netaudit.core.files import read_json
 from netaudit.core.model import SCHEMA
-from netaudit.core.validate import check_result
+from netaudit.core.validate import check_result, check_scan_items
 from netaudit.policy.report import REPORT_SCHEMA
-from netaudit.results.stream import is_stream, read_stream
+from netaudit.results.spool import Spool
+from netaudit.results.stream import COMPACT_FINDING, StreamParser, is_stream, malformed, read_stream
 
 
 def load_scan(path: str) -> dict[str, Any]:
@@ -29,3 +30,25 @@ def load_scan_or_report(path: str, what: str = "baseline") -> dict[str, Any]:
         raise UsageError(f"{what} {path} is not a netaudit scan result or report")
     check_result(data, f"{what} {path}", "scan-v1" if data["schema"] == SCHEMA else "report-v1")
     return data
+
+
+def spool_stream(path: str, spool: Spool) -> dict[str, Any]:
+    """A scan stream read into `spool` a line at a time, each line checked against the schema as it comes:
+    the summary Spool.view takes (findings compact), so that `convert` of a stream of any length holds no
+    more than a scan writing it does."""
+    stream = StreamParser(path)
+    compact: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for number, record in stream.endpoints(lines):
+                check_scan_items(record.get("endpoint"), record.get("findings"), f"{path} line {number}")
+                spool.take(record)
+                compact += [{k: f[k] for k in COMPACT_FINDING} for f in record["findings"]]
+        summary = stream.result([], [])
+    except OSError as exc:
+        raise UsageError(f"cannot read scan stream {path}: {exc.strerror}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise malformed(path, exc) from None
+    check_result(summary, path, "scan-v1")
+    summary["findings"] = compact
+    return summary

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Iterator, TextIO
 
 from netaudit.core.errors import OutputError, UsageError
 from netaudit.core.model import SCHEMA, ScanResult, endpoint_order
@@ -138,15 +138,18 @@ def read_stream(path: str) -> dict[str, Any]:
         raise UsageError(f"cannot read scan stream {path}: {exc.strerror}") from None
 
 
-def parse_stream(lines: Iterable[str], path: str) -> dict[str, Any]:
-    """The scan result (schema scan-v1) a stream holds. Without a trailer it is incomplete; a last line cut
-    short by a kill is dropped and said so."""
-    endpoints: list[dict[str, Any]] = []
-    findings: list[dict[str, Any]] = []
-    header: dict[str, Any] | None = None
-    trailer: dict[str, Any] | None = None
-    cut = False
-    try:
+class StreamParser:
+    """The records of one stream, read in one pass: the header checked first, then each endpoint record as it
+    comes, the trailer kept. A last line cut short by a kill ends the stream and is said so."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.header: dict[str, Any] | None = None
+        self.trailer: dict[str, Any] | None = None
+        self.cut = False
+
+    def endpoints(self, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, endpoint record) for each endpoint line."""
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -154,31 +157,53 @@ def parse_stream(lines: Iterable[str], path: str) -> dict[str, Any]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 if line.endswith("\n"):
-                    raise UsageError(f"{path} line {number} is not JSON: not a netaudit stream") from None
-                cut = True
-                break
+                    raise UsageError(f"{self.path} line {number} is not JSON: not a netaudit stream") from None
+                self.cut = True
+                return
             kind = record.get("type") if isinstance(record, dict) else None
             if number == 1 and (kind != "header" or record.get("schema") != STREAM_SCHEMA):
-                raise UsageError(f"{path} is not a netaudit scan stream (schema {STREAM_SCHEMA!r} expected)")
+                raise UsageError(f"{self.path} is not a netaudit scan stream (schema {STREAM_SCHEMA!r} expected)")
             if kind == "header":
-                header = record
+                self.header = record
             elif kind == "endpoint":
-                endpoints.append(record["endpoint"])
-                findings += record["findings"]
+                yield number, record
             elif kind == "trailer":
-                trailer = record
+                self.trailer = record
+
+    def result(self, endpoints: Any, findings: Any) -> dict[str, Any]:
+        """The scan result (schema scan-v1) around the endpoints and findings the caller kept."""
+        header, trailer = self.header, self.trailer
         if header is None:
-            raise UsageError(f"{path} is empty: not a netaudit scan stream")
-        endpoints.sort(key=lambda e: endpoint_order(e["host"], e["port"]))
+            raise UsageError(f"{self.path} is empty: not a netaudit scan stream")
         data = {"schema": SCHEMA, "vantage": header["vantage"], "started": header["started"],
                 "finished": trailer["finished"] if trailer else None, "complete": bool(trailer and trailer["complete"]),
                 "endpoints": endpoints, "findings": findings, "stats": dict(trailer["stats"]) if trailer else {},
                 "options": header["options"], "port_states": trailer["port_states"] if trailer else []}
         if trailer is None:
-            data["stats"]["incomplete_reason"] = NO_TRAILER + (" (its last line was cut short)" if cut else "")
+            data["stats"]["incomplete_reason"] = NO_TRAILER + (" (its last line was cut short)" if self.cut else "")
         if "policy" in header:
             data.update(policy=header["policy"], segment=header["segment"],
                         expected_unreachable=trailer["expected_unreachable"] if trailer else [])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record without what a stream holds
-        raise UsageError(f"{path}: a record of the stream is malformed ({type(exc).__name__}: {exc})") from None
-    return data
+        return data
+
+
+def malformed(path: str, exc: Exception) -> UsageError:
+    """A record without what a stream holds."""
+    return UsageError(f"{path}: a record of the stream is malformed ({type(exc).__name__}: {exc})")
+
+
+def parse_stream(lines: Iterable[str], path: str) -> dict[str, Any]:
+    """The scan result (schema scan-v1) a stream holds, as lists, in the order a spool of it gives. Without a
+    trailer it is incomplete."""
+    stream = StreamParser(path)
+    endpoints: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    try:
+        for _, record in stream.endpoints(lines):
+            endpoints.append(record["endpoint"])
+            findings += record["findings"]
+        endpoints.sort(key=lambda e: endpoint_order(e["host"], e["port"]))
+        findings.sort(key=lambda f: endpoint_order(f["host"], f["port"]))  # as a spool gives them (stable)
+        return stream.result(endpoints, findings)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise malformed(path, exc) from None
