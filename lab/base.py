@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netaudit.lab.processes import LabError, LabProcess, alive, log_tail, module_argv, stop, wait_ready
+from netaudit.lab.processes import LabError, LabProcess, alive, failure_line, log_tail, module_argv, stop, wait_ready
 
 START_TIMEOUT = 180.0
 LEFTOVERS = "leftovers"
@@ -107,13 +107,13 @@ class Lab:
 
     def _give_up(self, failed: dict[str, str]) -> None:
         """Go on without optional processes that did not start, and their endpoints; `lab status` and the
-        demo say which, with the end of each one's log."""
+        demo say which, with the line of each one's log that says why."""
         if not failed:
             return
         gone = [p for p in self.processes if p.name in failed]
         stop(gone)
         for proc in gone:
-            self.info.setdefault("skipped", {})[proc.name] = f"{failed[proc.name]}: {log_tail(proc, 3).strip()}"
+            self.info.setdefault("skipped", {})[proc.name] = f"{failed[proc.name]}: {failure_line(proc)}"
             self.processes.remove(proc)
             Path(proc.log).unlink(missing_ok=True)
         self.endpoints = [e for e in self.endpoints if e.process not in failed]

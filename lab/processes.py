@@ -9,6 +9,7 @@ the pid.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -80,6 +81,19 @@ def spawn(name: str, argv: list[str], log_dir: Path, ready_marker: str = "READY"
                                  env=lab_env(), start_new_session=True)
     ticks = start_ticks(popen.pid)
     return LabProcess(name, popen.pid, ticks or 0, str(log), argv, ready_marker, optional)
+
+
+ERROR_LINE = re.compile(r"error|exception|failed|fatal|abort|corrupt|denied|in use|not found", re.IGNORECASE)
+
+
+def failure_line(proc: LabProcess) -> str:
+    """The one log line that says why a process ended: the last that names an error, else the last line.
+    A traceback's frames and pybind11's "At:" come after the error, so the log's last line rarely says it."""
+    try:
+        text = [line.strip() for line in Path(proc.log).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return next((line for line in reversed(text) if ERROR_LINE.search(line)), text[-1] if text else "(empty log)")
 
 
 def log_tail(proc: LabProcess, lines: int = 15) -> str:

@@ -176,3 +176,24 @@ def test_a_lab_process_that_dies_is_named_with_the_end_of_its_log(tmp_path):
         assert list(exited) == ["short-lived"] and "proxy broke: out of threads" in exited["short-lived"]
     finally:
         lab.down()
+
+
+def test_an_optional_process_that_did_not_start_is_named_with_the_line_that_says_why(tmp_path):
+    """PyTriton's errors end in pybind11's "At:" and frames; the skip reason is the error line above them."""
+    import sys
+    import time
+
+    from netaudit.lab.base import Lab
+    from netaudit.lab.processes import spawn, wait_ready
+
+    script = ("import sys; print('starting'); print('RuntimeError: Triton server failed to start: port in use');"
+              "print('At:'); print('  /venv/pytriton/triton.py(412): run'); sys.exit(1)")
+    lab = Lab(tmp_path)
+    lab.processes = [spawn("triton", [sys.executable, "-c", script], tmp_path, optional=True)]
+    try:
+        lab._give_up(wait_ready(lab.processes, time.monotonic() + 20))
+        assert lab.info["skipped"] == {
+            "triton": "exited during start-up: RuntimeError: Triton server failed to start: port in use"}
+        assert lab.processes == [] and not (tmp_path / "triton.log").exists()
+    finally:
+        lab.down()

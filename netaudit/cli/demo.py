@@ -32,7 +32,7 @@ def _say(text: str) -> None:
 
 def _skipped(lab) -> None:
     for name, why in lab.info.get("skipped", {}).items():
-        _say(f"going on without {name}, which did not start ({why.splitlines()[0]})")
+        _say(f"going on without {name}, which did not start ({why})")
 
 
 def _exited(lab) -> None:

@@ -405,7 +405,7 @@ def print_lab(status: dict) -> None:
         print(f"  firewall: {info.get('ruleset')!r} on the node (flannel ignores NetworkPolicy, enforcing applies it)")
         print("  vantages: " + ", ".join(f"{name} (pod {v['pod']})" for name, v in info["vantages"].items()))
     for name, why in (status.get("info") or {}).get("skipped", {}).items():
-        print(f"  skipped: {name} ({terminal_safe(why.splitlines()[0])})")
+        print(f"  skipped: {name} ({terminal_safe(why)})")
     alive = {p["name"]: p["alive"] for p in status["processes"]}
     for e in status["endpoints"]:
         role = f"{e['job']}:{e['task']}" if e["job"] else ""
