@@ -280,6 +280,17 @@ def paths(node, prefix=()):
             yield from paths(value, (*prefix, index))
 
 
+def mutate(data, document, where_choices: list[tuple]) -> tuple[tuple, object]:
+    """Set one drawn place of `document` to one drawn value; (place, value) for the assertion message."""
+    where = data.draw(st.sampled_from(where_choices))
+    value = data.draw(MUTATIONS)
+    node = document
+    for part in where[:-1]:
+        node = node[part]
+    node[where[-1]] = value
+    return where, value
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_report_and_convert_answer_0_to_3_for_any_mutated_scan_never_4(data, tmp_path_factory):
@@ -287,12 +298,7 @@ def test_report_and_convert_answer_0_to_3_for_any_mutated_scan_never_4(data, tmp
     from netaudit.cli.main import main
 
     scan = json.loads(scan_json())
-    where = data.draw(st.sampled_from(list(paths(scan))[1:]))
-    value = data.draw(MUTATIONS)
-    node = scan
-    for part in where[:-1]:
-        node = node[part]
-    node[where[-1]] = value
+    where, value = mutate(data, scan, list(paths(scan))[1:])
     folder = tmp_path_factory.mktemp("mutated")
     (folder / "r.json").write_text(json.dumps(scan))
     for argv in (["report", str(folder / "r.json"), "--no-history", "--format", "text", "-o", str(folder / "o.txt")],
@@ -307,12 +313,7 @@ def test_convert_answers_0_to_3_for_any_mutated_stream_never_4(data, tmp_path_fa
     from netaudit.cli.main import main
 
     records = stream_records(json.loads(scan_json()))
-    where = data.draw(st.sampled_from([p for p in paths(records) if len(p) > 1]))
-    value = data.draw(MUTATIONS)
-    node = records
-    for part in where[:-1]:
-        node = node[part]
-    node[where[-1]] = value
+    where, value = mutate(data, records, [p for p in paths(records) if len(p) > 1])
     folder = tmp_path_factory.mktemp("mutated")
     (folder / "r.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     for fmt in ("html", "json"):
