@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from netaudit.lab.base import Lab, LabEndpoint
-from netaudit.lab.processes import module_argv, spawn
+from netaudit.lab.processes import free_ports, module_argv, spawn
 from netaudit.transport.h2wire import EMPTY_SETTINGS, MAX_CONCURRENT_STREAMS, PING, SETTINGS, WINDOW_UPDATE, frame
 
 LOCALHOST = "127.0.0.1"
@@ -453,20 +453,6 @@ def main() -> None:
 
 
 # ---- in the lab ----------------------------------------------------------------------------------
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: free_port() one at a time repeats itself within a few hundred calls."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(sock)
-            sock.bind(("0.0.0.0", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
 
 def plan_hostile(lab: Lab, tarpits: int = 0, cases: tuple[str, ...] = tuple(CASES)) -> None:
     """Add the hostile process and its endpoints to `lab` (kind: what a scan should report, or "any")."""

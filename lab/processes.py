@@ -9,6 +9,7 @@ the pid.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -40,11 +41,55 @@ class LabProcess:
         return asdict(self)
 
 
+LAB_PORTS = range(20000, 32768)  # below Linux's default ephemeral range, 32768-60999
+_handed_out: set[int] = set()  # a port given once is not given again by this process, bound yet or not
+
+
+def _ephemeral() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(low, high + 1)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on every interface (TF binds 0.0.0.0), for lab servers to bind.
+
+    Not from the ephemeral range: a port the kernel hands out there is free only until some connection takes
+    it as its source port, and then the lab server's bind fails (EADDRINUSE, in CI while other tests scanned).
+    Each candidate is bound to check it is free; none is handed out twice by one process."""
+    ephemeral = _ephemeral()
+    candidates = [port for port in LAB_PORTS if port not in ephemeral and port not in _handed_out]
+    random.SystemRandom().shuffle(candidates)
+    held: list[socket.socket] = []
+    try:
+        for port in candidates:
+            if len(held) == count:
+                break
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        if len(held) < count and _handed_out:  # a long-lived process went round: ports of labs long gone
+            _handed_out.clear()
+            return free_ports(count)
+        if len(held) < count:
+            raise LabError(f"only {len(held)} of {count} ports free in {LAB_PORTS.start}-{LAB_PORTS.stop - 1} "
+                           "outside the ephemeral range")
+        ports = [sock.getsockname()[1] for sock in held]
+        _handed_out.update(ports)
+        return ports
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def free_port() -> int:
-    """A TCP port free on every interface (TF binds 0.0.0.0), picked by the kernel."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def start_ticks(pid: int) -> int | None:

@@ -197,3 +197,19 @@ def test_an_optional_process_that_did_not_start_is_named_with_the_line_that_says
         assert lab.processes == [] and not (tmp_path / "triton.log").exists()
     finally:
         lab.down()
+
+
+def test_lab_ports_are_free_distinct_and_outside_the_ephemeral_range():
+    """A lab port from the ephemeral range can be taken as some connection's source port before its server
+    binds it (CI: a decoy server's EADDRINUSE while other tests scanned)."""
+    import socket
+    from pathlib import Path
+
+    from netaudit.lab.processes import free_port, free_ports
+
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = free_ports(64) + [free_port() for _ in range(64)]
+    assert len(set(ports)) == 128 and not [p for p in ports if low <= p <= high]
+    for port in ports[:8]:
+        with socket.socket() as sock:
+            sock.bind(("0.0.0.0", port))
