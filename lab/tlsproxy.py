@@ -104,16 +104,17 @@ async def pipe(source, sink) -> None:
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: tuple[str, int],
                  ctx: ssl.SSLContext, dual: bool) -> None:
+    source: TLSLink | asyncio.StreamReader = reader
+    sink: TLSLink | asyncio.StreamWriter = writer
     try:
         async with asyncio.timeout(SETUP_SECONDS):
             first = await reader.read(CHUNK)
             if not first:
                 writer.close()
                 return
-            client: TLSLink | asyncio.StreamReader = reader
             if not dual or first[0] == TLS_HANDSHAKE:
-                client = TLSLink(ctx, reader, writer, first)
-                await client.handshake()
+                source = sink = TLSLink(ctx, reader, writer, first)
+                await source.handshake()
                 first = b""
             upstream_reader, upstream = await asyncio.open_connection(*backend)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
@@ -123,7 +124,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bac
         return
     if first:  # --dual's plaintext: what was read to tell it from TLS goes on first
         upstream.write(first)
-    await asyncio.gather(pipe(client, upstream), pipe(upstream_reader, writer if client is reader else client))
+    await asyncio.gather(pipe(source, upstream), pipe(upstream_reader, sink))
 
 
 async def serve(port: int, backend: tuple[str, int], ctx: ssl.SSLContext, dual: bool) -> None:

@@ -10,7 +10,7 @@ from netaudit.core.model import SCHEMA
 from netaudit.core.validate import check_result, check_scan_items
 from netaudit.policy.report import REPORT_SCHEMA
 from netaudit.results.spool import Spool
-from netaudit.results.stream import COMPACT_FINDING, StreamParser, is_stream, malformed, read_stream
+from netaudit.results.stream import COMPACT_FINDING, StreamParser, is_stream, malformed, read_stream, stream_lines
 
 
 def load_scan(path: str) -> dict[str, Any]:
@@ -39,14 +39,11 @@ def spool_stream(path: str, spool: Spool) -> dict[str, Any]:
     stream = StreamParser(path)
     compact: list[dict[str, Any]] = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for number, record in stream.endpoints(lines):
-                check_scan_items(record.get("endpoint"), record.get("findings"), f"{path} line {number}")
-                spool.take(record)
-                compact += [{k: f[k] for k in COMPACT_FINDING} for f in record["findings"]]
+        for number, record in stream.endpoints(stream_lines(path)):
+            check_scan_items(record.get("endpoint"), record.get("findings"), f"{path} line {number}")
+            spool.take(record)
+            compact += [{k: f[k] for k in COMPACT_FINDING} for f in record["findings"]]
         summary = stream.result([], [])
-    except OSError as exc:
-        raise UsageError(f"cannot read scan stream {path}: {exc.strerror}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise malformed(path, exc) from None
     check_result(summary, path, "scan-v1")

@@ -130,12 +130,17 @@ def is_stream(path: str) -> bool:
     return first.lstrip().startswith('{"type": "header"') or f'"{STREAM_SCHEMA}"' in first
 
 
-def read_stream(path: str) -> dict[str, Any]:
+def stream_lines(path: str) -> Iterator[str]:
+    """The file's lines; a file that cannot be read is one line of error, however far the reading got."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            return parse_stream(fh, path)
+            yield from fh
     except OSError as exc:
         raise UsageError(f"cannot read scan stream {path}: {exc.strerror}") from None
+
+
+def read_stream(path: str) -> dict[str, Any]:
+    return parse_stream(stream_lines(path), path)
 
 
 class StreamParser:
